@@ -1,0 +1,1 @@
+"""Demo applications on the edgeweave runtime (smart home first)."""

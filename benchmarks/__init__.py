@@ -1,0 +1,1 @@
+"""One runnable benchmark per system: ``python -m benchmarks.NAME [--quick]``."""

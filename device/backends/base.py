@@ -1,0 +1,166 @@
+"""The device inference backend interface and its shared generation loop.
+
+A backend only has to load a model and turn token ids into logits
+(:meth:`Backend.prefill` for a prompt, :meth:`Backend.decode` for one more
+token, :meth:`Backend.logits` for parity checks).  Sampling, stop conditions,
+resuming from a token prefix (what DiSCo's token-level migration sends) and
+the measured statistics are implemented once here, so every runtime behaves
+the same way and the numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from edgeweave.errors import UsageError
+from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.sampling import Sampler, SamplingParams
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token as it streams out."""
+
+    index: int  # 0-based among the newly generated tokens
+    token_id: int
+    text: str  # the text this token completes (may be empty mid-character)
+    elapsed_s: float  # since the request started
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    ttft_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    @property
+    def prefill_tok_s(self) -> float:
+        return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
+
+    @property
+    def decode_tok_s(self) -> float:
+        # the first token comes from the prefill logits; decode steps produce the rest
+        steps = max(0, self.generated_tokens - 1)
+        return steps / self.decode_s if self.decode_s else 0.0
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    text: str
+    finish_reason: FinishReason
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+
+def peak_rss_mb() -> float:
+    """This process's resident-memory high-water mark (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Backend(ABC):
+    """A loaded model on one runtime.  Not thread-safe: one generation at a time."""
+
+    name: str = "abstract"
+
+    def __init__(self, tokenizer: ByteTokenizer, context_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.context_length = context_length
+        self.last_stats = GenerationStats()
+
+    # --- what each runtime implements ------------------------------------------
+    @abstractmethod
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        """Start a fresh sequence with ``ids``; return the last position's logits [vocab]."""
+
+    @abstractmethod
+    def decode(self, token_id: int) -> np.ndarray:
+        """Append one token to the current sequence; return its logits [vocab]."""
+
+    @abstractmethod
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits for every position of a fresh sequence ``ids``: [len(ids), vocab] float32."""
+
+    # --- shared mechanism --------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        return self.tokenizer.encode(text, add_bos=add_bos)
+
+    def _check_ids(self, ids: Sequence[int], what: str) -> None:
+        vocab = self.tokenizer.vocab_size
+        bad = next((i for i in ids if not 0 <= int(i) < vocab), None)
+        if bad is not None:
+            raise UsageError(what, f"token id {bad} outside vocabulary of {vocab}")
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams | None = None,
+        resume_tokens: Sequence[int] = (),
+    ) -> Iterator[TokenEvent]:
+        """Generate after ``prompt_ids`` + ``resume_tokens`` (tokens an earlier
+        endpoint already produced); yields only the new tokens."""
+        params = params or SamplingParams()
+        if not prompt_ids:
+            raise UsageError("prompt", "must contain at least one token")
+        self._check_ids(prompt_ids, "prompt")
+        self._check_ids(resume_tokens, "resume_tokens")
+        context = [*prompt_ids, *resume_tokens]
+        if len(context) >= self.context_length:
+            raise UsageError("prompt", f"{len(context)} tokens do not fit the context of {self.context_length}")
+        stats = GenerationStats(prompt_tokens=len(context))
+        self.last_stats = stats
+        sampler = Sampler(params)
+        decoder = self.tokenizer.stream_decoder()
+        stop_ids = self.tokenizer.stop_ids
+        start = time.perf_counter()
+        logits = self.prefill(context)
+        stats.prefill_s = time.perf_counter() - start
+        pos = len(context)
+        text = ""
+        for index in range(params.max_tokens):
+            token = sampler(logits)
+            piece = decoder.push(token)
+            text += piece
+            stats.generated_tokens = index + 1
+            now = time.perf_counter() - start
+            if index == 0:
+                stats.ttft_s = now
+            yield TokenEvent(index, token, piece, now)
+            pos += 1
+            if token in stop_ids or any(s in text for s in params.stop) or pos >= self.context_length:
+                break
+            if index + 1 < params.max_tokens:
+                t0 = time.perf_counter()
+                logits = self.decode(token)
+                stats.decode_s += time.perf_counter() - t0
+        stats.peak_rss_mb = peak_rss_mb()
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams | None = None,
+        resume_tokens: Sequence[int] = (),
+    ) -> GenerationResult:
+        params = params or SamplingParams()
+        ids = [ev.token_id for ev in self.stream(prompt_ids, params, resume_tokens)]
+        stop_ids = self.tokenizer.stop_ids
+        finished = bool(ids) and ids[-1] in stop_ids
+        text = self.tokenizer.decode(i for i in ids if i not in stop_ids)
+        for s in params.stop:
+            if s in text:
+                text, finished = text[: text.index(s)], True
+        return GenerationResult(ids, text, "stop" if finished else "length", self.last_stats)
+
+    def close(self) -> None:
+        """Release runtime resources (default: nothing to release)."""

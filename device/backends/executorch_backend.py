@@ -1,0 +1,62 @@
+"""ExecuTorch backend: runs a ``.pte`` program through the ExecuTorch Python runtime.
+
+The program (see :mod:`edgeweave.export.pte_export`) holds its own KV cache;
+prefill writes positions 0..n-1 in one call, each decode step writes one
+position.  ``logits`` prefills a fresh sequence and returns every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from device.backends.base import Backend
+from edgeweave.errors import ModelFileError
+from edgeweave.models.tokenizer import ByteTokenizer
+
+
+class ExecuTorchBackend(Backend):
+    name = "executorch"
+
+    def __init__(self, path: str | Path, context_length: int | None = None) -> None:
+        from executorch.runtime import Runtime
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(str(path), "no such file")
+        try:
+            program = Runtime.get().load_program(path)
+            self._method = program.load_method("forward")
+        except (RuntimeError, ValueError) as e:
+            raise ModelFileError(str(path), f"not a loadable ExecuTorch program ({e})") from None
+        if context_length is None:
+            context_length = self._max_sequence(self._method)
+        super().__init__(ByteTokenizer(), context_length)
+        self._pos = 0
+
+    @staticmethod
+    def _max_sequence(method: object) -> int:
+        # the KV-cache length: largest dynamic size the program accepts for input_pos
+        meta = method.metadata  # type: ignore[attr-defined]
+        return int(meta.input_tensor_meta(1).sizes()[0])
+
+    def _run(self, ids: Sequence[int], start: int) -> np.ndarray:
+        tokens = torch.tensor([list(ids)], dtype=torch.long)
+        pos = torch.arange(start, start + len(ids), dtype=torch.long)
+        return self._method.execute([tokens, pos])[0][0].numpy()
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        self._pos = len(ids)
+        return self._run(ids, 0)[-1].copy()
+
+    def decode(self, token_id: int) -> np.ndarray:
+        out = self._run([token_id], self._pos)[-1].copy()
+        self._pos += 1
+        return out
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        self._pos = len(ids)
+        return self._run(ids, 0).copy()

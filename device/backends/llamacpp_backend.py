@@ -1,0 +1,107 @@
+"""llama.cpp backend (llama-cpp-python) for GGUF files.
+
+edgeweave tokenizes (the byte tokenizer is embedded in the GGUF too, so
+llama.cpp's own detokenizer agrees) and samples; llama.cpp evaluates.  We call
+``llama_decode`` through the binding's context and batch objects so that we
+can ask for the logits of exactly the rows we need: the last one while
+generating, all of them for parity checks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from device.backends.base import Backend
+from edgeweave.errors import ModelFileError
+from edgeweave.models.tokenizer import ByteTokenizer
+
+SUPPORTED_GGUF_ARCHS = ("llama", "qwen2")
+
+
+def gguf_header(path: Path) -> tuple[str, str | None, int]:
+    """(general.architecture, edgeweave.tokenizer, context length) from the GGUF header."""
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except (ValueError, OSError, IndexError, KeyError) as e:
+        raise ModelFileError(str(path), f"corrupt or not a GGUF file ({e})") from None
+
+    def field(key: str) -> str | None:
+        f = reader.get_field(key)
+        return None if f is None else f.contents()
+
+    arch = field("general.architecture")
+    if arch is None:
+        raise ModelFileError(str(path), "GGUF has no general.architecture")
+    return arch, field("edgeweave.tokenizer"), int(field(f"{arch}.context_length") or 0)
+
+
+class LlamaCppBackend(Backend):
+    name = "llamacpp"
+
+    def __init__(self, path: str | Path, n_threads: int | None = None) -> None:
+        import llama_cpp
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(str(path), "no such file")
+        with path.open("rb") as fh:
+            if fh.read(4) != b"GGUF":
+                raise ModelFileError(str(path), "not a GGUF file (bad magic)")
+        arch, tokenizer, context_length = gguf_header(path)
+        if arch not in SUPPORTED_GGUF_ARCHS:
+            raise ModelFileError(
+                str(path), f"unsupported GGUF architecture {arch!r} (supported: {', '.join(SUPPORTED_GGUF_ARCHS)})"
+            )
+        if tokenizer != ByteTokenizer.NAME:
+            raise ModelFileError(str(path), "GGUF was not exported by edgeweave (no edgeweave.tokenizer key)")
+        threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+        try:
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=context_length,
+                n_batch=4096,
+                n_ubatch=512,
+                n_threads=threads,
+                n_threads_batch=threads,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as e:
+            raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
+        self._n_vocab = self._llm.n_vocab()
+        super().__init__(ByteTokenizer(), self._llm.n_ctx())
+        self._pos = 0
+
+    def _eval(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
+        llm = self._llm
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        llm._batch.set_batch(batch=list(ids), n_past=start, logits_all=all_logits)
+        llm._ctx.decode(llm._batch)
+        rows = len(ids) if all_logits else 1
+        out = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows, self._n_vocab))
+        return out.copy()
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        self._pos = len(ids)
+        return self._eval(ids, 0, all_logits=False)[-1]
+
+    def decode(self, token_id: int) -> np.ndarray:
+        out = self._eval([token_id], self._pos, all_logits=False)[-1]
+        self._pos += 1
+        return out
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        self._pos = len(ids)
+        return self._eval(ids, 0, all_logits=True)
+
+    def llama_tokenize(self, text: str) -> list[int]:
+        """llama.cpp's own tokenization of ``text`` (for checking the embedded vocabulary)."""
+        return self._llm.tokenize(text.encode(), add_bos=False, special=False)
+
+    def close(self) -> None:
+        self._llm.close()

@@ -1,0 +1,52 @@
+"""Eager PyTorch backend: the reference every other runtime is checked against.
+
+Runs :class:`edgeweave.models.llama.Transformer` in cached mode (the same graph
+that is exported to ExecuTorch), prefilling the prompt in one call and decoding
+one token per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from device.backends.base import Backend
+from edgeweave.models.checkpoint import load_checkpoint
+from edgeweave.models.llama import Transformer
+from edgeweave.models.tokenizer import ByteTokenizer
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: Transformer, tokenizer: ByteTokenizer | None = None) -> None:
+        super().__init__(tokenizer or ByteTokenizer(), model.config.max_seq_len)
+        self.model = model.eval()
+        self.model.setup_cache(self.context_length)
+        self._pos = 0
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TorchBackend":
+        return cls(load_checkpoint(path))
+
+    @torch.inference_mode()
+    def _run(self, ids: Sequence[int], start: int) -> torch.Tensor:
+        tokens = torch.tensor([list(ids)], dtype=torch.long)
+        pos = torch.arange(start, start + len(ids), dtype=torch.long)
+        return self.model(tokens, pos)[0].float()
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        self._pos = len(ids)
+        return self._run(ids, 0)[-1].numpy()
+
+    def decode(self, token_id: int) -> np.ndarray:
+        out = self._run([token_id], self._pos)[-1].numpy()
+        self._pos += 1
+        return out
+
+    @torch.inference_mode()
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        return self.model(torch.tensor([list(ids)], dtype=torch.long))[0].float().numpy()

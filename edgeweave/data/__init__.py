@@ -1,0 +1,1 @@
+"""Generated datasets (the smart-home command corpus)."""

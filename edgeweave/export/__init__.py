@@ -1,0 +1,44 @@
+"""Exporters from a checkpoint directory to every runtime edgeweave serves.
+
+``export_model(checkpoint, target, out)`` with target ``gguf`` (llama.cpp),
+``pte`` (ExecuTorch), ``onnx`` (onnxruntime) or ``safetensors`` (a Hugging
+Face checkpoint directory).  Real Hugging Face Llama / Qwen2 checkpoints go
+through exactly the same path as the weave-home models.  Outputs are written
+atomically: a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from edgeweave.errors import UsageError
+
+ExportTarget = Literal["gguf", "pte", "onnx", "safetensors"]
+EXPORT_TARGETS: tuple[str, ...] = get_args(ExportTarget)
+
+
+def export_model(checkpoint: str | Path, target: str, out: str | Path, dtype: str = "f32") -> Path:
+    if target not in EXPORT_TARGETS:
+        raise UsageError("--to", f"unknown export target {target!r} (choose from {', '.join(EXPORT_TARGETS)})")
+    if dtype not in ("f32", "f16"):
+        raise UsageError("--dtype", f"unknown dtype {dtype!r} (choose from f32, f16)")
+    from edgeweave.models.checkpoint import load_checkpoint, save_checkpoint
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    model = load_checkpoint(checkpoint)
+    if target == "gguf":
+        from edgeweave.export.gguf_export import export_gguf
+
+        return export_gguf(model, checkpoint, out, dtype)  # type: ignore[arg-type]
+    if target == "pte":
+        from edgeweave.export.pte_export import export_pte
+
+        return export_pte(model, out)
+    if target == "onnx":
+        from edgeweave.export.onnx_export import export_onnx
+
+        return export_onnx(model, out)
+    import torch
+
+    return save_checkpoint(model, out, dtype=torch.float32 if dtype == "f32" else torch.float16)

@@ -1,0 +1,30 @@
+"""Where named models live: the weave-home checkpoints committed with the repo.
+
+``resolve_checkpoint`` turns a model argument (a preset name such as
+``weave-home-device`` or a path to a checkpoint directory) into a directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeweave.errors import ModelFileError
+from edgeweave.models.config import PRESETS
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def checkpoint_dir(name: str) -> Path:
+    return WEIGHTS_DIR / name
+
+
+def resolve_checkpoint(model: str | Path) -> Path:
+    if str(model) in PRESETS:
+        path = checkpoint_dir(str(model))
+        if not (path / "config.json").is_file():
+            raise ModelFileError(str(path), f"weights for {model} are missing; run `edgeweave train {model}`")
+        return path
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(str(path), f"no such file or directory (and not a model name: {', '.join(PRESETS)})")
+    return path

@@ -1,0 +1,98 @@
+"""Byte-level tokenizer and chat template shared by every weave-home size.
+
+Ids 0..7 are special tokens, ids 8..263 are the 256 byte values.  Any UTF-8
+text round-trips exactly; user text is never parsed for special tokens (a
+user typing ``<|end|>`` gets bytes, so prompts cannot forge turn markers).
+The same vocabulary is embedded in GGUF exports (tokens of type BYTE with
+tokenizer model "llama", no space prefix) so llama.cpp detokenizes alike.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class ByteTokenizer:
+    NAME = "byte-v1"
+    SPECIALS: tuple[str, ...] = (
+        "<pad>",
+        "<s>",
+        "</s>",
+        "<unk>",
+        "<|system|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|end|>",
+    )
+    PAD, BOS, EOS, UNK, SYSTEM, USER, ASSISTANT, END = range(8)
+    BYTE_OFFSET = len(SPECIALS)
+    VOCAB_SIZE = BYTE_OFFSET + 256
+    # Jinja chat template embedded in GGUF; render_chat() is its Python twin.
+    CHAT_TEMPLATE = (
+        "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
+
+    @property
+    def vocab_size(self) -> int:
+        return self.VOCAB_SIZE
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        return frozenset({self.EOS, self.END})
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        ids = [b + self.BYTE_OFFSET for b in text.encode("utf-8")]
+        return [self.BOS, *ids] if add_bos else ids
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes a token contributes to text (specials contribute none)."""
+        if not 0 <= token_id < self.VOCAB_SIZE:
+            raise ValueError(f"token id {token_id} outside vocabulary of {self.VOCAB_SIZE}")
+        return bytes([token_id - self.BYTE_OFFSET]) if token_id >= self.BYTE_OFFSET else b""
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return b"".join(self.token_bytes(i) for i in ids).decode("utf-8", errors="replace")
+
+    def piece(self, token_id: int) -> str:
+        """Printable name of a token, as stored in the GGUF vocabulary."""
+        if token_id < self.BYTE_OFFSET:
+            return self.SPECIALS[token_id]
+        return f"<0x{token_id - self.BYTE_OFFSET:02X}>"
+
+    def render_chat(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
+        role_id = {"system": self.SYSTEM, "user": self.USER, "assistant": self.ASSISTANT}
+        ids = [self.BOS]
+        for m in messages:
+            ids += [role_id[m.role], *self.encode(m.content), self.END]
+        if add_generation_prompt:
+            ids.append(self.ASSISTANT)
+        return ids
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self)
+
+
+class StreamDecoder:
+    """Turns a token stream into text pieces without splitting UTF-8 characters."""
+
+    def __init__(self, tokenizer: ByteTokenizer) -> None:
+        self._tok = tokenizer
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._dec.decode(self._tok.token_bytes(token_id))
+
+    def flush(self) -> str:
+        return self._dec.decode(b"", final=True)
