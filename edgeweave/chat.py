@@ -13,13 +13,13 @@ if TYPE_CHECKING:
 GREEDY_REPLY = SamplingParams(max_tokens=200)
 
 
-def chat_prompt(backend: "Backend", user_text: str) -> list[int]:
+def chat_prompt(backend: Backend, user_text: str) -> list[int]:
     return backend.tokenizer.render_chat([ChatMessage("user", user_text)])
 
 
-def reply(backend: "Backend", user_text: str, params: SamplingParams = GREEDY_REPLY) -> "GenerationResult":
+def reply(backend: Backend, user_text: str, params: SamplingParams = GREEDY_REPLY) -> GenerationResult:
     return backend.generate(chat_prompt(backend, user_text), params)
 
 
-def reply_text(backend: "Backend", user_text: str) -> str:
+def reply_text(backend: Backend, user_text: str) -> str:
     return reply(backend, user_text).text

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from pydantic import ValidationError
+
 from edgeweave.errors import EdgeweaveError
 
 EXIT_USAGE = 2
@@ -57,6 +59,39 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return _report_eval(args.model, args.n)
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgeweave.export import export_model
+    from edgeweave.models.registry import resolve_checkpoint
+
+    out = export_model(resolve_checkpoint(args.model), args.to, args.out, dtype=args.dtype)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from device.backends import load_backend
+    from edgeweave.chat import reply
+    from edgeweave.sampling import SamplingParams
+
+    backend = load_backend(args.backend, args.model)
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    result = reply(backend, args.prompt, params)
+    print(result.text)
+    s = result.stats
+    print(
+        f"[{backend.name}] {s.generated_tokens} tokens, TTFT {s.ttft_s * 1000:.1f} ms, "
+        f"decode {s.decode_tok_s:.0f} tok/s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from apps.smarthome.demo import run_demo
+
+    return run_demo(args.model)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgeweave.models.config import PRESETS
 
@@ -74,15 +109,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model name or checkpoint directory")
     p.add_argument("--n", type=int, default=300)
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="export a model to another runtime's format")
+    p.add_argument("--to", required=True, help="gguf | pte | onnx | safetensors")
+    p.add_argument("--dtype", default="f32", help="weight precision for gguf/safetensors: f32 | f16")
+    p.add_argument("model", help="model name or checkpoint directory (config.json + safetensors)")
+    p.add_argument("out", help="output file (a directory for safetensors)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("generate", help="answer one chat prompt on one backend")
+    p.add_argument("prompt")
+    p.add_argument("--model", default="weave-home-device")
+    p.add_argument("--backend", default="torch", help="torch | llamacpp | executorch")
+    p.add_argument("--max-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("demo", help="smart-home demo: weave-home-device on every backend")
+    p.add_argument("--model", default="weave-home-device")
+    p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        err = e.errors()[0]
+        return f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+    return " ".join(str(e).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except EdgeweaveError as e:
-        print(f"edgeweave: error: {e}", file=sys.stderr)
+    except (EdgeweaveError, ValidationError) as e:
+        print(f"edgeweave: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

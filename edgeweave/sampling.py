@@ -21,6 +21,7 @@ class SamplingParams(BaseModel):
     top_k: int = Field(default=0, ge=0)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
+    ignore_eos: bool = False  # keep generating past end-of-turn (fixed-length benchmarks)
 
     @property
     def greedy(self) -> bool:

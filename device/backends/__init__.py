@@ -18,7 +18,9 @@ BackendKind = Literal["torch", "llamacpp", "executorch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("torch", "llamacpp", "executorch")
 
 
-def load_backend(kind: str, model: str | Path) -> Backend:
+def load_backend(kind: str, model: str | Path, threads: int | None = None) -> Backend:
+    """``threads``: compute threads for llama.cpp and torch (ExecuTorch's XNNPACK
+    pool sizes itself to the machine's cores)."""
     from edgeweave.export.cache import runtime_file
     from edgeweave.models.registry import resolve_checkpoint
 
@@ -26,15 +28,25 @@ def load_backend(kind: str, model: str | Path) -> Backend:
     if kind == "torch":
         from device.backends.torch_backend import TorchBackend
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         return TorchBackend.load(path)
     if kind == "llamacpp":
         from device.backends.llamacpp_backend import LlamaCppBackend
 
-        return LlamaCppBackend(runtime_file(path, "gguf"))
+        return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads)
     if kind == "executorch":
         from device.backends.executorch_backend import ExecuTorchBackend
 
-        return ExecuTorchBackend(runtime_file(path, "pte"))
+        tokenizer = None
+        if path.is_dir():
+            from edgeweave.models.config import ModelConfig
+            from edgeweave.models.hf_tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer(path, ModelConfig.from_hf_dir(path))
+        return ExecuTorchBackend(runtime_file(path, "pte"), tokenizer)
     raise UsageError("backend", f"unknown backend {kind!r} (choose from {', '.join(BACKEND_KINDS)})")
 
 

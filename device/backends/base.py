@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from edgeweave.errors import UsageError
-from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.models.tokenizer import Tokenizer
 from edgeweave.sampling import Sampler, SamplingParams
 
 FinishReason = Literal["stop", "length"]
@@ -74,7 +74,7 @@ class Backend(ABC):
 
     name: str = "abstract"
 
-    def __init__(self, tokenizer: ByteTokenizer, context_length: int) -> None:
+    def __init__(self, tokenizer: Tokenizer, context_length: int) -> None:
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.last_stats = GenerationStats()
@@ -122,7 +122,7 @@ class Backend(ABC):
         self.last_stats = stats
         sampler = Sampler(params)
         decoder = self.tokenizer.stream_decoder()
-        stop_ids = self.tokenizer.stop_ids
+        stop_ids = frozenset() if params.ignore_eos else self.tokenizer.stop_ids
         start = time.perf_counter()
         logits = self.prefill(context)
         stats.prefill_s = time.perf_counter() - start
@@ -162,5 +162,5 @@ class Backend(ABC):
                 text, finished = text[: text.index(s)], True
         return GenerationResult(ids, text, "stop" if finished else "length", self.last_stats)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release runtime resources (default: nothing to release)."""

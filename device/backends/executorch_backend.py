@@ -15,13 +15,14 @@ import torch
 
 from device.backends.base import Backend
 from edgeweave.errors import ModelFileError
-from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.models.tokenizer import ByteTokenizer, Tokenizer
 
 
 class ExecuTorchBackend(Backend):
     name = "executorch"
 
-    def __init__(self, path: str | Path, context_length: int | None = None) -> None:
+    def __init__(self, path: str | Path, tokenizer: Tokenizer | None = None) -> None:
+        """``tokenizer``: the exported checkpoint's (a .pte carries none); default byte tokenizer."""
         from executorch.runtime import Runtime
 
         path = Path(path)
@@ -32,9 +33,7 @@ class ExecuTorchBackend(Backend):
             self._method = program.load_method("forward")
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(str(path), f"not a loadable ExecuTorch program ({e})") from None
-        if context_length is None:
-            context_length = self._max_sequence(self._method)
-        super().__init__(ByteTokenizer(), context_length)
+        super().__init__(tokenizer or ByteTokenizer(), self._max_sequence(self._method))
         self._pos = 0
 
     @staticmethod

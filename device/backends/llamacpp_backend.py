@@ -1,7 +1,8 @@
 """llama.cpp backend (llama-cpp-python) for GGUF files.
 
-edgeweave tokenizes (the byte tokenizer is embedded in the GGUF too, so
-llama.cpp's own detokenizer agrees) and samples; llama.cpp evaluates.  We call
+For GGUFs exported by edgeweave with the byte tokenizer, edgeweave tokenizes;
+for any other GGUF (a real model), llama.cpp's own tokenizer and the file's
+chat template are used.  Sampling is always edgeweave's; llama.cpp evaluates.  We call
 ``llama_decode`` through the binding's context and batch objects so that we
 can ask for the logits of exactly the rows we need: the last one while
 generating, all of them for parity checks.
@@ -10,15 +11,16 @@ generating, all of them for parity checks.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import gguf
 import numpy as np
 
 from device.backends.base import Backend
-from edgeweave.errors import ModelFileError
-from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.errors import ModelFileError, UsageError
+from edgeweave.models.hf_tokenizer import render_template
+from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
 
 SUPPORTED_GGUF_ARCHS = ("llama", "qwen2")
 
@@ -40,6 +42,43 @@ def gguf_header(path: Path) -> tuple[str, str | None, int]:
     return arch, field("edgeweave.tokenizer"), int(field(f"{arch}.context_length") or 0)
 
 
+class LlamaCppTokenizer:
+    """llama.cpp's tokenizer and the GGUF's chat template, for real models."""
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:  # noqa: F821
+        self._llm = llm
+        self._template = llm.metadata.get("tokenizer.chat_template")
+        eot = llm.metadata.get("tokenizer.ggml.eot_token_id")
+        self._stop_ids = frozenset({llm.token_eos(), *([int(eot)] if eot is not None else [])})
+
+    def _text(self, token_id: int) -> str:
+        return self._llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
+
+    @property
+    def vocab_size(self) -> int:
+        return self._llm.n_vocab()
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        return self._stop_ids
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]:
+        return self._llm.tokenize(text.encode(), add_bos=add_bos, special=False)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def render_chat(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
+        if not self._template:
+            raise UsageError("messages", "this GGUF has no tokenizer.chat_template")
+        bos, eos = self._text(self._llm.token_bos()), self._text(self._llm.token_eos())
+        text = render_template(self._template, messages, bos, eos, add_generation_prompt)
+        return self._llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def stream_decoder(self) -> IncrementalDetokenizer:
+        return IncrementalDetokenizer(self.decode)
+
+
 class LlamaCppBackend(Backend):
     name = "llamacpp"
 
@@ -57,8 +96,6 @@ class LlamaCppBackend(Backend):
             raise ModelFileError(
                 str(path), f"unsupported GGUF architecture {arch!r} (supported: {', '.join(SUPPORTED_GGUF_ARCHS)})"
             )
-        if tokenizer != ByteTokenizer.NAME:
-            raise ModelFileError(str(path), "GGUF was not exported by edgeweave (no edgeweave.tokenizer key)")
         threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         try:
             self._llm = llama_cpp.Llama(
@@ -74,7 +111,8 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
         self._n_vocab = self._llm.n_vocab()
-        super().__init__(ByteTokenizer(), self._llm.n_ctx())
+        tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else LlamaCppTokenizer(self._llm)
+        super().__init__(tok, self._llm.n_ctx())
         self._pos = 0
 
     def _eval(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:

@@ -15,22 +15,24 @@ import torch
 
 from device.backends.base import Backend
 from edgeweave.models.checkpoint import load_checkpoint
+from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
-from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.models.tokenizer import ByteTokenizer, Tokenizer
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: Transformer, tokenizer: ByteTokenizer | None = None) -> None:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer | None = None) -> None:
         super().__init__(tokenizer or ByteTokenizer(), model.config.max_seq_len)
         self.model = model.eval()
         self.model.setup_cache(self.context_length)
         self._pos = 0
 
     @classmethod
-    def load(cls, path: str | Path) -> "TorchBackend":
-        return cls(load_checkpoint(path))
+    def load(cls, path: str | Path) -> TorchBackend:
+        model = load_checkpoint(path)
+        return cls(model, load_tokenizer(Path(path), model.config))
 
     @torch.inference_mode()
     def _run(self, ids: Sequence[int], start: int) -> torch.Tensor:

@@ -36,7 +36,11 @@ def _write_byte_tokenizer(w: gguf.GGUFWriter, cfg: ModelConfig) -> None:
     if cfg.vocab_size != tok.vocab_size:
         raise ModelFileError("config.json", f"vocab_size {cfg.vocab_size} != byte tokenizer's {tok.vocab_size}")
     types = [
-        gguf.TokenType.UNKNOWN if i == tok.UNK else gguf.TokenType.CONTROL if i < tok.BYTE_OFFSET else gguf.TokenType.BYTE
+        gguf.TokenType.UNKNOWN
+        if i == tok.UNK
+        else gguf.TokenType.CONTROL
+        if i < tok.BYTE_OFFSET
+        else gguf.TokenType.BYTE
         for i in range(tok.vocab_size)
     ]
     w.add_tokenizer_model("llama")
@@ -94,7 +98,11 @@ def _write_hf_bpe(w: gguf.GGUFWriter, cfg: ModelConfig, checkpoint: Path) -> Non
     by_text = {t: i for i, t in vocab.items()}
     tok_cfg_path = checkpoint / "tokenizer_config.json"
     tok_cfg = _read_json(tok_cfg_path) if tok_cfg_path.is_file() else {}
-    for key, add in (("bos_token", w.add_bos_token_id), ("eos_token", w.add_eos_token_id), ("pad_token", w.add_pad_token_id)):
+    for key, add in (
+        ("bos_token", w.add_bos_token_id),
+        ("eos_token", w.add_eos_token_id),
+        ("pad_token", w.add_pad_token_id),
+    ):
         value = tok_cfg.get(key)
         text = value.get("content") if isinstance(value, dict) else value
         if text in by_text:

@@ -49,7 +49,7 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.head_dim_override or self.dim // self.n_heads
 
-    def with_(self, **changes: Any) -> "ModelConfig":
+    def with_(self, **changes: Any) -> ModelConfig:
         return replace(self, **changes)
 
     # --- Hugging Face config.json -------------------------------------------------
@@ -80,7 +80,7 @@ class ModelConfig:
         return out
 
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> "ModelConfig":
+    def from_hf_dict(cls, d: dict[str, Any], source: str = "config.json") -> ModelConfig:
         model_type = d.get("model_type")
         if model_type not in SUPPORTED_ARCHS:
             raise ModelFileError(
@@ -115,7 +115,7 @@ class ModelConfig:
             raise ModelFileError(source, f"invalid value: {e}") from None
 
     @classmethod
-    def from_hf_dir(cls, directory: Path) -> "ModelConfig":
+    def from_hf_dir(cls, directory: Path) -> ModelConfig:
         path = Path(directory) / "config.json"
         if not path.is_file():
             raise ModelFileError(str(directory), "not a checkpoint directory: config.json is missing")

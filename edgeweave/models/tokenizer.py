@@ -10,9 +10,9 @@ tokenizer model "llama", no space prefix) so llama.cpp detokenizes alike.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 
@@ -21,6 +21,30 @@ Role = Literal["system", "user", "assistant"]
 class ChatMessage:
     role: Role
     content: str
+
+
+class Tokenizer(Protocol):
+    """What backends need from a tokenizer (byte, Hugging Face or llama.cpp's own)."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def stop_ids(self) -> frozenset[int]: ...
+
+    def encode(self, text: str, add_bos: bool = False) -> list[int]: ...
+
+    def decode(self, ids: Iterable[int]) -> str: ...
+
+    def render_chat(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> list[int]: ...
+
+    def stream_decoder(self) -> TextStream: ...
+
+
+class TextStream(Protocol):
+    def push(self, token_id: int) -> str: ...
+
+    def flush(self) -> str: ...
 
 
 class ByteTokenizer:
@@ -80,12 +104,12 @@ class ByteTokenizer:
             ids.append(self.ASSISTANT)
         return ids
 
-    def stream_decoder(self) -> "StreamDecoder":
+    def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
 
 
 class StreamDecoder:
-    """Turns a token stream into text pieces without splitting UTF-8 characters."""
+    """Turns a byte-token stream into text pieces without splitting UTF-8 characters."""
 
     def __init__(self, tokenizer: ByteTokenizer) -> None:
         self._tok = tokenizer
@@ -96,3 +120,26 @@ class StreamDecoder:
 
     def flush(self) -> str:
         return self._dec.decode(b"", final=True)
+
+
+class IncrementalDetokenizer:
+    """Text pieces from any tokenizer's ``decode``: decodes all ids so far and
+    emits the new suffix, holding text back while it ends mid-character.
+    Quadratic in the answer length, which is fine for chat-sized answers."""
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self._ids: list[int] = []
+        self._emitted = 0
+
+    def push(self, token_id: int) -> str:
+        self._ids.append(token_id)
+        text = self._decode(self._ids)
+        if text.endswith("\ufffd"):
+            return ""
+        piece = text[self._emitted :]
+        self._emitted = len(text)
+        return piece
+
+    def flush(self) -> str:
+        return self._decode(self._ids)[self._emitted :]

@@ -59,7 +59,9 @@ def length_bucketed(stream: Iterator[Example], batch_size: int, rng: random.Rand
     """Batches of similar length (less padding): sort a pool of 16 batches, shuffle their order."""
     pool_batches = 16
     while True:
-        pool = sorted((next(stream) for _ in range(batch_size * pool_batches)), key=lambda e: len(e.prompt) + len(e.target))
+        pool = sorted(
+            (next(stream) for _ in range(batch_size * pool_batches)), key=lambda e: len(e.prompt) + len(e.target)
+        )
         chunks = [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
         rng.shuffle(chunks)
         yield from chunks

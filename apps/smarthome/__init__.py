@@ -1,0 +1,1 @@
+"""Smart-home demo app: natural commands to tool calls on the home's devices."""

@@ -1,0 +1,194 @@
+"""Device backends benchmark: TTFT, prefill and decode tokens/s, peak memory.
+
+Runs weave-home-device and weave-home-cloud on torch eager, llama.cpp and
+ExecuTorch (XNNPACK), each backend in its own subprocess so peak resident
+memory is that backend's alone, all with the same thread count, the same
+prompts and a fixed number of decoded tokens (end-of-turn ignored).  Also
+measures each model's exact match on held-out smart-home commands (torch
+reference; the parity tests show the other runtimes give identical greedy
+output).  Prints a table with ratios against torch eager and writes
+``benchmarks/results/backends.json`` (flat ``summary``) and ``backends.png``.
+
+    python -m benchmarks.backends [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+MODELS = ("weave-home-device", "weave-home-cloud")
+KINDS = ("torch", "llamacpp", "executorch")
+SYSTEM_PROMPT = (
+    "You control a home with rooms kitchen, living room, bedroom, bathroom, office, garage, hallway, dining room, "
+    "kids room and basement; lights, thermostats, door locks, blinds, fans and speakers. Answer with tool calls."
+)
+COMMANDS = (
+    "dim the kitchen lights to 30% and lock the front door",
+    "make it 21 degrees in the office",
+    "play jazz in the bedroom, then close the living room blinds",
+    "set the garage fan to high",
+)
+
+
+def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int) -> dict[str, Any]:
+    """Runs inside the subprocess: load one backend, time the fixed workload."""
+    from device.backends import load_backend
+    from device.backends.base import peak_rss_mb
+    from edgeweave.models.tokenizer import ChatMessage
+    from edgeweave.sampling import SamplingParams
+
+    t0 = time.perf_counter()
+    backend = load_backend(kind, model, threads=threads)
+    load_s = time.perf_counter() - t0
+    params = SamplingParams(max_tokens=decode_tokens, ignore_eos=True)
+    prompts = [
+        backend.tokenizer.render_chat([ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", c)]) for c in COMMANDS
+    ]
+    backend.generate(prompts[0], params)  # warm-up
+    ttft, prefill, decode = [], [], []
+    for _ in range(rounds):
+        for ids in prompts:
+            s = backend.generate(ids, params).stats
+            ttft.append(s.ttft_s)
+            prefill.append(s.prefill_tok_s)
+            decode.append(s.decode_tok_s)
+    backend.close()
+    return {
+        "backend": kind,
+        "model": model,
+        "load_s": load_s,
+        "prompt_tokens": statistics.median(len(p) for p in prompts),
+        "ttft_ms": 1000 * statistics.median(ttft),
+        "prefill_tok_s": statistics.median(prefill),
+        "decode_tok_s": statistics.median(decode),
+        "peak_rss_mb": peak_rss_mb(),
+        "samples": len(ttft),
+    }
+
+
+def exact_match(model: str, n: int) -> float:
+    from device.backends import load_backend
+    from edgeweave.chat import reply_text
+    from edgeweave.data.smarthome import eval_set
+    from edgeweave.models.evaluate import exact_match as score
+
+    backend = load_backend("torch", model)
+    return score(lambda prompt: reply_text(backend, prompt), eval_set(n)).exact_match
+
+
+def run_worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.backends", "--worker", kind, model]
+    cmd += ["--rounds", str(rounds), "--decode-tokens", str(decode_tokens), "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark worker {kind}/{model} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    metrics = (("decode_tok_s", "decode tokens/s"), ("ttft_ms", "TTFT (ms)"), ("peak_rss_mb", "peak RSS (MiB)"))
+    width = 0.25
+    for ax, (key, label) in zip(axes, metrics, strict=True):
+        for i, kind in enumerate(KINDS):
+            vals = [next(r[key] for r in rows if r["backend"] == kind and r["model"] == m) for m in MODELS]
+            ax.bar([x + (i - 1) * width for x in range(len(MODELS))], vals, width, label=kind)
+        ax.set_xticks(range(len(MODELS)), [m.removeprefix("weave-home-") for m in MODELS])
+        ax.set_title(label)
+    axes[0].legend()
+    fig.suptitle("edgeweave device backends (median over prompts x rounds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and held-out commands; same code path")
+    ap.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (2 if args.quick else 5)
+    if args.worker:
+        print(json.dumps(worker(*args.worker, rounds, args.decode_tokens, args.threads)))
+        return 0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows = []
+    for model in MODELS:
+        for kind in KINDS:
+            with console.status(f"{model} on {kind}"):
+                rows.append(run_worker(kind, model, rounds, args.decode_tokens, args.threads))
+    n_eval = 100 if args.quick else 300
+    with console.status(f"exact match on {n_eval} held-out commands"):
+        accuracy = {m: exact_match(m, n_eval) for m in MODELS}
+
+    table = Table(title=f"device backends, {args.threads} threads, {args.decode_tokens} decoded tokens")
+    for col in ("model", "backend", "TTFT ms", "prefill tok/s", "decode tok/s", "peak RSS MiB", "decode vs torch"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        base = next(b for b in rows if b["model"] == r["model"] and b["backend"] == "torch")
+        r["decode_vs_torch"] = r["decode_tok_s"] / base["decode_tok_s"]
+        r["ttft_vs_torch"] = r["ttft_ms"] / base["ttft_ms"]
+        table.add_row(
+            r["model"],
+            r["backend"],
+            f"{r['ttft_ms']:.2f}",
+            f"{r['prefill_tok_s']:.0f}",
+            f"{r['decode_tok_s']:.0f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['decode_vs_torch']:.2f}x",
+        )
+    console.print(table)
+    console.print(", ".join(f"{m}: exact match {a:.3f} (n={n_eval})" for m, a in accuracy.items()))
+
+    def pick(model: str, kind: str, key: str) -> float:
+        return next(r[key] for r in rows if r["model"] == model and r["backend"] == kind)
+
+    dev = MODELS[0]
+    summary = {
+        "llamacpp_decode_tok_s": pick(dev, "llamacpp", "decode_tok_s"),
+        "executorch_decode_tok_s": pick(dev, "executorch", "decode_tok_s"),
+        "torch_decode_tok_s": pick(dev, "torch", "decode_tok_s"),
+        "llamacpp_vs_torch_decode": pick(dev, "llamacpp", "decode_vs_torch"),
+        "executorch_vs_torch_decode": pick(dev, "executorch", "decode_vs_torch"),
+        "device_model_exact_match": accuracy[MODELS[0]],
+        "cloud_model_exact_match": accuracy[MODELS[1]],
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {
+        "benchmark": "backends",
+        "quick": args.quick,
+        "command": "python -m benchmarks.backends" + (" --quick" if args.quick else ""),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
+        "summary": summary,
+        "rows": rows,
+        "exact_match_n": n_eval,
+    }
+    (RESULTS / "backends.json").write_text(json.dumps(out, indent=2) + "\n")
+    plot(rows, RESULTS / "backends.png")
+    console.print(f"wrote {RESULTS / 'backends.json'} and backends.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
