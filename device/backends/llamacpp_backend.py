@@ -112,7 +112,8 @@ class LlamaCppBackend(Backend):
             raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
         self._n_vocab = self._llm.n_vocab()
         tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else LlamaCppTokenizer(self._llm)
-        super().__init__(tok, self._llm.n_ctx())
+        # llama.cpp rounds n_ctx up (to a multiple of 256); never go past the trained context
+        super().__init__(tok, min(self._llm.n_ctx(), context_length or self._llm.n_ctx()))
         self._pos = 0
 
     def _eval(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Tokenizer metadata for GGUF files.
 
 - edgeweave byte tokenizer (``edgeweave_tokenizer: byte-v1`` in config.json):
-  model "llama", the 8 specials as CONTROL tokens and ``<0xNN>`` BYTE tokens,
-  no space prefix, no automatic BOS (the chat template adds it).
+  model "gpt2" with the 8 specials as CONTROL tokens, then the 256 bytes in
+  GPT-2's byte-to-unicode spelling and no merges, so llama.cpp's own
+  tokenizer maps text to exactly our ids (the SPM "llama" model would turn
+  spaces into U+2581 first).  No automatic BOS: the chat template adds it.
 - Hugging Face ``tokenizer.json`` with a byte-level BPE model (Llama 3, Qwen2):
   model "gpt2" with its merges; added special tokens become CONTROL tokens; the
   vocabulary is padded to the model's ``vocab_size`` with unused tokens, as
@@ -35,18 +37,14 @@ def _write_byte_tokenizer(w: gguf.GGUFWriter, cfg: ModelConfig) -> None:
     tok = ByteTokenizer()
     if cfg.vocab_size != tok.vocab_size:
         raise ModelFileError("config.json", f"vocab_size {cfg.vocab_size} != byte tokenizer's {tok.vocab_size}")
-    types = [
-        gguf.TokenType.UNKNOWN
-        if i == tok.UNK
-        else gguf.TokenType.CONTROL
-        if i < tok.BYTE_OFFSET
-        else gguf.TokenType.BYTE
-        for i in range(tok.vocab_size)
-    ]
-    w.add_tokenizer_model("llama")
-    w.add_token_list([tok.piece(i) for i in range(tok.vocab_size)])
-    w.add_token_scores([0.0] * tok.vocab_size)
-    w.add_token_types(types)
+    spelling = gpt2_byte_spelling()
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list([*tok.SPECIALS, *spelling])
+    w.add_token_types([gguf.TokenType.CONTROL] * tok.BYTE_OFFSET + [gguf.TokenType.NORMAL] * 256)
+    # llama.cpp refuses a BPE vocabulary without merges; this pair of specials never
+    # occurs inside pre-tokenized text, so tokenization stays one token per byte
+    w.add_token_merges([f"{tok.SPECIALS[0]} {tok.SPECIALS[0]}"])
     w.add_bos_token_id(tok.BOS)
     w.add_eos_token_id(tok.EOS)
     w.add_eot_token_id(tok.END)
@@ -54,9 +52,21 @@ def _write_byte_tokenizer(w: gguf.GGUFWriter, cfg: ModelConfig) -> None:
     w.add_pad_token_id(tok.PAD)
     w.add_add_bos_token(False)
     w.add_add_eos_token(False)
-    w.add_add_space_prefix(False)
     w.add_chat_template(tok.CHAT_TEMPLATE)
     w.add_string("edgeweave.tokenizer", tok.NAME)
+
+
+def gpt2_byte_spelling() -> list[str]:
+    """GPT-2's reversible byte -> printable character table (what byte-level BPE vocabularies store)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    spelling, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            spelling[b] = chr(b)
+        else:
+            spelling[b] = chr(256 + extra)
+            extra += 1
+    return [spelling[b] for b in range(256)]
 
 
 def _read_json(path: Path) -> Any:

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device.backends import Backend
+from device.backends.llamacpp_backend import LlamaCppBackend
 from edgeweave.chat import chat_prompt
 from edgeweave.sampling import SamplingParams
 
@@ -94,3 +97,11 @@ def test_stats_are_measured(backends: dict[str, Backend]) -> None:
         assert 0 < s.ttft_s and s.prefill_tok_s > 0 and s.peak_rss_mb > 0
         if s.generated_tokens > 1:
             assert s.decode_tok_s > 0
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text())
+def test_llamacpp_tokenizer_embedded_in_gguf_matches_ours(backends: dict[str, Backend], text: str) -> None:
+    llama = backends["llamacpp"]
+    assert isinstance(llama, LlamaCppBackend)
+    assert llama.llama_tokenize(text) == llama.tokenizer.encode(text)
