@@ -78,21 +78,31 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.last_stats = GenerationStats()
+        self._pos = 0  # tokens in the runtime's KV cache for the current sequence
 
     # --- what each runtime implements ------------------------------------------
     @abstractmethod
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        """Start a fresh sequence with ``ids``; return the last position's logits [vocab]."""
-
-    @abstractmethod
-    def decode(self, token_id: int) -> np.ndarray:
-        """Append one token to the current sequence; return its logits [vocab]."""
-
-    @abstractmethod
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """Logits for every position of a fresh sequence ``ids``: [len(ids), vocab] float32."""
+    def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
+        """Evaluate ``ids`` at positions ``start..``, overwriting the KV cache from
+        ``start`` on; return logits [len(ids) if all_logits else 1, vocab] (a copy)."""
 
     # --- shared mechanism --------------------------------------------------------
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        """Start a fresh sequence with ``ids``; return the last position's logits [vocab]."""
+        self._pos = len(ids)
+        return self.forward(ids, 0, all_logits=False)[-1]
+
+    def decode(self, token_id: int) -> np.ndarray:
+        """Append one token to the current sequence; return its logits [vocab]."""
+        out = self.forward([token_id], self._pos, all_logits=False)[-1]
+        self._pos += 1
+        return out
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits for every position of a fresh sequence ``ids``: [len(ids), vocab] float32."""
+        self._pos = len(ids)
+        return self.forward(ids, 0, all_logits=True)
+
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return self.tokenizer.encode(text, add_bos=add_bos)
 

@@ -34,7 +34,6 @@ class ExecuTorchBackend(Backend):
         except (RuntimeError, ValueError) as e:
             raise ModelFileError(str(path), f"not a loadable ExecuTorch program ({e})") from None
         super().__init__(tokenizer or ByteTokenizer(), self._max_sequence(self._method))
-        self._pos = 0
 
     @staticmethod
     def _max_sequence(method: object) -> int:
@@ -42,20 +41,8 @@ class ExecuTorchBackend(Backend):
         meta = method.metadata  # type: ignore[attr-defined]
         return int(meta.input_tensor_meta(1).sizes()[0])
 
-    def _run(self, ids: Sequence[int], start: int) -> np.ndarray:
+    def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
         tokens = torch.tensor([list(ids)], dtype=torch.long)
         pos = torch.arange(start, start + len(ids), dtype=torch.long)
-        return self._method.execute([tokens, pos])[0][0].numpy()
-
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        self._pos = len(ids)
-        return self._run(ids, 0)[-1].copy()
-
-    def decode(self, token_id: int) -> np.ndarray:
-        out = self._run([token_id], self._pos)[-1].copy()
-        self._pos += 1
-        return out
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        self._pos = len(ids)
-        return self._run(ids, 0).copy()
+        out = self._method.execute([tokens, pos])[0][0].numpy()
+        return (out if all_logits else out[-1:]).copy()

@@ -114,29 +114,14 @@ class LlamaCppBackend(Backend):
         tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else LlamaCppTokenizer(self._llm)
         # llama.cpp rounds n_ctx up (to a multiple of 256); never go past the trained context
         super().__init__(tok, min(self._llm.n_ctx(), context_length or self._llm.n_ctx()))
-        self._pos = 0
 
-    def _eval(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
+    def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
         llm = self._llm
         llm._ctx.kv_cache_seq_rm(-1, start, -1)
         llm._batch.set_batch(batch=list(ids), n_past=start, logits_all=all_logits)
         llm._ctx.decode(llm._batch)
         rows = len(ids) if all_logits else 1
-        out = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows, self._n_vocab))
-        return out.copy()
-
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        self._pos = len(ids)
-        return self._eval(ids, 0, all_logits=False)[-1]
-
-    def decode(self, token_id: int) -> np.ndarray:
-        out = self._eval([token_id], self._pos, all_logits=False)[-1]
-        self._pos += 1
-        return out
-
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        self._pos = len(ids)
-        return self._eval(ids, 0, all_logits=True)
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows, self._n_vocab)).copy()
 
     def llama_tokenize(self, text: str) -> list[int]:
         """llama.cpp's own tokenization of ``text`` (for checking the embedded vocabulary)."""

@@ -27,7 +27,6 @@ class TorchBackend(Backend):
         super().__init__(tokenizer or ByteTokenizer(), model.config.max_seq_len)
         self.model = model.eval()
         self.model.setup_cache(self.context_length)
-        self._pos = 0
 
     @classmethod
     def load(cls, path: str | Path) -> TorchBackend:
@@ -35,20 +34,8 @@ class TorchBackend(Backend):
         return cls(model, load_tokenizer(Path(path), model.config))
 
     @torch.inference_mode()
-    def _run(self, ids: Sequence[int], start: int) -> torch.Tensor:
+    def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
         tokens = torch.tensor([list(ids)], dtype=torch.long)
         pos = torch.arange(start, start + len(ids), dtype=torch.long)
-        return self.model(tokens, pos)[0].float()
-
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        self._pos = len(ids)
-        return self._run(ids, 0)[-1].numpy()
-
-    def decode(self, token_id: int) -> np.ndarray:
-        out = self._run([token_id], self._pos)[-1].numpy()
-        self._pos += 1
-        return out
-
-    @torch.inference_mode()
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        return self.model(torch.tensor([list(ids)], dtype=torch.long))[0].float().numpy()
+        out = self.model(tokens, pos)[0]
+        return (out if all_logits else out[-1:]).float().numpy()

@@ -24,10 +24,9 @@ from edgeweave.models.llama import Transformer
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.sampling import SamplingParams
 
-SPLIT = {
-    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    "llama": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-}
+_WORDS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"
+_REST = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+SPLIT = {"qwen2": _WORDS + r"\p{N}" + _REST, "llama": _WORDS + r"\p{N}{1,3}" + _REST}
 TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -95,7 +94,9 @@ def hf_checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def _export(checkpoint: Path, target: str, out: Path) -> Path:
     proc = subprocess.run(
         [sys.executable, "-m", "edgeweave.cli", "export", "--to", target, str(checkpoint), str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     return out
