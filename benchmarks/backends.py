@@ -76,14 +76,11 @@ def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int)
     }
 
 
-def exact_match(model: str, n: int) -> float:
+def exact_match(model: str, n: int, threads: int) -> float:
     from device.backends import load_backend
-    from edgeweave.chat import reply_text
-    from edgeweave.data.smarthome import eval_set
-    from edgeweave.models.evaluate import exact_match as score
+    from edgeweave.models.evaluate import held_out_exact_match
 
-    backend = load_backend("torch", model)
-    return score(lambda prompt: reply_text(backend, prompt), eval_set(n)).exact_match
+    return held_out_exact_match(load_backend("torch", model, threads=threads), n).exact_match
 
 
 def run_worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int) -> dict[str, Any]:
@@ -140,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_worker(kind, model, rounds, args.decode_tokens, args.threads))
     n_eval = 100 if args.quick else 300
     with console.status(f"exact match on {n_eval} held-out commands"):
-        accuracy = {m: exact_match(m, n_eval) for m in MODELS}
+        accuracy = {m: exact_match(m, n_eval, args.threads) for m in MODELS}
 
     table = Table(title=f"device backends, {args.threads} threads, {args.decode_tokens} decoded tokens")
     for col in ("model", "backend", "TTFT ms", "prefill tok/s", "decode tok/s", "peak RSS MiB", "decode vs torch"):

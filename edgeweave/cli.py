@@ -38,25 +38,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{preset.name}: {report.parameters:,} parameters, {report.steps} steps, "
         f"loss {report.final_loss:.4f}, {report.seconds:.0f} s -> {out}"
     )
-    return _report_eval(str(out), args.n)
+    return _report_eval(str(out), args.n, args.backend)
 
 
-def _report_eval(model: str, n: int) -> int:
+def _report_eval(model: str, n: int, backend_kind: str) -> int:
     from device.backends import load_backend
-    from edgeweave.chat import reply_text
-    from edgeweave.data.smarthome import eval_set
-    from edgeweave.models.evaluate import exact_match
+    from edgeweave.models.evaluate import held_out_exact_match
 
-    backend = load_backend("torch", model)
-    report = exact_match(lambda prompt: reply_text(backend, prompt), eval_set(n))
-    print(f"{model}: exact match {report.exact_match:.3f} on {report.n} held-out commands")
+    backend = load_backend(backend_kind, model)
+    report = held_out_exact_match(backend, n)
+    print(f"{model}: exact match {report.exact_match:.3f} on {report.n} held-out commands ({backend.name})")
     for prompt, want, got in report.failures:
         print(f"  miss: {prompt!r}\n    want {want}\n    got  {got}")
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    return _report_eval(args.model, args.n)
+    return _report_eval(args.model, args.n, args.backend)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -103,11 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="checkpoint directory (default: the committed weights directory)")
     p.add_argument("--steps", type=int, help="override the preset's step count")
     p.add_argument("--n", type=int, default=300, help="held-out commands to evaluate after training")
+    p.add_argument("--backend", default="torch", help="backend for the evaluation: torch | llamacpp | executorch")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="exact match on held-out smart-home commands")
     p.add_argument("model", help="model name or checkpoint directory")
     p.add_argument("--n", type=int, default=300)
+    p.add_argument("--backend", default="torch", help="torch | llamacpp | executorch (greedy output is identical)")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("export", help="export a model to another runtime's format")

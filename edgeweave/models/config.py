@@ -146,7 +146,7 @@ class Preset:
 def _byte_config(**kw: Any) -> ModelConfig:
     from edgeweave.models.tokenizer import ByteTokenizer
 
-    return ModelConfig(vocab_size=ByteTokenizer.VOCAB_SIZE, tokenizer=ByteTokenizer.NAME, max_seq_len=320, **kw)
+    return ModelConfig(vocab_size=ByteTokenizer.VOCAB_SIZE, tokenizer=ByteTokenizer.NAME, max_seq_len=512, **kw)
 
 
 PRESETS: dict[str, Preset] = {

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from edgeweave.data.smarthome import Example
+from edgeweave.data.smarthome import Example, eval_set
+
+if TYPE_CHECKING:
+    from device.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -29,3 +33,10 @@ def exact_match(reply: Callable[[str], str], examples: Sequence[Example], keep_f
         elif len(failures) < keep_failures:
             failures.append((ex.prompt, ex.target, got))
     return EvalReport(hits / len(examples), len(examples), failures)
+
+
+def held_out_exact_match(backend: Backend, n: int = 300) -> EvalReport:
+    """Exact match of greedy chat replies on the first ``n`` held-out commands."""
+    from edgeweave.chat import reply_text
+
+    return exact_match(lambda prompt: reply_text(backend, prompt), eval_set(n))
