@@ -11,7 +11,7 @@ from device.backends import BACKEND_KINDS, Backend, load_backend
 from edgeweave.export.cache import runtime_file
 from tests.conftest import CLOUD_MODEL, DEVICE_MODEL
 
-MODELS = [DEVICE_MODEL, pytest.param(CLOUD_MODEL, marks=pytest.mark.slow)]
+MODELS = [DEVICE_MODEL, CLOUD_MODEL]
 
 
 @pytest.fixture(scope="session")
