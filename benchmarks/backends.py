@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=130)
     rows = []
     for model in MODELS:
         for kind in KINDS:
