@@ -162,9 +162,9 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "weave-home-cloud",
             _byte_config(dim=256, n_layers=8, n_heads=8, n_kv_heads=4, ffn_dim=640),
-            train_steps=1400,
+            train_steps=900,
             batch_size=32,
-            lr=2.5e-3,
+            lr=1.5e-3,
         ),
     )
 }
