@@ -5,7 +5,8 @@ ExecuTorch (XNNPACK), each backend in its own subprocess so peak resident
 memory is that backend's alone, all with the same thread count, the same
 prompts and a fixed number of decoded tokens (end-of-turn ignored).  Also
 measures each model's exact match on held-out smart-home commands (run on
-llama.cpp for speed; the parity tests show its greedy output equals torch's).  Prints a table with ratios against torch eager and writes
+llama.cpp for speed; the parity tests show its greedy output equals torch's).
+Prints a table with ratios against torch eager and writes
 ``benchmarks/results/backends.json`` (flat ``summary``) and ``backends.png``.
 
     python -m benchmarks.backends [--quick]
@@ -130,6 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console(width=130)
+    from edgeweave.export.cache import runtime_file
+    from edgeweave.models.registry import resolve_checkpoint
+
+    with console.status("exporting GGUF and .pte (once; cached)"):
+        # exporting here, not in the workers, keeps the exporters out of their peak memory
+        for model in MODELS:
+            for target in ("gguf", "pte"):
+                runtime_file(resolve_checkpoint(model), target)
     rows = []
     for model in MODELS:
         for kind in KINDS:

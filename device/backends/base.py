@@ -11,6 +11,7 @@ the same way and the numbers are comparable.
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -65,8 +66,19 @@ class GenerationResult:
 
 
 def peak_rss_mb() -> float:
-    """This process's resident-memory high-water mark (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident-memory high-water mark in MiB.
+
+    Linux: ``VmHWM`` of this address space.  (``ru_maxrss`` would be wrong for a
+    child process: Linux carries the parent's peak across fork and exec.)"""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 2**20 if sys.platform == "darwin" else 2**10  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
 class Backend(ABC):
