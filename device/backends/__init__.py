@@ -39,13 +39,9 @@ def load_backend(kind: str, model: str | Path, threads: int | None = None) -> Ba
         return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads)
     if kind == "executorch":
         from device.backends.executorch_backend import ExecuTorchBackend
+        from edgeweave.models.hf_tokenizer import load_tokenizer
 
-        tokenizer = None
-        if path.is_dir():
-            from edgeweave.models.config import ModelConfig
-            from edgeweave.models.hf_tokenizer import load_tokenizer
-
-            tokenizer = load_tokenizer(path, ModelConfig.from_hf_dir(path))
+        tokenizer = load_tokenizer(path) if path.is_dir() else None
         return ExecuTorchBackend(runtime_file(path, "pte"), tokenizer)
     raise UsageError("backend", f"unknown backend {kind!r} (choose from {', '.join(BACKEND_KINDS)})")
 

@@ -92,7 +92,9 @@ class HFTokenizer:
         return IncrementalDetokenizer(self.decode)
 
 
-def load_tokenizer(directory: Path, cfg: ModelConfig) -> Tokenizer:
+def load_tokenizer(directory: Path, cfg: ModelConfig | None = None) -> Tokenizer:
+    """The tokenizer of a checkpoint directory (``cfg``: its config, read from config.json if not given)."""
+    cfg = cfg or ModelConfig.from_hf_dir(directory)
     if cfg.tokenizer == ByteTokenizer.NAME:
         return ByteTokenizer()
     return HFTokenizer(directory, cfg.vocab_size)

@@ -1,10 +1,7 @@
 """`edgeweave demo` runs end to end on all three backends and prints tool calls."""
 
-import os
-import subprocess
-import sys
-
 from apps.smarthome.demo import describe
+from tests.cli import run_cli
 
 
 def test_describe_formats_tool_calls_and_passes_replies_through() -> None:
@@ -13,13 +10,7 @@ def test_describe_formats_tool_calls_and_passes_replies_through() -> None:
 
 
 def test_demo_runs_on_every_backend(device_checkpoint) -> None:  # noqa: ANN001 - fixture
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgeweave.cli", "demo"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    proc = run_cli("demo", timeout=600, COLUMNS="200")
     assert proc.returncode == 0, proc.stderr
     for backend in ("torch", "llamacpp", "executorch"):
         assert f"{backend} ready" in proc.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import gguf
@@ -12,10 +11,7 @@ import numpy as np
 import pytest
 
 from edgeweave.fileio import atomic_output
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edgeweave.cli", *args], capture_output=True, text=True, timeout=120)
+from tests.cli import run_cli
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

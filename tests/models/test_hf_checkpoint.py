@@ -6,8 +6,6 @@ export path as weave-home, and llama.cpp agrees with torch on tokens and logits.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.sampling import SamplingParams
+from tests.cli import run_cli
 
 _WORDS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"
 _REST = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -92,12 +91,7 @@ def hf_checkpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 
 def _export(checkpoint: Path, target: str, out: Path) -> Path:
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgeweave.cli", "export", "--to", target, str(checkpoint), str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("export", "--to", target, str(checkpoint), str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -123,11 +117,9 @@ def test_gguf_export_agrees_with_torch(hf_checkpoint: Path, tmp_path: Path) -> N
 
 
 def test_executorch_export_agrees_with_torch(hf_checkpoint: Path, tmp_path: Path) -> None:
-    from edgeweave.models.config import ModelConfig as Cfg
-
     reference = TorchBackend.load(hf_checkpoint)
     pte = _export(hf_checkpoint, "pte", tmp_path / "model.pte")
-    et = ExecuTorchBackend(pte, load_tokenizer(hf_checkpoint, Cfg.from_hf_dir(hf_checkpoint)))
+    et = ExecuTorchBackend(pte, load_tokenizer(hf_checkpoint))
     ids = reference.tokenizer.render_chat([ChatMessage("user", "lock the front door")])
     np.testing.assert_allclose(et.logits(ids), reference.logits(ids), atol=1e-3)
     params = SamplingParams(max_tokens=12, ignore_eos=True)
