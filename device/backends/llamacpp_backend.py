@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gguf
 import numpy as np
@@ -21,6 +22,9 @@ from device.backends.base import Backend
 from edgeweave.errors import ModelFileError, UsageError
 from edgeweave.models.hf_tokenizer import render_template
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 SUPPORTED_GGUF_ARCHS = ("llama", "qwen2")
 
@@ -45,7 +49,7 @@ def gguf_header(path: Path) -> tuple[str, str | None, int]:
 class LlamaCppTokenizer:
     """llama.cpp's tokenizer and the GGUF's chat template, for real models."""
 
-    def __init__(self, llm: llama_cpp.Llama) -> None:  # noqa: F821
+    def __init__(self, llm: Llama) -> None:
         self._llm = llm
         self._template = llm.metadata.get("tokenizer.chat_template")
         eot = llm.metadata.get("tokenizer.ggml.eot_token_id")
@@ -111,7 +115,9 @@ class LlamaCppBackend(Backend):
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
         self._n_vocab = self._llm.n_vocab()
-        tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else LlamaCppTokenizer(self._llm)
+        # llama.cpp's own tokenizer: used for real models, kept to check the embedded byte vocabulary
+        self.native_tokenizer = LlamaCppTokenizer(self._llm)
+        tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else self.native_tokenizer
         # llama.cpp rounds n_ctx up (to a multiple of 256); never go past the trained context
         super().__init__(tok, min(self._llm.n_ctx(), context_length or self._llm.n_ctx()))
 
@@ -122,10 +128,6 @@ class LlamaCppBackend(Backend):
         llm._ctx.decode(llm._batch)
         rows = len(ids) if all_logits else 1
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows, self._n_vocab)).copy()
-
-    def llama_tokenize(self, text: str) -> list[int]:
-        """llama.cpp's own tokenization of ``text`` (for checking the embedded vocabulary)."""
-        return self._llm.tokenize(text.encode(), add_bos=False, special=False)
 
     def close(self) -> None:
         self._llm.close()

@@ -104,4 +104,4 @@ def test_stats_are_measured(backends: dict[str, Backend]) -> None:
 def test_llamacpp_tokenizer_embedded_in_gguf_matches_ours(backends: dict[str, Backend], text: str) -> None:
     llama = backends["llamacpp"]
     assert isinstance(llama, LlamaCppBackend)
-    assert llama.llama_tokenize(text) == llama.tokenizer.encode(text)
+    assert llama.native_tokenizer.encode(text) == llama.tokenizer.encode(text)
