@@ -2,8 +2,9 @@
 
 Verbs: ``train`` (reproduce a weave-home checkpoint), ``eval`` (held-out
 exact match), ``export`` (GGUF / ExecuTorch / ONNX / safetensors),
-``generate`` (one prompt on one backend) and ``demo``.  Any user error is one
-line on stderr and exit code 2, never a traceback.
+``generate`` (one prompt on one backend), ``device serve``, ``coordinator
+serve``, ``config check`` and ``demo``.  Any user error is one line on stderr
+(a config file: one line per problem) and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from edgeweave.config import ConfigError
 from edgeweave.errors import EdgeweaveError
 
 EXIT_USAGE = 2
@@ -85,9 +87,41 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from apps.smarthome.demo import run_demo
+    if args.local:
+        from apps.smarthome.demo import run_demo
 
-    return run_demo(args.model)
+        return run_demo(args.model)
+    from apps.smarthome.cluster_demo import run_cluster_demo
+
+    return run_cluster_demo(serve=args.serve)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    from edgeweave.config import load_config
+
+    cfg = load_config(args.file)
+    roles = [r for r in ("device", "coordinator") if getattr(cfg, r) is not None]
+    print(f"{args.file}: ok ({' and '.join(roles)})")
+    return 0
+
+
+def _serve(role: str, path: str) -> int:
+    import asyncio
+
+    from edgeweave.config import load_config
+    from edgeweave.service import configure_logging
+
+    cfg = load_config(path, role)  # type: ignore[arg-type]
+    configure_logging()
+    if role == "device":
+        from device.daemon import serve_device
+
+        asyncio.run(serve_device(cfg))
+    else:
+        from coordinator.main import serve_coordinator
+
+        asyncio.run(serve_coordinator(cfg))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,9 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("demo", help="smart-home demo: weave-home-device on every backend")
-    p.add_argument("--model", default="weave-home-device")
+    p = sub.add_parser("demo", help="smart-home demo: a local cluster of device daemons behind a coordinator")
+    p.add_argument("--serve", action="store_true", help="start the cluster and keep it running until SIGTERM")
+    p.add_argument("--local", action="store_true", help="instead: one model on every backend in this process")
+    p.add_argument("--model", default="weave-home-device", help="model for --local")
     p.set_defaults(func=_cmd_demo)
+
+    for role, what in (("device", "a device daemon"), ("coordinator", "the coordinator")):
+        p = sub.add_parser(role, help=f"run {what}")
+        verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+        v = verbs.add_parser("serve", help=f"serve {what} until SIGINT/SIGTERM")
+        v.add_argument("--config", required=True, help="TOML config file")
+        v.set_defaults(func=lambda a, role=role: _serve(role, a.config))
+
+    p = sub.add_parser("config", help="config files")
+    verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    v = verbs.add_parser("check", help="validate a config file, reporting every problem")
+    v.add_argument("file")
+    v.set_defaults(func=_cmd_config_check)
     return parser
 
 
@@ -143,6 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as e:
+        print(f"edgeweave: error: {e.path}: {len(e.problems)} problem(s)", file=sys.stderr)
+        for problem in e.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
     except (EdgeweaveError, ValidationError) as e:
         print(f"edgeweave: error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

@@ -23,6 +23,7 @@ import numpy as np
 from edgeweave.errors import UsageError
 from edgeweave.models.tokenizer import Tokenizer
 from edgeweave.sampling import Sampler, SamplingParams
+from edgeweave.stopping import StopText
 
 FinishReason = Literal["stop", "length"]
 
@@ -33,8 +34,9 @@ class TokenEvent:
 
     index: int  # 0-based among the newly generated tokens
     token_id: int
-    text: str  # the text this token completes (may be empty mid-character)
+    text: str  # text this token makes visible (empty mid-character or while it may begin a stop string)
     elapsed_s: float  # since the request started
+    finish_reason: FinishReason | None = None  # set on the last event of a stream
 
 
 @dataclass
@@ -118,7 +120,7 @@ class Backend(ABC):
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         return self.tokenizer.encode(text, add_bos=add_bos)
 
-    def _check_ids(self, ids: Sequence[int], what: str) -> None:
+    def check_ids(self, ids: Sequence[int], what: str) -> None:
         vocab = self.tokenizer.vocab_size
         bad = next((i for i in ids if not 0 <= int(i) < vocab), None)
         if bad is not None:
@@ -135,8 +137,8 @@ class Backend(ABC):
         params = params or SamplingParams()
         if not prompt_ids:
             raise UsageError("prompt", "must contain at least one token")
-        self._check_ids(prompt_ids, "prompt")
-        self._check_ids(resume_tokens, "resume_tokens")
+        self.check_ids(prompt_ids, "prompt")
+        self.check_ids(resume_tokens, "resume_tokens")
         context = [*prompt_ids, *resume_tokens]
         if len(context) >= self.context_length:
             raise UsageError("prompt", f"{len(context)} tokens do not fit the context of {self.context_length}")
@@ -144,29 +146,37 @@ class Backend(ABC):
         self.last_stats = stats
         sampler = Sampler(params)
         decoder = self.tokenizer.stream_decoder()
+        stopper = StopText(params.stop)
         stop_ids = frozenset() if params.ignore_eos else self.tokenizer.stop_ids
         start = time.perf_counter()
         logits = self.prefill(context)
         stats.prefill_s = time.perf_counter() - start
         pos = len(context)
-        text = ""
         for index in range(params.max_tokens):
             token = sampler(logits)
-            piece = decoder.push(token)
-            text += piece
+            pos += 1
             stats.generated_tokens = index + 1
+            finish: FinishReason | None = None
+            if token in stop_ids:
+                finish, piece = "stop", stopper.finish(decoder.flush())
+            else:
+                piece = stopper.push(decoder.push(token))
+                if stopper.stopped:
+                    finish = "stop"
+                elif index + 1 >= params.max_tokens or pos >= self.context_length:
+                    finish = "length"
+                    piece += stopper.finish(decoder.flush())
             now = time.perf_counter() - start
             if index == 0:
                 stats.ttft_s = now
-            yield TokenEvent(index, token, piece, now)
-            pos += 1
-            if token in stop_ids or any(s in text for s in params.stop) or pos >= self.context_length:
-                break
-            if index + 1 < params.max_tokens:
-                t0 = time.perf_counter()
-                logits = self.decode(token)
-                stats.decode_s += time.perf_counter() - t0
-        stats.peak_rss_mb = peak_rss_mb()
+            if finish:
+                stats.peak_rss_mb = peak_rss_mb()
+            yield TokenEvent(index, token, piece, now, finish)
+            if finish:
+                return
+            t0 = time.perf_counter()
+            logits = self.decode(token)
+            stats.decode_s += time.perf_counter() - t0
 
     def generate(
         self,
@@ -174,15 +184,11 @@ class Backend(ABC):
         params: SamplingParams | None = None,
         resume_tokens: Sequence[int] = (),
     ) -> GenerationResult:
-        params = params or SamplingParams()
-        ids = [ev.token_id for ev in self.stream(prompt_ids, params, resume_tokens)]
-        stop_ids = self.tokenizer.stop_ids
-        finished = bool(ids) and ids[-1] in stop_ids
-        text = self.tokenizer.decode(i for i in ids if i not in stop_ids)
-        for s in params.stop:
-            if s in text:
-                text, finished = text[: text.index(s)], True
-        return GenerationResult(ids, text, "stop" if finished else "length", self.last_stats)
+        events = list(self.stream(prompt_ids, params, resume_tokens))
+        text = "".join(ev.text for ev in events)
+        return GenerationResult(
+            [ev.token_id for ev in events], text, events[-1].finish_reason or "length", self.last_stats
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release runtime resources (default: nothing to release)."""

@@ -1,0 +1,256 @@
+"""The coordinator's OpenAI-compatible front door (aiohttp).
+
+``/v1/chat/completions`` and ``/v1/completions`` (SSE streaming or not, usage
+filled), ``/v1/models``, plus ``/v1/devices`` (the registry with live
+telemetry), ``/health`` and ``/metrics``.  Client API keys (``Authorization:
+Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from coordinator.dispatch import Dispatcher
+from coordinator.registry import Registry
+from coordinator.routes import EndpointFailed, Job, Route
+from edgeweave import sse
+from edgeweave.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.openai_api import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChunkChoice,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    Usage,
+    new_id,
+)
+from edgeweave.protocol import ErrorBody
+
+log = logging.getLogger("edgeweave.coordinator")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = ("/health", "/metrics")
+UNBOUNDED_MAX_TOKENS = 1 << 20  # "no max_tokens given": the endpoint clamps to its context
+
+
+class CoordinatorMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("edgeweave_coordinator_requests", "API requests", ["path", "status"], registry=r)
+        self.tokens = Counter("edgeweave_coordinator_tokens_streamed", "Tokens relayed", ["endpoint"], registry=r)
+        self.ttft = Histogram(
+            "edgeweave_coordinator_ttft_seconds", "Time to first token at the coordinator", registry=r
+        )
+        self.devices = Gauge("edgeweave_coordinator_devices", "Registered devices", ["state"], registry=r)
+        self.in_flight = Gauge("edgeweave_coordinator_in_flight", "Generations being relayed", registry=r)
+
+
+class CoordinatorState:
+    def __init__(self, api_keys: list[str], registry: Registry, dispatcher: Dispatcher, require_key: bool) -> None:
+        self.api_keys = [k.encode() for k in api_keys]
+        self.require_key = require_key
+        self.registry = registry
+        self.dispatcher = dispatcher
+        self.metrics = CoordinatorMetrics()
+
+
+KEY = web.AppKey("coordinator", CoordinatorState)
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    if request.path.startswith("/v1/"):
+        request.app[KEY].metrics.requests.labels(request.path, str(resp.status)).inc()
+    return resp
+
+
+@web.middleware
+async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    state = request.app[KEY]
+    if state.require_key and request.path not in OPEN_PATHS:
+        header = request.headers.get("Authorization", "")
+        given = header.removeprefix("Bearer ").strip().encode()
+        if not header.startswith("Bearer ") or not any(hmac.compare_digest(given, k) for k in state.api_keys):
+            raise ApiError(
+                401,
+                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+            )
+    return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    devices = request.app[KEY].registry.devices.values()
+    return web.json_response({"status": "ok", "devices_up": sum(d.state == "up" for d in devices)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    state = request.app[KEY]
+    for s in ("up", "down"):
+        state.metrics.devices.labels(s).set(sum(d.state == s for d in state.registry.devices.values()))
+    return web.Response(body=generate_latest(state.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def models(request: web.Request) -> web.Response:
+    served = request.app[KEY].dispatcher.models()
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "edgeweave", "endpoints": endpoints}
+        for name, endpoints in sorted(served.items())
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def devices(request: web.Request) -> web.Response:
+    recs = sorted(request.app[KEY].registry.devices.values(), key=lambda r: r.id)
+    return web.json_response({"object": "list", "data": [r.view() for r in recs]})
+
+
+def _max_tokens(dispatcher: Dispatcher, model: str, asked: int | None) -> tuple[int, bool]:
+    """(max_tokens to send, whether to fill the context); refuses what no endpoint can hold."""
+    ctx = dispatcher.max_context(model)
+    if asked is None:
+        return (ctx or UNBOUNDED_MAX_TOKENS), True
+    if ctx is not None and asked >= ctx:
+        raise ApiError(400, f"max_tokens: {asked} exceeds {model}'s context of {ctx} tokens", param="max_tokens")
+    return asked, False
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    req = await parse_body(request, ChatCompletionRequest)
+    dispatcher = request.app[KEY].dispatcher
+    max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
+    job = Job(req.model, req.sampling(max_tokens), messages=[m.to_message() for m in req.messages], fill_context=fill)
+    return await _serve(request, job, req.stream, req.include_usage, chat=True)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    req = await parse_body(request, CompletionRequest)
+    dispatcher = request.app[KEY].dispatcher
+    max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
+    job = Job(req.model, req.sampling(max_tokens), prompt=req.prompt, fill_context=fill)  # type: ignore[arg-type]
+    return await _serve(request, job, req.stream, req.include_usage, chat=False)
+
+
+async def _serve(request: web.Request, job: Job, stream: bool, include_usage: bool, chat: bool) -> web.StreamResponse:
+    state = request.app[KEY]
+    started = time.perf_counter()
+    state.metrics.in_flight.inc()
+    try:
+        async with state.dispatcher.open(job) as route:
+            if stream:
+                return await _stream(request, route, job.model, include_usage, chat, started)
+            return await _collect(request, route, job.model, chat, started)
+    finally:
+        state.metrics.in_flight.dec()
+
+
+async def _collect(request: web.Request, route: Route, model: str, chat: bool, started: float) -> web.Response:
+    metrics = request.app[KEY].metrics
+    parts = []
+    try:
+        async for delta in route.deltas():
+            if not parts:
+                metrics.ttft.observe(time.perf_counter() - started)
+            parts.append(delta.text)
+            metrics.tokens.labels(route.endpoint).inc()
+    except EndpointFailed as e:
+        raise ApiError(502, str(e), code="endpoint_failed") from None
+    text, usage, finish = "".join(parts), Usage.of(route.prompt_tokens, route.completion_tokens), route.finish_reason
+    body: BaseModel
+    if chat:
+        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
+        body = ChatCompletion(
+            id=new_id("chatcmpl"), model=model, choices=[choice], usage=usage, system_fingerprint=route.endpoint
+        )
+    else:
+        body = Completion(
+            id=new_id("cmpl"),
+            model=model,
+            choices=[CompletionChoice(text=text, finish_reason=finish)],
+            usage=usage,
+            system_fingerprint=route.endpoint,
+        )
+    return web.json_response(body.model_dump(), headers={"X-Edgeweave-Endpoint": route.endpoint})
+
+
+async def _stream(
+    request: web.Request, route: Route, model: str, include_usage: bool, chat: bool, started: float
+) -> web.StreamResponse:
+    metrics = request.app[KEY].metrics
+    cid = new_id("chatcmpl" if chat else "cmpl")
+    resp = await sse.open_stream(request, {"X-Edgeweave-Endpoint": route.endpoint})
+
+    async def send(text: str | None, finish: str | None = None, role: bool = False) -> None:
+        chunk: BaseModel
+        if chat:
+            delta = ChunkDelta(role="assistant" if role else None, content=text)
+            chunk = ChatCompletionChunk(
+                id=cid,
+                model=model,
+                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                system_fingerprint=route.endpoint,
+            )
+        else:
+            chunk = Completion(
+                id=cid,
+                model=model,
+                choices=[CompletionChoice(text=text or "", finish_reason=finish)],
+                system_fingerprint=route.endpoint,
+            )
+        await resp.write(sse.encode(chunk.model_dump_json(exclude_none=chat)))
+
+    try:
+        if chat:
+            await send("", role=True)
+        first = True
+        async for delta in route.deltas():
+            if first:
+                metrics.ttft.observe(time.perf_counter() - started)
+                first = False
+            metrics.tokens.labels(route.endpoint).inc()
+            if delta.text:
+                await send(delta.text)
+        await send(None, finish=route.finish_reason)
+        if include_usage:
+            usage = Usage.of(route.prompt_tokens, route.completion_tokens)
+            tail: BaseModel = (
+                ChatCompletionChunk(id=cid, model=model, choices=[], usage=usage)
+                if chat
+                else Completion(id=cid, model=model, choices=[], usage=usage)
+            )
+            await resp.write(sse.encode(tail.model_dump_json()))
+        await resp.write(sse.encode("[DONE]"))
+    except EndpointFailed as e:
+        log.warning("stream on %s broke: %s", route.endpoint, e)
+        error = ErrorBody(message=str(e), type="server_error", code="endpoint_failed")
+        await resp.write(sse.encode(f'{{"error": {error.model_dump_json()}}}'))
+    except ConnectionResetError:
+        log.info("client left a stream on %s: cancelling it there", route.endpoint)
+        return resp
+    await resp.write_eof()
+    return resp
+
+
+def create_app(state: CoordinatorState, max_body_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[count_requests, error_middleware, api_key_auth], client_max_size=max_body_bytes)
+    app[KEY] = state
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/devices", devices)
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    return app

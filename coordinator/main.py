@@ -1,0 +1,58 @@
+"""``edgeweave coordinator serve --config FILE``: discovery, registry, front door."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import aiohttp
+
+from coordinator.api import CoordinatorState, create_app
+from coordinator.discovery import Discovery, MdnsDiscovery, StaticDiscovery
+from coordinator.dispatch import Dispatcher
+from coordinator.placement import POLICIES
+from coordinator.registry import Registry
+from edgeweave.auth import ClusterKey
+from edgeweave.config import EdgeweaveConfig
+from edgeweave.service import READY_PREFIX, announce, serve_until_signal
+
+log = logging.getLogger("edgeweave.coordinator")
+
+
+def new_api_key() -> str:
+    return "ew-" + secrets.token_urlsafe(24)
+
+
+async def serve_coordinator(cfg: EdgeweaveConfig) -> None:
+    co = cfg.coordinator
+    assert co is not None
+    key = ClusterKey(cfg.cluster.secret_bytes())
+    api_keys = [k.get_secret_value() for k in co.api_keys]
+    generated = co.require_api_key and not api_keys
+    if generated:
+        api_keys = [new_api_key()]
+    async with aiohttp.ClientSession() as session:
+        registry = Registry(co, key, session)
+        dispatcher = Dispatcher(registry, co.cloud, POLICIES[co.placement](), session)
+        state = CoordinatorState(api_keys, registry, dispatcher, co.require_api_key)
+        app = create_app(state, int(co.max_body_mb * 2**20))
+        sources: list[Discovery] = []
+        if co.discovery.static:
+            sources.append(StaticDiscovery([str(u) for u in co.discovery.static]))
+        if co.discovery.mdns:
+            sources.append(MdnsDiscovery(co.discovery.interfaces))
+
+        async def ready(url: str) -> None:
+            registry.start()
+            for source in sources:
+                await source.start(registry)
+            # the key goes to stdout once, for the operator; never to the log
+            announce(f"{READY_PREFIX} coordinator {url}" + (f" api-key: {api_keys[0]}" if generated else ""))
+            log.info("coordinator on %s (%s placement, %d cloud endpoints)", url, co.placement, len(co.cloud))
+
+        async def stop() -> None:
+            for source in sources:
+                await source.stop()
+            await registry.stop()
+
+        await serve_until_signal(app, co.host, co.port, ready, stop)

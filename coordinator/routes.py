@@ -1,0 +1,157 @@
+"""A generation opened on one endpoint, seen as a stream of text deltas.
+
+The coordinator's front door formats OpenAI responses from :class:`Delta`s
+without knowing whether a device daemon (edgeweave's event stream, token ids
+included) or an OpenAI-compatible cloud endpoint produced them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from coordinator.device_client import DeviceError, Refused, Unreachable
+from edgeweave import sse
+from edgeweave.config import CloudEndpoint
+from edgeweave.protocol import DoneEvent, ErrorBody, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
+from edgeweave.sampling import SamplingParams
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the client asked for, in the coordinator's terms."""
+
+    model: str
+    sampling: SamplingParams
+    messages: list[Message] | None = None
+    prompt: str | list[int] | None = None
+    fill_context: bool = False  # the client gave no max_tokens: stop at the context's end
+
+
+@dataclass(frozen=True)
+class Delta:
+    text: str
+    token_id: int | None = None
+
+
+class EndpointFailed(Exception):
+    """The endpoint broke off after the stream had started."""
+
+
+@dataclass
+class Route:
+    endpoint: str  # "device:<id>" or "cloud:<name>"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    token_ids: list[int] = field(default_factory=list)
+
+
+class DeviceRoute(Route):
+    def __init__(self, endpoint: str, events: AsyncIterator[StreamEvent]) -> None:
+        super().__init__(endpoint)
+        self._events = events
+
+    async def start(self) -> None:
+        first = await anext(self._events, None)
+        if isinstance(first, ErrorEvent):
+            raise EndpointFailed(first.error.message)
+        if not isinstance(first, StartEvent):
+            raise EndpointFailed(f"{self.endpoint} sent no start event")
+        self.prompt_tokens = first.prompt_tokens
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        try:
+            async for ev in self._events:
+                if isinstance(ev, TokenMessage):
+                    self.token_ids.append(ev.id)
+                    self.completion_tokens += 1
+                    yield Delta(ev.text, ev.id)
+                elif isinstance(ev, DoneEvent):
+                    self.finish_reason = ev.finish_reason
+                    self.completion_tokens = ev.completion_tokens
+                    return
+                elif isinstance(ev, ErrorEvent):
+                    raise EndpointFailed(f"{self.endpoint}: {ev.error.message}")
+        except DeviceError as e:
+            raise EndpointFailed(f"{self.endpoint} failed mid-answer ({e})") from None
+        raise EndpointFailed(f"{self.endpoint} closed the stream before finishing")
+
+
+class CloudRoute(Route):
+    """An OpenAI-compatible upstream, streamed (``stream_options.include_usage``)."""
+
+    def __init__(self, endpoint: str, resp: aiohttp.ClientResponse) -> None:
+        super().__init__(endpoint)
+        self._resp = resp
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        try:
+            async for ev in sse.read_events(self._resp):
+                if ev.data.strip() == "[DONE]":
+                    return
+                chunk = json.loads(ev.data)
+                if "error" in chunk:
+                    raise EndpointFailed(f"{self.endpoint}: {chunk['error'].get('message', chunk['error'])}")
+                if chunk.get("usage"):
+                    self.prompt_tokens = chunk["usage"]["prompt_tokens"]
+                    self.completion_tokens = chunk["usage"]["completion_tokens"]
+                for choice in chunk.get("choices", []):
+                    text = choice.get("delta", {}).get("content") if "delta" in choice else choice.get("text")
+                    if choice.get("finish_reason"):
+                        self.finish_reason = choice["finish_reason"]
+                    if text:
+                        yield Delta(text)
+        except (aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError) as e:
+            raise EndpointFailed(f"{self.endpoint} failed mid-answer ({type(e).__name__})") from None
+        raise EndpointFailed(f"{self.endpoint} closed the stream without [DONE]")
+
+
+def cloud_payload(job: Job) -> tuple[str, dict[str, object]]:
+    """The upstream path and body for ``job``."""
+    s = job.sampling
+    body: dict[str, object] = {
+        "model": job.model,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if not job.fill_context:
+        body["max_tokens"] = s.max_tokens
+    if s.seed is not None:
+        body["seed"] = s.seed
+    if s.stop:
+        body["stop"] = s.stop
+    if job.messages is not None:
+        body["messages"] = [m.model_dump() for m in job.messages]
+        return "/chat/completions", body
+    body["prompt"] = job.prompt
+    return "/completions", body
+
+
+async def open_cloud(session: aiohttp.ClientSession, endpoint: CloudEndpoint, job: Job) -> aiohttp.ClientResponse:
+    path, body = cloud_payload(job)
+    headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"} if endpoint.api_key else {}
+    try:
+        resp = await session.post(
+            str(endpoint.url).rstrip("/") + path,
+            json=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+        )
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        raise Unreachable(f"cloud {endpoint.name}: {type(e).__name__} {e}") from None
+    if resp.status != 200:
+        raw = await resp.read()
+        resp.release()
+        try:
+            error = ErrorBody.model_validate(json.loads(raw)["error"])
+        except (ValueError, KeyError, TypeError):
+            error = ErrorBody(message=f"cloud {endpoint.name}: HTTP {resp.status}", type="server_error")
+        retry = resp.headers.get("Retry-After")
+        raise Refused(resp.status, error, float(retry) if retry else None)
+    return resp

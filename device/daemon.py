@@ -1,0 +1,62 @@
+"""``edgeweave device serve --config FILE``: load the models, serve, advertise.
+
+Each configured model is loaded on its backend (exporting GGUF / .pte once
+into the cache when given a checkpoint) and warmed up with one short
+generation, which also gives the first measured tokens/s the coordinator sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from device.advertise import Advertiser
+from device.backends import load_backend
+from device.server import create_app
+from device.worker import ModelWorker
+from edgeweave.auth import ClusterKey
+from edgeweave.config import DeviceConfig, EdgeweaveConfig
+from edgeweave.service import READY_PREFIX, announce, serve_until_signal
+
+log = logging.getLogger("edgeweave.device")
+
+
+def load_workers(cfg: DeviceConfig) -> list[ModelWorker]:
+    cores = os.cpu_count() or 1
+    workers = []
+    for spec in cfg.models:
+        backend = load_backend(spec.backend, spec.model, threads=spec.threads)
+        worker = ModelWorker(spec, backend, cfg.power_model, cores)
+        worker.warm_up()
+        workers.append(worker)
+        log.info("%s: %s on %s, %.0f tok/s decode", cfg.id, spec.name, spec.backend, worker.decode_tok_s)
+    return workers
+
+
+async def serve_device(cfg: EdgeweaveConfig) -> None:
+    dev = cfg.device
+    assert dev is not None
+    key = ClusterKey(cfg.cluster.secret_bytes())
+    workers = await asyncio.to_thread(load_workers, dev)
+    app = create_app(dev, key, workers)
+    advertiser: Advertiser | None = None
+
+    async def ready(url: str) -> None:
+        nonlocal advertiser
+        port = int(url.rsplit(":", 1)[1])
+        if dev.advertise:
+            advertiser = Advertiser(dev.id, dev.kind, dev.host, port, key.fingerprint, dev.interfaces)
+            await advertiser.start()
+        announce(f"{READY_PREFIX} device {dev.id} {url}")
+        log.info("device %s (%s) serving %s on %s", dev.id, dev.kind, ", ".join(w.name for w in workers), url)
+
+    async def stop() -> None:
+        if advertiser is not None:
+            await advertiser.stop()
+
+    try:
+        await serve_until_signal(app, dev.host, dev.port, ready, stop)
+    finally:
+        for w in workers:
+            w.close()

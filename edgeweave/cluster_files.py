@@ -1,0 +1,68 @@
+"""Config files for a local cluster (the demo, tests and benchmarks write these).
+
+One secret, one coordinator and any number of device daemons, all on
+127.0.0.1 with mDNS bound to loopback, ports chosen by the OS.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    id: str
+    kind: str
+    backend: str
+    threads: int | None = None
+    max_queue: int = 4
+    model: str = "weave-home-device"
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a TOML basic string
+
+
+def cluster_table(secret: str) -> str:
+    return f"[cluster]\nsecret = {_q(secret)}\n"
+
+
+def device_toml(p: DeviceProfile, secret: str, advertise: bool = True) -> str:
+    threads = f"threads = {p.threads}\n" if p.threads else ""
+    return (
+        cluster_table(secret)
+        + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nadvertise = {str(advertise).lower()}\n"
+        + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}max_queue = {p.max_queue}\n"
+    )
+
+
+def coordinator_toml(
+    secret: str,
+    api_key: str | None,
+    heartbeat_s: float = 0.5,
+    mdns: bool = True,
+    static: tuple[str, ...] = (),
+    cloud: tuple[tuple[str, str, str, str], ...] = (),  # (name, url, api key, model)
+) -> str:
+    keys = f"api_keys = [{_q(api_key)}]\n" if api_key else ""
+    text = (
+        cluster_table(secret)
+        + f"\n[coordinator]\nport = 0\nheartbeat_s = {heartbeat_s}\n{keys}"
+        + f"\n[coordinator.discovery]\nmdns = {str(mdns).lower()}\nstatic = [{', '.join(_q(u) for u in static)}]\n"
+    )
+    for name, url, key, model in cloud:
+        text += f"\n[[coordinator.cloud]]\nname = {_q(name)}\nurl = {_q(url)}\napi_key = {_q(key)}\nmodels = [{_q(model)}]\n"
+    return text
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)  # it holds the cluster secret
+    return path

@@ -1,0 +1,223 @@
+"""The one config file format for device daemons and the coordinator (TOML).
+
+A file holds a ``[cluster]`` table (the join secret every member shares) and
+a ``[device]`` table, a ``[coordinator]`` table, or both.  Everything is
+validated at load by pydantic; :func:`load_config` reports every problem in
+the file at once (``edgeweave config check FILE``).  Secrets are
+``SecretStr``: they print as ``**********`` in reprs, logs and errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from edgeweave.errors import EdgeweaveError, ModelFileError
+
+DeviceKind = Literal["phone", "pi", "jetson", "laptop", "server"]
+BackendKind = Literal["torch", "llamacpp", "executorch"]
+MIN_SECRET_CHARS = 16
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterConfig(_Strict):
+    """The join secret: given inline or read from a file (one of the two)."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ClusterConfig:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret and secret_file")
+        if self.secret_file is not None:
+            try:
+                text = self.secret_file.read_text().strip()
+            except OSError as e:
+                raise ValueError(f"secret_file {self.secret_file}: {e.strerror}") from None
+            self.secret, self.secret_file = SecretStr(text), None
+        assert self.secret is not None
+        if len(self.secret.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"the secret must be at least {MIN_SECRET_CHARS} characters")
+        return self
+
+    def secret_bytes(self) -> bytes:
+        assert self.secret is not None
+        return self.secret.get_secret_value().encode()
+
+
+class PowerModel(_Strict):
+    """Linear CPU-utilisation power model, P = idle_w + (max_w - idle_w) * utilisation."""
+
+    idle_w: float = Field(gt=0)
+    max_w: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PowerModel:
+        if self.max_w < self.idle_w:
+            raise ValueError("max_w must be at least idle_w")
+        return self
+
+
+# Typical whole-board figures (idle, all cores busy); override per device in the config.
+DEFAULT_POWER: dict[str, PowerModel] = {
+    "phone": PowerModel(idle_w=0.6, max_w=5.0),
+    "pi": PowerModel(idle_w=2.7, max_w=6.4),  # Raspberry Pi 4B
+    "jetson": PowerModel(idle_w=5.0, max_w=15.0),  # Orin Nano 15 W mode
+    "laptop": PowerModel(idle_w=6.0, max_w=45.0),
+    "server": PowerModel(idle_w=60.0, max_w=250.0),
+}
+
+
+class ModelSpec(_Strict):
+    model: str  # a model name (weave-home-device), a checkpoint directory, or a .gguf / .pte file
+    backend: BackendKind
+    served_name: str | None = None  # the name clients ask for (default: derived from `model`)
+    threads: int | None = Field(default=None, ge=1, le=256)
+    max_queue: int = Field(default=4, ge=0, le=4096)  # waiting requests beyond the one running
+
+    @field_validator("model")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        from edgeweave.models.registry import resolve_checkpoint
+
+        try:
+            resolve_checkpoint(v)
+        except ModelFileError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+    @model_validator(mode="after")
+    def _runtime_file_fits_backend(self) -> ModelSpec:
+        needs = {".gguf": "llamacpp", ".pte": "executorch"}.get(Path(self.model).suffix)
+        if needs and needs != self.backend:
+            raise ValueError(f"{self.model} is a {Path(self.model).suffix} file: it needs backend {needs!r}")
+        return self
+
+    @property
+    def name(self) -> str:
+        if self.served_name:
+            return self.served_name
+        path = Path(self.model)
+        return path.stem if path.suffix in (".gguf", ".pte") else path.name
+
+
+class DeviceConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
+    kind: DeviceKind
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (announced over mDNS)
+    advertise: bool = True
+    interfaces: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # ["all"] for every interface
+    power: PowerModel | None = None
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DeviceConfig:
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"models served twice under one name: {', '.join(sorted(dup))} (set served_name)")
+        return self
+
+    @property
+    def power_model(self) -> PowerModel:
+        return self.power or DEFAULT_POWER[self.kind]
+
+
+class CloudEndpoint(_Strict):
+    """An OpenAI-compatible server (our cloud engine, or any other)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    url: AnyHttpUrl  # base URL, e.g. http://gpu-box:8000/v1
+    api_key: SecretStr | None = None
+    models: list[str] = Field(min_length=1)
+
+
+class DiscoveryConfig(_Strict):
+    mdns: bool = True
+    interfaces: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    static: list[AnyHttpUrl] = Field(default_factory=list)  # device base URLs, for networks without multicast
+
+
+class CoordinatorConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    require_api_key: bool = True
+    api_keys: list[SecretStr] = Field(default_factory=list)  # empty: one is generated and printed at start
+    heartbeat_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    down_after_missed: int = Field(default=2, ge=1)
+    remove_after_missed: int = Field(default=5, ge=1)
+    request_timeout_s: float = Field(default=600.0, gt=0.0)
+    max_body_mb: float = Field(default=8.0, gt=0.0, le=1024.0)
+    placement: Literal["least-loaded"] = "least-loaded"
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    cloud: list[CloudEndpoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _removal_after_down(self) -> CoordinatorConfig:
+        if self.remove_after_missed < self.down_after_missed:
+            raise ValueError("remove_after_missed must be at least down_after_missed")
+        return self
+
+
+class EdgeweaveConfig(_Strict):
+    cluster: ClusterConfig
+    device: DeviceConfig | None = None
+    coordinator: CoordinatorConfig | None = None
+
+    @model_validator(mode="after")
+    def _has_a_role(self) -> EdgeweaveConfig:
+        if self.device is None and self.coordinator is None:
+            raise ValueError("the file needs a [device] or a [coordinator] table")
+        return self
+
+
+class ConfigError(EdgeweaveError):
+    """Every problem found in one config file."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+def _problems(e: ValidationError) -> list[str]:
+    out = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(file)"
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {msg}")
+    return out
+
+
+def load_config(path: str | Path, role: Literal["device", "coordinator"] | None = None) -> EdgeweaveConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ConfigError(path, [e.strerror or str(e)]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, [f"not valid TOML: {e}"]) from None
+    try:
+        cfg = EdgeweaveConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(path, _problems(e)) from None
+    if role is not None and getattr(cfg, role) is None:
+        raise ConfigError(path, [f"{role}: missing: this command needs a [{role}] table"])
+    return cfg
