@@ -29,8 +29,8 @@ from edgeweave.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, STREAM_BODY,
 from edgeweave.config import DeviceConfig
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
-from edgeweave.sampling import SamplingParams
 from edgeweave.protocol import DeviceInfo, DoneEvent, ErrorBody, ErrorEvent, GenerateRequest, StartEvent, TokenMessage
+from edgeweave.sampling import SamplingParams
 
 log = logging.getLogger("edgeweave.device")
 MAX_BODY_BYTES = 64 * 2**20

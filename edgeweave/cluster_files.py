@@ -58,7 +58,8 @@ def coordinator_toml(
         + f"\n[coordinator.discovery]\nmdns = {str(mdns).lower()}\nstatic = [{', '.join(_q(u) for u in static)}]\n"
     )
     for name, url, key, model in cloud:
-        text += f"\n[[coordinator.cloud]]\nname = {_q(name)}\nurl = {_q(url)}\napi_key = {_q(key)}\nmodels = [{_q(model)}]\n"
+        text += f"\n[[coordinator.cloud]]\nname = {_q(name)}\nurl = {_q(url)}\n"
+        text += f"api_key = {_q(key)}\nmodels = [{_q(model)}]\n"
     return text
 
 

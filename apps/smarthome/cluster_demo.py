@@ -1,0 +1,156 @@
+"""`make demo`: a local smart-home cluster answering through the OpenAI client.
+
+Starts a coordinator and three device daemons as separate processes (a
+"phone" on ExecuTorch, a "pi" on llama.cpp with one thread, a "jetson" on
+torch), waits for mDNS discovery, then sends smart-home commands through the
+official ``openai`` client with streaming, showing a live table of the
+devices and the answers as they stream.  ``--serve`` keeps the cluster up
+until SIGTERM; its first stdout line is ``coordinator: <URL> api-key: <KEY>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openai import AsyncOpenAI
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from apps.smarthome.demo import describe
+from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+
+MODEL = "weave-home-device"
+COMMANDS = (
+    "dim the kitchen lights to 30% and lock the front door",
+    "make it 21 degrees in the office, then play jazz in the living room",
+    "turn off the bedroom lights",
+    "unlock the garage door",
+    "set the hallway thermostat to 19 degrees",
+    "play rock in the kitchen",
+    "lock the back door",
+    "thanks",
+)
+DISCOVERY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Answer:
+    command: str
+    device: str = ""
+    text: str = ""
+    chunks: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    ttft_s: float | None = None
+    done: bool = False
+    usage_tokens: int | None = None
+
+
+def _devices_table(cluster: LocalCluster) -> Table:
+    t = Table(title="devices (live, from the coordinator's /v1/devices)")
+    for col in ("device", "kind", "backend", "state", "running", "queued", "done", "tok/s", "CPU %", "J/token"):
+        t.add_column(col)
+    for d in cluster.devices_view():
+        tel = d.get("telemetry") or {}
+        for b in tel.get("backends", []):  # type: ignore[union-attr]
+            t.add_row(
+                str(d["id"]),
+                str(d["kind"]),
+                b["backend"],
+                str(d["state"]),
+                str(b["running"]),
+                str(b["queued"]),
+                str(b["completed"]),
+                f"{b['decode_tok_s']:.0f}",
+                f"{tel['cpu_percent']:.0f}",  # type: ignore[index]
+                f"{b['joules_per_token'] * 1000:.2f} m",
+            )
+    return t
+
+
+def _answers_table(answers: list[Answer]) -> Table:
+    t = Table(title=f"smart-home commands -> {MODEL}, streamed through the openai client")
+    for col in ("command", "served by", "answer (tool calls)", "TTFT ms", "tokens"):
+        t.add_column(col)
+    for a in answers:
+        shown = describe(a.text) if a.done else a.text + "▌"
+        ttft = f"{a.ttft_s * 1000:.0f}" if a.ttft_s is not None else ""
+        t.add_row(a.command, a.device, shown, ttft, str(a.usage_tokens or a.chunks))
+    return t
+
+
+async def _ask(client: AsyncOpenAI, answer: Answer) -> None:
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": answer.command}],
+        temperature=0,
+        max_tokens=200,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    async for chunk in stream:
+        answer.device = chunk.system_fingerprint or answer.device
+        if chunk.usage is not None:
+            answer.usage_tokens = chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            if choice.delta.content:
+                if answer.ttft_s is None:
+                    answer.ttft_s = time.perf_counter() - answer.started
+                answer.text += choice.delta.content
+                answer.chunks += 1
+    answer.done = True
+
+
+async def _converse(cluster: LocalCluster, console: Console) -> None:
+    client = AsyncOpenAI(base_url=cluster.url + "/v1", api_key=cluster.api_key, max_retries=3)
+    answers = [Answer(c) for c in COMMANDS]
+    with Live(console=console, refresh_per_second=8) as live:
+        tasks = [asyncio.create_task(_ask(client, a)) for a in answers]
+        while not all(t.done() for t in tasks):
+            devices = await asyncio.to_thread(_devices_table, cluster)
+            live.update(Group(devices, _answers_table(answers)))
+            await asyncio.sleep(0.25)
+        await asyncio.gather(*tasks)
+        live.update(Group(await asyncio.to_thread(_devices_table, cluster), _answers_table(answers)))
+    await client.close()
+
+
+def _wait_for_sigterm() -> None:
+    stop = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, handler)
+    while not stop:
+        time.sleep(0.2)
+
+
+def run_cluster_demo(serve: bool = False) -> int:
+    console = Console(stderr=serve)  # --serve keeps stdout for the attach line
+    with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
+        with console.status("exporting weave-home-device to GGUF and .pte (once, cached)"):
+            prepare_models(DEMO_PROFILES)
+        with console.status("starting the coordinator"):
+            cluster.start_coordinator()
+        console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
+        with console.status(f"starting {len(DEMO_PROFILES)} device daemons: " + ", ".join(p.id for p in DEMO_PROFILES)):
+            cluster.start_devices(DEMO_PROFILES)
+            t = cluster.wait_until(lambda up: len(up) == len(DEMO_PROFILES), DISCOVERY_TIMEOUT_S)
+        console.print(
+            f"all {len(DEMO_PROFILES)} devices discovered over mDNS and verified ({t:.2f} s after the last was ready)"
+        )
+        if serve:
+            print(f"coordinator: {cluster.url} api-key: {cluster.api_key}", flush=True)
+            _wait_for_sigterm()
+            return 0
+        console.print(f"API key (clients send it as Bearer): [bold]{cluster.api_key}[/]")
+        asyncio.run(_converse(cluster, console))
+        console.print("\nstopping the cluster")
+    return 0
