@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from coordinator.dispatch import Dispatcher
+from coordinator.dispatch import PIN_HEADER, Dispatcher
 from coordinator.registry import Registry
 from coordinator.routes import EndpointFailed, Job, Route
 from edgeweave import sse
@@ -132,7 +132,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = await parse_body(request, ChatCompletionRequest)
     dispatcher = request.app[KEY].dispatcher
     max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
-    job = Job(req.model, req.sampling(max_tokens), messages=[m.to_message() for m in req.messages], fill_context=fill)
+    job = Job(
+        req.model,
+        req.sampling(max_tokens),
+        messages=[m.to_message() for m in req.messages],
+        fill_context=fill,
+        pin=request.headers.get(PIN_HEADER),
+    )
     return await _serve(request, job, req.stream, req.include_usage, chat=True)
 
 
@@ -140,7 +146,13 @@ async def completions(request: web.Request) -> web.StreamResponse:
     req = await parse_body(request, CompletionRequest)
     dispatcher = request.app[KEY].dispatcher
     max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
-    job = Job(req.model, req.sampling(max_tokens), prompt=req.prompt, fill_context=fill)  # type: ignore[arg-type]
+    job = Job(
+        req.model,
+        req.sampling(max_tokens),
+        prompt=req.prompt,  # type: ignore[arg-type]
+        fill_context=fill,
+        pin=request.headers.get(PIN_HEADER),
+    )
     return await _serve(request, job, req.stream, req.include_usage, chat=False)
 
 
@@ -183,7 +195,7 @@ async def _collect(request: web.Request, route: Route, model: str, chat: bool, s
             usage=usage,
             system_fingerprint=route.endpoint,
         )
-    return web.json_response(body.model_dump(), headers={"X-Edgeweave-Endpoint": route.endpoint})
+    return web.json_response(body.model_dump(), headers={PIN_HEADER: route.endpoint})
 
 
 async def _stream(
@@ -191,7 +203,7 @@ async def _stream(
 ) -> web.StreamResponse:
     metrics = request.app[KEY].metrics
     cid = new_id("chatcmpl" if chat else "cmpl")
-    resp = await sse.open_stream(request, {"X-Edgeweave-Endpoint": route.endpoint})
+    resp = await sse.open_stream(request, {PIN_HEADER: route.endpoint})
 
     async def send(text: str | None, finish: str | None = None, role: bool = False) -> None:
         chunk: BaseModel

@@ -26,6 +26,7 @@ from edgeweave.http_errors import ApiError
 from edgeweave.protocol import GenerateRequest
 
 log = logging.getLogger("edgeweave.dispatch")
+PIN_HEADER = "X-Edgeweave-Endpoint"  # request header: serve on this endpoint only (tests, benchmarks, debugging)
 
 
 def client_param(device_param: str | None) -> str | None:
@@ -82,6 +83,10 @@ class Dispatcher:
     @asynccontextmanager
     async def open(self, job: Job) -> AsyncIterator[Route]:
         candidates = self.candidates(job.model)
+        if job.pin is not None:
+            candidates = [c for c in candidates if c.endpoint == job.pin]
+            if not candidates:
+                raise ApiError(404, f"{PIN_HEADER}: {job.pin} is not up serving {job.model}", param=PIN_HEADER)
         if not candidates:
             served = ", ".join(sorted(self.models())) or "none (no device is up)"
             raise ApiError(

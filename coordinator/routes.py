@@ -29,6 +29,7 @@ class Job:
     messages: list[Message] | None = None
     prompt: str | list[int] | None = None
     fill_context: bool = False  # the client gave no max_tokens: stop at the context's end
+    pin: str | None = None  # serve only on this endpoint ("device:<id>" / "cloud:<name>")
 
 
 @dataclass(frozen=True)

@@ -190,17 +190,22 @@ async def generate(request: web.Request) -> web.StreamResponse:
     try:
         resp = await sse.open_stream(request)
         start = StartEvent(
-            id=request_id, model=model, device=state.cfg.id, backend=worker.backend.name, prompt_tokens=len(prompt)
+            id=request_id,
+            model=model,
+            device=state.cfg.id,
+            backend=worker.backend.name,
+            prompt_tokens=len(prompt) + len(req.resume_tokens),
         )
         await _send(resp, start)
         outcome = await _relay_tokens(request, resp, worker, ticket, prompt, sampling, req.resume_tokens)
-        state.metrics.requests.labels(model, outcome).inc()
         return resp
+    except (asyncio.CancelledError, ConnectionResetError):  # the client went away
+        outcome = "cancelled"
+        raise
     finally:
         worker.release(ticket)
         del state.active[request_id]
-        if outcome == "error":
-            state.metrics.requests.labels(model, outcome).inc()
+        state.metrics.requests.labels(model, outcome).inc()
 
 
 async def _relay_tokens(

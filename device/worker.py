@@ -99,8 +99,9 @@ class ModelWorker:
                     put(event)
                     if ticket.cancel.is_set():
                         break
-                self.completed += 1
-                self._update_rates()
+                else:
+                    self.completed += 1
+                    self._update_rates()
                 put(_END)
             except BaseException as e:  # handed to the event loop, raised there
                 put(e)

@@ -59,9 +59,14 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _union_tag(part: int | str) -> bool:
+    """pydantic names the union member that failed (``str``, ``list[int]``) inside ``loc``."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
+
+
 def from_validation(e: ValidationError, rename: Callable[[str], str] = lambda p: p) -> ApiError:
     err = e.errors()[0]
-    loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and "[" in x))  # drop union-branch tags
+    loc = tuple(x for x in err["loc"] if not _union_tag(x))
     param = rename(field_path(loc)) if loc else None
     msg = "not supported by this server" if err["type"] == "extra_forbidden" else err["msg"]
     msg = msg.removeprefix("Value error, ")
