@@ -62,12 +62,16 @@ class LocalCluster:
         return self.coordinator
 
     def start_devices(
-        self, profiles: tuple[DeviceProfile, ...], timeout_s: float = 180.0, secret: str | None = None
+        self,
+        profiles: tuple[DeviceProfile, ...],
+        timeout_s: float = 180.0,
+        secret: str | None = None,
+        advertise: bool = True,
     ) -> list[ServiceProcess]:
         """Start daemons in parallel; ``secret`` overrides the cluster's (impostor tests)."""
         started = []
         for p in profiles:
-            path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret))
+            path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret, advertise))
             svc = spawn(p.id, ["device", "serve", "--config", str(path)], self.workdir / f"{p.id}.log")
             self.devices[p.id] = svc
             started.append(svc)
