@@ -37,6 +37,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.backends
+	$(PY) -m benchmarks.edge_runtime
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

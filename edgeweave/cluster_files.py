@@ -20,6 +20,7 @@ class DeviceProfile:
     threads: int | None = None
     max_queue: int = 4
     model: str = "weave-home-device"
+    port: int = 0  # 0: any free port
 
 
 def new_secret() -> str:
@@ -38,7 +39,7 @@ def device_toml(p: DeviceProfile, secret: str, advertise: bool = True) -> str:
     threads = f"threads = {p.threads}\n" if p.threads else ""
     return (
         cluster_table(secret)
-        + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nadvertise = {str(advertise).lower()}\n"
+        + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nport = {p.port}\nadvertise = {str(advertise).lower()}\n"
         + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}max_queue = {p.max_queue}\n"
     )
 
