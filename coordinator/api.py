@@ -37,7 +37,7 @@ from edgeweave.openai_api import (
     Usage,
     new_id,
 )
-from edgeweave.protocol import ErrorBody
+from edgeweave.protocol import ErrorBody, Message
 
 log = logging.getLogger("edgeweave.coordinator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,40 +130,41 @@ def _max_tokens(dispatcher: Dispatcher, model: str, asked: int | None) -> tuple[
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = await parse_body(request, ChatCompletionRequest)
-    dispatcher = request.app[KEY].dispatcher
-    max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
-    job = Job(
-        req.model,
-        req.sampling(max_tokens),
-        messages=[m.to_message() for m in req.messages],
-        fill_context=fill,
-        pin=request.headers.get(PIN_HEADER),
-    )
-    return await _serve(request, job, req.stream, req.include_usage, chat=True)
+    return await _serve(request, _job(request, req, messages=[m.to_message() for m in req.messages]), req, chat=True)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
     req = await parse_body(request, CompletionRequest)
-    dispatcher = request.app[KEY].dispatcher
-    max_tokens, fill = _max_tokens(dispatcher, req.model, req.max_tokens)
-    job = Job(
+    return await _serve(request, _job(request, req, prompt=req.prompt), req, chat=False)  # type: ignore[arg-type]
+
+
+def _job(
+    request: web.Request,
+    req: ChatCompletionRequest | CompletionRequest,
+    messages: list[Message] | None = None,
+    prompt: str | list[int] | None = None,
+) -> Job:
+    max_tokens, fill = _max_tokens(request.app[KEY].dispatcher, req.model, req.max_tokens)
+    return Job(
         req.model,
         req.sampling(max_tokens),
-        prompt=req.prompt,  # type: ignore[arg-type]
+        messages=messages,
+        prompt=prompt,
         fill_context=fill,
         pin=request.headers.get(PIN_HEADER),
     )
-    return await _serve(request, job, req.stream, req.include_usage, chat=False)
 
 
-async def _serve(request: web.Request, job: Job, stream: bool, include_usage: bool, chat: bool) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, job: Job, req: ChatCompletionRequest | CompletionRequest, chat: bool
+) -> web.StreamResponse:
     state = request.app[KEY]
     started = time.perf_counter()
     state.metrics.in_flight.inc()
     try:
         async with state.dispatcher.open(job) as route:
-            if stream:
-                return await _stream(request, route, job.model, include_usage, chat, started)
+            if req.stream:
+                return await _stream(request, route, job.model, req.include_usage, chat, started)
             return await _collect(request, route, job.model, chat, started)
     finally:
         state.metrics.in_flight.dec()

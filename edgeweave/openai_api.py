@@ -149,14 +149,17 @@ class ChatChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletion(BaseModel):
+class _Response(BaseModel):
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=now)
     model: str
-    choices: list[ChatChoice]
-    usage: Usage
+    usage: Usage | None = None
     system_fingerprint: str | None = None  # which endpoint served it ("device:pi-1", "cloud:gpu")
+
+
+class ChatCompletion(_Response):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
 
 
 class ChunkDelta(BaseModel):
@@ -171,14 +174,9 @@ class ChunkChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionChunk(BaseModel):
-    id: str
+class ChatCompletionChunk(_Response):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int = Field(default_factory=now)
-    model: str
     choices: list[ChunkChoice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
 
 
 class CompletionChoice(BaseModel):
@@ -188,11 +186,6 @@ class CompletionChoice(BaseModel):
     logprobs: None = None
 
 
-class Completion(BaseModel):
-    id: str
+class Completion(_Response):
     object: Literal["text_completion"] = "text_completion"
-    created: int = Field(default_factory=now)
-    model: str
     choices: list[CompletionChoice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
