@@ -96,7 +96,6 @@ class Registry:
         self._checking: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.Task[None] | None = None
-        self.changed = asyncio.Event()  # set whenever a device joins or leaves
 
     # --- discovery events ------------------------------------------------------------
     def found(self, sighting: Sighting) -> None:
@@ -159,7 +158,6 @@ class Registry:
         self.devices[info.id] = DeviceRecord(info, s.url, s.source, s.name, client, telemetry)
         models = ", ".join(f"{m.name}/{m.backend}" for m in info.models)
         log.info("device %s (%s) admitted via %s at %s serving %s", info.id, info.kind, s.source, s.url, models)
-        self.changed.set()
 
     # --- heartbeats ------------------------------------------------------------------
     async def _beat(self, rec: DeviceRecord) -> None:
@@ -170,7 +168,6 @@ class Registry:
             return
         if rec.state == "down":
             log.info("device %s is back after %d missed heartbeats", rec.id, rec.missed)
-            self.changed.set()
         rec.missed, rec.state = 0, "up"
 
     def missed(self, rec: DeviceRecord, why: str) -> None:
@@ -181,13 +178,11 @@ class Registry:
         elif rec.missed >= self.cfg.down_after_missed and rec.state == "up":
             rec.state = "down"
             log.warning("device %s is down (%s)", rec.id, why)
-            self.changed.set()
 
     def _remove(self, rec: DeviceRecord, why: str) -> None:
         if self.devices.get(rec.id) is rec:
             del self.devices[rec.id]
             log.warning("device %s removed: %s", rec.id, why)
-            self.changed.set()
 
     async def _heartbeat_loop(self) -> None:
         while True:

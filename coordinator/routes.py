@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -48,7 +48,6 @@ class Route:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
-    token_ids: list[int] = field(default_factory=list)
 
 
 class DeviceRoute(Route):
@@ -68,7 +67,6 @@ class DeviceRoute(Route):
         try:
             async for ev in self._events:
                 if isinstance(ev, TokenMessage):
-                    self.token_ids.append(ev.id)
                     self.completion_tokens += 1
                     yield Delta(ev.text, ev.id)
                 elif isinstance(ev, DoneEvent):

@@ -99,9 +99,3 @@ def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None
     )
     log.close()
     return ServiceProcess(name, proc, log_path)
-
-
-def start(name: str, args: list[str], log_path: Path, timeout_s: float = 180.0) -> ServiceProcess:
-    svc = spawn(name, args, log_path)
-    svc.wait_ready(timeout_s)
-    return svc
