@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import socket
 import statistics
@@ -35,9 +36,8 @@ import aiohttp
 
 from coordinator.device_client import DeviceClient
 from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile, device_toml, write
+from edgeweave.cluster_files import DeviceProfile
 from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
-from edgeweave.processes import ServiceProcess, spawn
 from edgeweave.protocol import GenerateRequest, TokenMessage
 from edgeweave.sampling import SamplingParams
 from edgeweave.sse import read_events
@@ -58,7 +58,7 @@ def measure_discovery(cluster: LocalCluster, rounds: int) -> list[float]:
     for i in range(rounds):
         profile = DeviceProfile(f"bench-{i}", "pi", "llamacpp", threads=1, port=free_port())
         health = f"http://127.0.0.1:{profile.port}/health"
-        svc = _spawn_device(cluster, profile)
+        svc = cluster.spawn_device(profile)
         while True:  # the daemon's socket opens, then it registers with mDNS at once
             try:
                 urllib.request.urlopen(health, timeout=1).close()
@@ -70,16 +70,12 @@ def measure_discovery(cluster: LocalCluster, rounds: int) -> list[float]:
         out.append(time.monotonic() - listening)
         svc.wait_ready(30)
         svc.stop()
+        del cluster.devices[profile.id]
         cluster.wait_until(lambda up, pid=profile.id: pid not in up, 30.0)
     return out
 
 
-def _spawn_device(cluster: LocalCluster, profile: DeviceProfile) -> ServiceProcess:
-    path = write(cluster.workdir / f"{profile.id}.toml", device_toml(profile, cluster.secret))
-    return spawn(profile.id, ["device", "serve", "--config", str(path)], cluster.workdir / f"{profile.id}.log")
-
-
-async def stream_direct(session: aiohttp.ClientSession, device: DeviceClient, n: int) -> float:
+async def stream_direct(device: DeviceClient, n: int) -> float:
     req = GenerateRequest(prompt=PROMPT, sampling=SamplingParams(max_tokens=n, ignore_eos=True))
     start = time.perf_counter()
     count = 0
@@ -118,10 +114,10 @@ async def measure_overhead(cluster: LocalCluster, device_id: str, rounds: int, n
     async with aiohttp.ClientSession() as session:
         device = DeviceClient(session, ClusterKey(cluster.secret.encode()), url)
         direct, via = [], []
-        await stream_direct(session, device, n)  # warm both paths
+        await stream_direct(device, n)  # warm both paths
         await stream_coordinator(session, cluster, f"device:{device_id}", n)
         for _ in range(rounds):
-            direct.append(await stream_direct(session, device, n))
+            direct.append(await stream_direct(device, n))
             via.append(await stream_coordinator(session, cluster, f"device:{device_id}", n))
     d, c = statistics.median(direct), statistics.median(via)
     return {
@@ -211,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "edge_runtime",
         "quick": args.quick,
-        "machine": {"platform": platform.platform(), "cpus": __import__("os").cpu_count()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "summary": summary,
         "discovery_s": discovery,
         "overhead": overhead,

@@ -68,7 +68,7 @@ class DeviceClient:
                 body = await resp.read()
                 self._check_signature(resp, headers, body)
                 if resp.status != 200:
-                    raise _refusal(resp.status, body, resp.headers.get("Retry-After"))
+                    raise refusal(resp.status, body, resp.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             raise Unreachable(f"{self.url}{path}: {type(e).__name__} {e}") from None
         try:
@@ -92,7 +92,7 @@ class DeviceClient:
             if resp.status != 200:
                 raw = await resp.read()
                 self._check_signature(resp, headers, raw)
-                raise _refusal(resp.status, raw, resp.headers.get("Retry-After"))
+                raise refusal(resp.status, raw, resp.headers.get("Retry-After"))
             self._check_signature(resp, headers, STREAM_BODY)
             yield self._events(resp)
 
@@ -123,7 +123,8 @@ class DeviceClient:
             raise NotTrusted(f"{self.url} does not accept our cluster signature (HTTP {resp.status})")
 
 
-def _refusal(status: int, body: bytes, retry_after: str | None) -> Refused:
+def refusal(status: int, body: bytes, retry_after: str | None) -> Refused:
+    """A non-200 answer in OpenAI's error shape (ours and any OpenAI-compatible server's)."""
     try:
         error = ErrorBody.model_validate(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError, ValidationError):

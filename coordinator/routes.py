@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from coordinator.device_client import DeviceError, Refused, Unreachable
+from coordinator.device_client import DeviceError, Unreachable, refusal
 from edgeweave import sse
 from edgeweave.config import CloudEndpoint
-from edgeweave.protocol import DoneEvent, ErrorBody, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
+from edgeweave.protocol import DoneEvent, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
 from edgeweave.sampling import SamplingParams
 
 
@@ -147,10 +147,5 @@ async def open_cloud(session: aiohttp.ClientSession, endpoint: CloudEndpoint, jo
     if resp.status != 200:
         raw = await resp.read()
         resp.release()
-        try:
-            error = ErrorBody.model_validate(json.loads(raw)["error"])
-        except (ValueError, KeyError, TypeError):
-            error = ErrorBody(message=f"cloud {endpoint.name}: HTTP {resp.status}", type="server_error")
-        retry = resp.headers.get("Retry-After")
-        raise Refused(resp.status, error, float(retry) if retry else None)
+        raise refusal(resp.status, raw, resp.headers.get("Retry-After"))
     return resp

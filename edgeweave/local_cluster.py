@@ -69,15 +69,17 @@ class LocalCluster:
         advertise: bool = True,
     ) -> list[ServiceProcess]:
         """Start daemons in parallel; ``secret`` overrides the cluster's (impostor tests)."""
-        started = []
-        for p in profiles:
-            path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret, advertise))
-            svc = spawn(p.id, ["device", "serve", "--config", str(path)], self.workdir / f"{p.id}.log")
-            self.devices[p.id] = svc
-            started.append(svc)
+        started = [self.spawn_device(p, secret, advertise) for p in profiles]
         for svc in started:
             svc.wait_ready(timeout_s)
         return started
+
+    def spawn_device(self, p: DeviceProfile, secret: str | None = None, advertise: bool = True) -> ServiceProcess:
+        """Start one daemon without waiting for it to be ready."""
+        path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret, advertise))
+        svc = spawn(p.id, ["device", "serve", "--config", str(path)], self.workdir / f"{p.id}.log")
+        self.devices[p.id] = svc
+        return svc
 
     def stop(self) -> None:
         for svc in [*self.devices.values(), *([self.coordinator] if self.coordinator else [])]:
