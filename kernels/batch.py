@@ -32,7 +32,7 @@ class AttnBatch:
         n = len(self.q_lens)
         if len(self.kv_lens) != n or len(self.block_tables) != n or (self.prefixes and len(self.prefixes) != n):
             raise ValueError("q_lens, kv_lens, block_tables (and prefixes) need one entry per sequence")
-        for b, (q, kv, bt) in enumerate(zip(self.q_lens, self.kv_lens, self.block_tables)):
+        for b, (q, kv, bt) in enumerate(zip(self.q_lens, self.kv_lens, self.block_tables, strict=False)):
             if not 1 <= q <= kv or len(bt) * self.block_size < kv:
                 raise ValueError(f"sequence {b}: q_len={q} kv_len={kv} with {len(bt)} blocks of {self.block_size}")
         cu = [0]
@@ -54,7 +54,7 @@ class AttnBatch:
 
     def works(self) -> list[SeqWork]:
         out = []
-        for b, (q, kv) in enumerate(zip(self.q_lens, self.kv_lens)):
+        for b, (q, kv) in enumerate(zip(self.q_lens, self.kv_lens, strict=False)):
             pre = self.prefixes[b] if self.prefixes else None
             if pre is not None and q == 1 and 0 < pre[1] < kv:
                 out.append(SeqWork(q, kv, pre[0], pre[1]))
@@ -64,7 +64,7 @@ class AttnBatch:
 
     def valid_pairs(self) -> int:
         """Query-key pairs causal attention needs (per head)."""
-        return sum(q * kv - q * (q - 1) // 2 for q, kv in zip(self.q_lens, self.kv_lens))
+        return sum(q * kv - q * (q - 1) // 2 for q, kv in zip(self.q_lens, self.kv_lens, strict=False))
 
     def block_table_tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
         """(flat block ids, per-sequence offset into them) as int32 tensors."""

@@ -73,7 +73,7 @@ def build_tables(plan: Plan, batch: AttnBatch, device: torch.device | str) -> Pa
                     row_part.append(-1)
         for s in g.segments:
             for col, val in zip(
-                seg_cols, (bt_off[s.seq], s.k_lo, s.k_hi, s.row_lo, s.row_hi, int(grows(s, works)))
+                seg_cols, (bt_off[s.seq], s.k_lo, s.k_hi, s.row_lo, s.row_hi, int(grows(s, works))), strict=False
             ):
                 col.append(val)
         grp_row_ptr.append(len(row_tok))

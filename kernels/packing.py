@@ -156,7 +156,10 @@ def _split_keys(u: _Unit, capacity: int) -> list[_Unit]:
     (seg,) = u.segments
     n = math.ceil(seg.keys / capacity)
     bounds = [seg.k_lo + (seg.keys * j) // n for j in range(n + 1)]
-    return [_Unit(u.spans, [Segment(seg.seq, a, b, seg.row_lo, seg.row_hi)]) for a, b in zip(bounds, bounds[1:])]
+    return [
+        _Unit(u.spans, [Segment(seg.seq, a, b, seg.row_lo, seg.row_hi)])
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
 
 
 def _fit(u: _Unit, works: Sequence[SeqWork], capacity: int) -> list[_Unit]:
@@ -260,7 +263,6 @@ class DriftMonitor:
     def step(self) -> bool:
         """Record one decode step; True when the plan should be rebuilt."""
         self.steps += 1
-        over = any(
-            load + self.steps * grow > self.plan.capacity for load, grow in zip(self.plan.loads, self.growth)
-        )
+        loads = zip(self.plan.loads, self.growth, strict=True)
+        over = any(load + self.steps * grow > self.plan.capacity for load, grow in loads)
         return over or 2 * self.drift >= self.plan.capacity

@@ -32,9 +32,7 @@ def sdpa_per_request(
         slots = slots_of(batch.block_tables[b], kv_len, batch.block_size).to(q.device)
         k, v = k_cache[slots].transpose(0, 1), v_cache[slots].transpose(0, 1)
         mask = _causal_mask(hi - lo, kv_len, q.device)
-        o = F.scaled_dot_product_attention(
-            q[lo:hi].transpose(0, 1), k, v, attn_mask=mask, scale=scale, enable_gqa=True
-        )
+        o = F.scaled_dot_product_attention(q[lo:hi].transpose(0, 1), k, v, attn_mask=mask, scale=scale, enable_gqa=True)
         out[lo:hi] = o.transpose(0, 1)
     return out
 

@@ -23,6 +23,7 @@ engine uses the packed one.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import triton
@@ -43,7 +44,9 @@ def _kv_tile(cache, bt, bt_off, keys, kmask, kvh, stride_s, stride_h, offs_d, dm
 
 
 @triton.jit
-def _online_update(q, k, v, valid, m_i, l_i, acc, qk_scale, PREC: tl.constexpr):
+def _online_update(q, k, v, valid, m_i, l_i, acc, qk_scale, PREC: tl.constexpr, UPCAST: tl.constexpr):
+    if UPCAST:
+        q, k, v = q.to(tl.float32), k.to(tl.float32), v.to(tl.float32)
     s = tl.dot(q, tl.trans(k), input_precision=PREC) * qk_scale
     s = tl.where(valid, s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -62,7 +65,8 @@ def _packed_kernel(
     seg_bt, seg_klo, seg_khi, seg_rlo, seg_rhi,
     stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh, stride_pp, stride_ph,
     qk_scale, n_q_heads, HEAD_DIM: tl.constexpr, REP: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BS: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
     g = tl.program_id(0)
     kvh = tl.program_id(1)
@@ -97,7 +101,7 @@ def _packed_kernel(
             kt = _kv_tile(k_cache, bt, bt_off, keys, kmask, kvh, stride_ks, stride_kh, offs_d, dmask, BS)
             vt = _kv_tile(v_cache, bt, bt_off, keys, kmask, kvh, stride_ks, stride_kh, offs_d, dmask, BS)
             valid = seg_rows[:, None] & kmask[None, :] & (keys[None, :] <= pos[:, None])
-            m_i, l_i, acc = _online_update(qt, kt, vt, valid, m_i, l_i, acc, qk_scale, PREC)
+            m_i, l_i, acc = _online_update(qt, kt, vt, valid, m_i, l_i, acc, qk_scale, PREC, UPCAST)
     l_safe = tl.where(l_i == 0.0, 1.0, l_i)
     o = acc / l_safe[:, None]
     part = tl.load(row_part + r0 + row, mask=rmask, other=-1).to(tl.int64)
@@ -149,7 +153,8 @@ def _varlen_kernel(
     q, k_cache, v_cache, out, bt, bt_off, cu_q, kv_lens,
     stride_qt, stride_qh, stride_ks, stride_kh, stride_ot, stride_oh,
     qk_scale, HEAD_DIM: tl.constexpr, REP: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BS: tl.constexpr, PREC: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BS: tl.constexpr, PREC: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
     t = tl.program_id(0)
     b = tl.program_id(1)
@@ -183,7 +188,7 @@ def _varlen_kernel(
         kt = _kv_tile(k_cache, bt, off, keys, kmask, kvh, stride_ks, stride_kh, offs_d, dmask, BS)
         vt = _kv_tile(v_cache, bt, off, keys, kmask, kvh, stride_ks, stride_kh, offs_d, dmask, BS)
         valid = rmask[:, None] & kmask[None, :] & (keys[None, :] <= pos[:, None])
-        m_i, l_i, acc = _online_update(qt, kt, vt, valid, m_i, l_i, acc, qk_scale, PREC)
+        m_i, l_i, acc = _online_update(qt, kt, vt, valid, m_i, l_i, acc, qk_scale, PREC, UPCAST)
     o = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     tl.store(
         out + tok[:, None] * stride_ot + head[:, None] * stride_oh + offs_d[None, :],
@@ -204,6 +209,8 @@ def _consts(q: torch.Tensor, k_cache: torch.Tensor, scale: float | None) -> dict
         "REP": q.shape[1] // k_cache.shape[1],
         "BLOCK_D": max(16, triton.next_power_of_2(d)),
         "PREC": "ieee" if q.dtype == torch.float32 else "tf32",
+        # Triton's interpreter multiplies bf16 bit patterns as integers: compute those tiles in fp32 there
+        "UPCAST": q.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1",
         "qk_scale": (scale if scale is not None else 1.0 / math.sqrt(d)) * LOG2E,
     }
 
@@ -243,7 +250,7 @@ def packed_attention(
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1),
         out.stride(0), out.stride(1), part_out.stride(0), part_out.stride(1),
         c["qk_scale"], hq, HEAD_DIM=c["HEAD_DIM"], REP=c["REP"],
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=c["BLOCK_D"], BS=block_size, PREC=c["PREC"],
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=c["BLOCK_D"], BS=block_size, PREC=c["PREC"], UPCAST=c["UPCAST"],
         num_warps=num_warps,
     )  # fmt: skip
     if tables.num_parts:
@@ -292,7 +299,7 @@ def varlen_attention(
         q, k_cache, v_cache, out, tables.bt_flat, tables.bt_off, tables.cu_q, tables.kv_lens,
         q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), out.stride(0), out.stride(1),
         c["qk_scale"], HEAD_DIM=c["HEAD_DIM"], REP=c["REP"],
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=c["BLOCK_D"], BS=block_size, PREC=c["PREC"],
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=c["BLOCK_D"], BS=block_size, PREC=c["PREC"], UPCAST=c["UPCAST"],
         num_warps=num_warps,
     )  # fmt: skip
     return out

@@ -10,6 +10,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Triton kernels run in Triton's interpreter on machines without a GPU; this must
+# be set before any kernel module is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from edgeweave.models.registry import resolve_checkpoint
 
