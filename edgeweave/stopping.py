@@ -1,14 +1,24 @@
-"""Stop strings on a token stream: release text as soon as it cannot start one.
+"""Stop conditions on a token stream, shared by every device backend and the
+cloud engine.
 
 A streamed answer must never show a stop string, nor the beginning of one that
 later completes.  :class:`StopText` holds back only the longest tail of the
 text so far that is a prefix of some stop string, so text reaches clients one
 token late at most in the common case and never has to be taken back.
+:class:`Continuation` applies all of a request's stop conditions (end-of-turn
+ids, stop strings, max_tokens, the context's end) token by token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from edgeweave.models.tokenizer import Tokenizer
+    from edgeweave.sampling import SamplingParams
+
+FinishReason = Literal["stop", "length"]
 
 
 class StopText:
@@ -47,3 +57,29 @@ class StopText:
         out = self._text[self._released : upto]
         self._released = max(self._released, upto)
         return out
+
+
+class Continuation:
+    """One request's output so far: the text each new token makes visible and
+    whether it ends the answer."""
+
+    def __init__(self, tokenizer: Tokenizer, params: SamplingParams, context_length: int, start_pos: int) -> None:
+        self.params = params
+        self.context_length = context_length
+        self.pos = start_pos  # tokens in the context after the last accepted one
+        self.generated = 0
+        self._decoder = tokenizer.stream_decoder()
+        self._stopper = StopText(params.stop)
+        self._stop_ids = frozenset() if params.ignore_eos else tokenizer.stop_ids
+
+    def accept(self, token: int) -> tuple[str, FinishReason | None]:
+        self.pos += 1
+        self.generated += 1
+        if token in self._stop_ids:
+            return self._stopper.finish(self._decoder.flush()), "stop"
+        piece = self._stopper.push(self._decoder.push(token))
+        if self._stopper.stopped:
+            return piece, "stop"
+        if self.generated >= self.params.max_tokens or self.pos >= self.context_length:
+            return piece + self._stopper.finish(self._decoder.flush()), "length"
+        return piece, None

@@ -16,16 +16,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
 from edgeweave.errors import UsageError
 from edgeweave.models.tokenizer import Tokenizer
 from edgeweave.sampling import Sampler, SamplingParams
-from edgeweave.stopping import StopText
-
-FinishReason = Literal["stop", "length"]
+from edgeweave.stopping import Continuation, FinishReason
 
 
 @dataclass(frozen=True)
@@ -145,27 +142,14 @@ class Backend(ABC):
         stats = GenerationStats(prompt_tokens=len(context))
         self.last_stats = stats
         sampler = Sampler(params)
-        decoder = self.tokenizer.stream_decoder()
-        stopper = StopText(params.stop)
-        stop_ids = frozenset() if params.ignore_eos else self.tokenizer.stop_ids
+        output = Continuation(self.tokenizer, params, self.context_length, len(context))
         start = time.perf_counter()
         logits = self.prefill(context)
         stats.prefill_s = time.perf_counter() - start
-        pos = len(context)
         for index in range(params.max_tokens):
             token = sampler(logits)
-            pos += 1
             stats.generated_tokens = index + 1
-            finish: FinishReason | None = None
-            if token in stop_ids:
-                finish, piece = "stop", stopper.finish(decoder.flush())
-            else:
-                piece = stopper.push(decoder.push(token))
-                if stopper.stopped:
-                    finish = "stop"
-                elif index + 1 >= params.max_tokens or pos >= self.context_length:
-                    finish = "length"
-                    piece += stopper.finish(decoder.flush())
+            piece, finish = output.accept(token)
             now = time.perf_counter() - start
             if index == 0:
                 stats.ttft_s = now
