@@ -1,0 +1,280 @@
+"""The continuous-batching LLM engine (the mechanism; the order is the policy's).
+
+Each :meth:`LLMEngine.step` is one iteration: the pure scheduler picks which
+sequences compute how many tokens (decodes and prefill chunks together), the
+engine applies its preemptions (recompute: drop the blocks and prefill again
+later, the prefix cache often keeping them; swap: copy the blocks to host
+memory and back), admits sequences (reusing cached prefix blocks), runs the
+model once, samples every sequence whose context is complete and applies the
+stop conditions.  Not thread-safe: :mod:`cloud.engine.async_engine` owns it
+from one thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from cloud.engine.attention import AttentionKind, make_attention
+from cloud.engine.blocks import BlockManager
+from cloud.engine.kv_cache import PagedKVCache, bytes_per_block
+from cloud.engine.runner import ModelRunner
+from cloud.engine.scheduler import FCFS, Budget, Policy, schedule
+from cloud.engine.sequence import SeqState, Sequence
+from edgeweave.errors import UsageError
+from edgeweave.models.checkpoint import load_checkpoint
+from edgeweave.models.hf_tokenizer import load_tokenizer
+from edgeweave.models.llama import Transformer
+from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.models.tokenizer import Tokenizer
+from edgeweave.sampling import Sampler, SamplingParams
+from edgeweave.stopping import Continuation, FinishReason
+
+Preemption = Literal["recompute", "swap"]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    block_size: int = 16
+    kv_cache_mb: float = 64.0
+    max_num_seqs: int = 64
+    max_batched_tokens: int = 512  # per iteration; longer prompts are prefilled in chunks
+    preemption: Preemption = "recompute"
+    swap_space_mb: float = 64.0
+    prefix_caching: bool = True
+    attention: AttentionKind = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class TokenOutput:
+    """One sampled token of one request."""
+
+    request_id: str
+    token_id: int
+    text: str
+    index: int  # among the request's new tokens
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    time_s: float
+
+
+@dataclass
+class EngineStats:
+    waiting: int
+    running: int
+    swapped: int
+    blocks_total: int
+    blocks_free: int
+    prefix_hit_blocks: int
+    preemptions: int
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+class LLMEngine:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        options: EngineOptions = EngineOptions(),
+        policy: Policy | None = None,
+    ) -> None:
+        self.options = o = options
+        self.device = _device(o.device)
+        dtype = _dtype(o.dtype, self.device)
+        self.model = model.to(self.device, dtype).eval()
+        self.tokenizer = tokenizer
+        cfg = model.config
+        self.context_length = cfg.max_seq_len
+        per_block = bytes_per_block(cfg, o.block_size, dtype)
+        num_blocks = int(o.kv_cache_mb * 2**20 // per_block)
+        if num_blocks < 1:
+            raise UsageError("kv_cache_mb", f"{o.kv_cache_mb} MiB holds no block of {per_block} bytes")
+        self.swap_blocks = int(o.swap_space_mb * 2**20 // per_block) if o.preemption == "swap" else 0
+        self.blocks = BlockManager(num_blocks, o.block_size, o.prefix_caching)
+        self.cache = PagedKVCache(cfg, num_blocks, o.block_size, dtype, self.device)
+        attention = make_attention(
+            o.attention, o.block_size, cfg.head_dim, cfg.n_heads // cfg.n_kv_heads, cfg.n_kv_heads, self.device
+        )
+        self.runner = ModelRunner(self.model, self.cache, attention)
+        self.policy: Policy = policy or FCFS()
+        self.seqs: dict[str, Sequence] = {}
+        self.preemptions = 0
+        self._swapped_blocks = 0
+
+    @classmethod
+    def load(
+        cls, model: str | Path, options: EngineOptions = EngineOptions(), policy: Policy | None = None
+    ) -> LLMEngine:
+        path = resolve_checkpoint(model)
+        net = load_checkpoint(path)
+        return cls(net, load_tokenizer(path, net.config), options, policy)
+
+    # --- requests ---------------------------------------------------------------
+    def check(self, prompt: Seq[int], resume: Seq[int], params: SamplingParams) -> None:
+        """Refuse what can never run, naming the field (before anything is queued)."""
+        if not prompt:
+            raise UsageError("prompt", "must contain at least one token")
+        vocab = self.tokenizer.vocab_size
+        for field, ids in (("prompt", prompt), ("resume_tokens", resume)):
+            bad = next((i for i in ids if not 0 <= int(i) < vocab), None)
+            if bad is not None:
+                raise UsageError(field, f"token id {bad} outside vocabulary of {vocab}")
+        n = len(prompt) + len(resume)
+        if n >= self.context_length:
+            raise UsageError(
+                "messages" if not resume else "resume_tokens",
+                f"{n} tokens do not fit the model's context of {self.context_length} tokens (limit "
+                f"{self.context_length - 1} prompt tokens)",
+            )
+        if self.blocks.blocks_for(min(self.context_length, n + params.max_tokens)) > self.blocks.num_blocks:
+            raise UsageError(
+                "max_tokens",
+                f"prompt + max_tokens need more than the KV cache's {self.blocks.num_blocks * self.blocks.block_size}"
+                " tokens",
+            )
+
+    def add_request(
+        self,
+        request_id: str,
+        prompt: Seq[int],
+        params: SamplingParams,
+        resume: Seq[int] = (),
+        arrival_s: float | None = None,
+        extra: object = None,
+    ) -> None:
+        if request_id in self.seqs:
+            raise UsageError("request_id", f"{request_id!r} is already running")
+        self.check(prompt, resume, params)
+        tokens = [int(t) for t in (*prompt, *resume)]
+        self.seqs[request_id] = Sequence(
+            id=request_id,
+            tokens=tokens,
+            prompt_len=len(tokens),
+            params=params,
+            sampler=Sampler(params),
+            output=Continuation(self.tokenizer, params, self.context_length, len(tokens)),
+            arrival_s=time.monotonic() if arrival_s is None else arrival_s,
+            extra=extra,
+        )
+
+    def abort(self, request_id: str) -> bool:
+        seq = self.seqs.pop(request_id, None)
+        if seq is None:
+            return False
+        self._free(seq)
+        return True
+
+    def has_work(self) -> bool:
+        return bool(self.seqs)
+
+    def stats(self) -> EngineStats:
+        states = [s.state for s in self.seqs.values()]
+        return EngineStats(
+            waiting=states.count(SeqState.WAITING),
+            running=states.count(SeqState.RUNNING),
+            swapped=states.count(SeqState.SWAPPED),
+            blocks_total=self.blocks.num_blocks,
+            blocks_free=self.blocks.num_free,
+            prefix_hit_blocks=self.blocks.hits,
+            preemptions=self.preemptions,
+        )
+
+    # --- one iteration ------------------------------------------------------------
+    def step(self, now: float | None = None) -> list[TokenOutput]:
+        now = time.monotonic() if now is None else now
+        o = self.options
+        for seq in self.seqs.values():
+            if seq.state == SeqState.WAITING and not seq.prefix_checked:
+                seq.block_table, seq.block_hashes = self.blocks.match_prefix(seq.tokens)
+                seq.computed = len(seq.block_table) * self.blocks.block_size
+                seq.prefix_checked = True
+        ref = self.blocks.ref
+        views = [s.view(sum(ref[b] == 1 for b in s.block_table)) for s in self.seqs.values()]
+        plan = schedule(
+            self.policy, views, Budget(o.max_batched_tokens, o.max_num_seqs, self.blocks.num_free, o.block_size), now
+        )
+        for sid in plan.preempt:
+            self._preempt(self.seqs[sid])
+        work = [(self.seqs[sid], self._admit(self.seqs[sid], n)) for sid, n in plan.run]
+        if not work:
+            return []
+        logits = self.runner.execute(work).float().cpu().numpy()
+        outputs = []
+        for (seq, n), row in zip(work, logits, strict=True):
+            seq.computed += n
+            self.blocks.commit(seq.tokens, seq.block_table, seq.block_hashes, seq.computed)
+            if seq.computed == len(seq.tokens):
+                outputs.append(self._sample(seq, row, now))
+        return outputs
+
+    def _admit(self, seq: Sequence, n: int) -> int:
+        """Give ``seq`` the blocks for ``n`` more tokens; returns the tokens it will compute."""
+        if seq.state == SeqState.SWAPPED:
+            assert seq.swapped_kv is not None
+            seq.block_table = [self.blocks.allocate() for _ in range(self.blocks.blocks_for(seq.computed))]
+            self.cache.swap_in(seq.swapped_kv, seq.block_table)
+            self._swapped_blocks -= len(seq.block_table)
+            seq.swapped_kv = None
+        seq.state = SeqState.RUNNING
+        while len(seq.block_table) < self.blocks.blocks_for(seq.computed + n):
+            seq.block_table.append(self.blocks.allocate())
+        return n
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.preemptions += 1
+        seq.preemptions += 1
+        blocks = self.blocks.blocks_for(seq.computed)
+        if self.options.preemption == "swap" and self._swapped_blocks + blocks <= self.swap_blocks:
+            seq.swapped_kv = self.cache.swap_out(seq.block_table[:blocks])
+            self._swapped_blocks += blocks
+            self.blocks.release(seq.block_table)
+            seq.block_table, seq.state = [], SeqState.SWAPPED
+            return
+        self._free(seq)  # recompute: its tokens (output so far included) are prefilled again
+        seq.computed, seq.state, seq.prefix_checked = 0, SeqState.WAITING, False
+
+    def _free(self, seq: Sequence) -> None:
+        self.blocks.release(seq.block_table)
+        if seq.swapped_kv is not None:
+            self._swapped_blocks -= self.blocks.blocks_for(seq.computed)
+            seq.swapped_kv = None
+        seq.block_table, seq.block_hashes = [], []
+
+    def _sample(self, seq: Sequence, logits: object, now: float) -> TokenOutput:
+        token = seq.sampler(logits)  # type: ignore[arg-type]
+        seq.tokens.append(token)
+        seq.generated.append(token)
+        text, finish = seq.output.accept(token)
+        out = TokenOutput(seq.id, token, text, len(seq.generated) - 1, finish, seq.prompt_len, now)
+        if finish:
+            seq.finish_reason, seq.state = finish, SeqState.FINISHED
+            self.abort(seq.id)
+        return out
+
+    def generate(self, prompts: Seq[Seq[int]], params: SamplingParams) -> list[list[int]]:
+        """Run ``prompts`` to completion together (offline use and tests)."""
+        for i, p in enumerate(prompts):
+            self.add_request(f"offline-{i}", p, params)
+        out: dict[str, list[int]] = {f"offline-{i}": [] for i in range(len(prompts))}
+        while self.has_work():
+            for t in self.step():
+                out[t.request_id].append(t.token_id)
+        return [out[f"offline-{i}"] for i in range(len(prompts))]

@@ -1,0 +1,56 @@
+"""One request inside the engine: its tokens, KV blocks, sampler and output state."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import torch
+
+from cloud.engine.scheduler import SeqView
+from edgeweave.sampling import Sampler, SamplingParams
+from edgeweave.stopping import Continuation, FinishReason
+
+
+class SeqState(enum.Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    SWAPPED = "swapped"
+    FINISHED = "finished"
+
+
+@dataclass
+class Sequence:
+    id: str
+    tokens: list[int]  # prompt + resumed prefix + generated
+    prompt_len: int  # prompt + resumed prefix: what is prefilled before generating
+    params: SamplingParams
+    sampler: Sampler
+    output: Continuation
+    arrival_s: float
+    extra: object = None
+    state: SeqState = SeqState.WAITING
+    computed: int = 0
+    block_table: list[int] = field(default_factory=list)
+    block_hashes: list[int] = field(default_factory=list)
+    swapped_kv: torch.Tensor | None = None
+    generated: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    first_token_s: float | None = None
+    preemptions: int = 0
+    prefix_checked: bool = False  # looked up in the prefix cache since it last lost its blocks
+
+    def view(self, exclusive: int) -> SeqView:
+        return SeqView(
+            id=self.id,
+            arrival_s=self.arrival_s,
+            state=self.state.value,  # type: ignore[arg-type]
+            context_tokens=len(self.tokens),
+            computed_tokens=self.computed,
+            generated_tokens=len(self.generated),
+            max_tokens=self.params.max_tokens,
+            blocks_held=len(self.block_table),
+            blocks_exclusive=exclusive,
+            prompt_tokens=self.prompt_len,
+            extra=self.extra,
+        )
