@@ -1,0 +1,128 @@
+"""The cloud engine against the device torch backend (one request at a time)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud.engine.engine import EngineOptions, LLMEngine
+from device.backends.torch_backend import TorchBackend
+from edgeweave.errors import UsageError
+from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
+from edgeweave.sampling import SamplingParams
+
+MODEL = "weave-home-cloud"
+TOK = ByteTokenizer()
+SYSTEM = "You control a home: kitchen, office, bedroom, garage. Lights, locks, fans, blinds, speakers. Tool calls only."
+COMMANDS = (
+    "dim the kitchen lights to 30%",
+    "lock the front door",
+    "make it 21 degrees in the office and play jazz in the bedroom",
+    "set the garage fan to high",
+    "close the blinds",
+)
+GREEDY = SamplingParams(max_tokens=48)
+
+
+def prompt(cmd: str, system: bool = False) -> list[int]:
+    msgs = [ChatMessage("system", SYSTEM)] if system else []
+    return TOK.render_chat([*msgs, ChatMessage("user", cmd)])
+
+
+@pytest.fixture(scope="module")
+def backend() -> TorchBackend:
+    return TorchBackend.load(resolve_checkpoint(MODEL))
+
+
+@pytest.fixture(scope="module")
+def reference(backend: TorchBackend) -> list[list[int]]:
+    return [backend.generate(prompt(c), GREEDY).token_ids for c in COMMANDS]
+
+
+def test_batched_greedy_equals_one_at_a_time(reference: list[list[int]]) -> None:
+    # 24 tokens per iteration: every prompt is prefilled in chunks beside other requests' decodes
+    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8))
+    assert engine.generate([prompt(c) for c in COMMANDS], GREEDY) == reference
+    assert engine.stats().blocks_free == engine.stats().blocks_total
+
+
+@pytest.mark.parametrize("kind", ["packed", "varlen"])
+def test_triton_attention_paths_give_the_same_tokens(kind: str, reference: list[list[int]]) -> None:
+    engine = LLMEngine.load(MODEL, EngineOptions(attention=kind, max_batched_tokens=64))
+    short = SamplingParams(max_tokens=6)
+    assert engine.generate([prompt(c) for c in COMMANDS[:3]], short) == [r[:6] for r in reference[:3]]
+
+
+@pytest.mark.parametrize("mode", ["recompute", "swap"])
+def test_preemption_keeps_outputs_identical(mode: str, reference: list[list[int]]) -> None:
+    # 8 blocks of 16 tokens for five requests of ~100 tokens: constant preemption
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=1, max_batched_tokens=32, preemption=mode))
+    assert engine.stats().blocks_total == 8
+    assert engine.generate([prompt(c) for c in COMMANDS], GREEDY) == reference
+    assert engine.stats().preemptions > 0
+    assert engine.stats().blocks_free == 8
+
+
+def test_prefix_cache_shares_blocks_and_keeps_outputs(backend: TorchBackend) -> None:
+    a, b = prompt(COMMANDS[0], system=True), prompt(COMMANDS[1], system=True)
+    shared_blocks = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y) // 16
+    assert shared_blocks >= 5
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=8))
+    engine.add_request("a", a, GREEDY)
+    while len(engine.seqs["a"].generated) < 2:
+        engine.step()
+    engine.add_request("b", b, GREEDY)
+    engine.step()
+    ta, tb = engine.seqs["a"].block_table, engine.seqs["b"].block_table
+    assert tb[:shared_blocks] == ta[:shared_blocks]
+    assert all(engine.blocks.ref[x] == 2 for x in ta[:shared_blocks])
+    assert engine.stats().prefix_hit_blocks == shared_blocks
+    out: dict[str, list[int]] = {"a": list(engine.seqs["a"].generated), "b": list(engine.seqs["b"].generated)}
+    while engine.has_work():
+        for t in engine.step():
+            out[t.request_id].append(t.token_id)
+    assert out["a"] == backend.generate(a, GREEDY).token_ids
+    assert out["b"] == backend.generate(b, GREEDY).token_ids
+
+
+def test_abort_returns_every_block() -> None:
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=2))
+    start = engine.stats().blocks_free
+    for i, c in enumerate(COMMANDS):
+        engine.add_request(str(i), prompt(c), GREEDY)
+    for _ in range(6):
+        engine.step()
+    assert engine.stats().blocks_free < start
+    for i in range(len(COMMANDS)):
+        assert engine.abort(str(i))
+    assert engine.stats().blocks_free == start and not engine.has_work()
+
+
+def test_resume_tokens_continue_the_same_answer(reference: list[list[int]]) -> None:
+    engine = LLMEngine.load(MODEL)
+    engine.add_request("r", prompt(COMMANDS[2]), SamplingParams(max_tokens=48 - 10), resume=reference[2][:10])
+    tokens = []
+    while engine.has_work():
+        tokens += [t.token_id for t in engine.step()]
+    assert tokens == reference[2][10:]
+
+
+def test_seeded_sampling_is_reproducible_alone_or_batched() -> None:
+    params = SamplingParams(max_tokens=30, temperature=0.9, top_p=0.9, seed=11)
+    alone = LLMEngine.load(MODEL).generate([prompt(COMMANDS[0])], params)[0]
+    batched = LLMEngine.load(MODEL).generate([prompt(c) for c in COMMANDS[:3]], params)[0]
+    assert alone == batched
+
+
+def test_bad_requests_name_the_field_and_the_limit() -> None:
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=1))
+    with pytest.raises(UsageError, match="context of 512 tokens") as e:
+        engine.add_request("x", [5] * 600, GREEDY)
+    assert e.value.field == "messages"
+    with pytest.raises(UsageError, match="outside vocabulary") as e:
+        engine.add_request("x", [5, 99999], GREEDY)
+    assert e.value.field == "prompt"
+    with pytest.raises(UsageError, match="KV cache") as e:
+        engine.add_request("x", [5] * 100, SamplingParams(max_tokens=300))
+    assert e.value.field == "max_tokens"
+    assert not engine.has_work()
