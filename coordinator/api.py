@@ -8,7 +8,6 @@ Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,32 +15,18 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 
 from coordinator.dispatch import PIN_HEADER, Dispatcher
 from coordinator.registry import Registry
-from coordinator.routes import EndpointFailed, Job, Route
-from edgeweave import sse
+from coordinator.routes import Job
+from edgeweave.api_keys import api_key_middleware
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
-from edgeweave.openai_api import (
-    AssistantMessage,
-    ChatChoice,
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ChunkChoice,
-    ChunkDelta,
-    Completion,
-    CompletionChoice,
-    CompletionRequest,
-    Usage,
-    new_id,
-)
-from edgeweave.protocol import ErrorBody, Message
+from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.openai_serving import respond
+from edgeweave.protocol import Message
 
 log = logging.getLogger("edgeweave.coordinator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-OPEN_PATHS = ("/health", "/metrics")
 UNBOUNDED_MAX_TOKENS = 1 << 20  # "no max_tokens given": the endpoint clamps to its context
 
 
@@ -59,7 +44,7 @@ class CoordinatorMetrics:
 
 class CoordinatorState:
     def __init__(self, api_keys: list[str], registry: Registry, dispatcher: Dispatcher, require_key: bool) -> None:
-        self.api_keys = [k.encode() for k in api_keys]
+        self.api_keys = api_keys
         self.require_key = require_key
         self.registry = registry
         self.dispatcher = dispatcher
@@ -75,21 +60,6 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     if request.path.startswith("/v1/"):
         request.app[KEY].metrics.requests.labels(request.path, str(resp.status)).inc()
     return resp
-
-
-@web.middleware
-async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-    state = request.app[KEY]
-    if state.require_key and request.path not in OPEN_PATHS:
-        header = request.headers.get("Authorization", "")
-        given = header.removeprefix("Bearer ").strip().encode()
-        if not header.startswith("Bearer ") or not any(hmac.compare_digest(given, k) for k in state.api_keys):
-            raise ApiError(
-                401,
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                code="invalid_api_key",
-            )
-    return await handler(request)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -163,102 +133,21 @@ async def _serve(
     state.metrics.in_flight.inc()
     try:
         async with state.dispatcher.open(job) as route:
-            if req.stream:
-                return await _stream(request, route, job.model, req.include_usage, chat, started)
-            return await _collect(request, route, job.model, chat, started)
+
+            def on_token(first: bool) -> None:
+                if first:
+                    state.metrics.ttft.observe(time.perf_counter() - started)
+                state.metrics.tokens.labels(route.endpoint).inc()
+
+            headers = {PIN_HEADER: route.endpoint}
+            return await respond(request, route, job.model, chat, req.stream, req.include_usage, on_token, headers)
     finally:
         state.metrics.in_flight.dec()
 
 
-async def _collect(request: web.Request, route: Route, model: str, chat: bool, started: float) -> web.Response:
-    metrics = request.app[KEY].metrics
-    parts = []
-    try:
-        async for delta in route.deltas():
-            if not parts:
-                metrics.ttft.observe(time.perf_counter() - started)
-            parts.append(delta.text)
-            metrics.tokens.labels(route.endpoint).inc()
-    except EndpointFailed as e:
-        raise ApiError(502, str(e), code="endpoint_failed") from None
-    text, usage, finish = "".join(parts), Usage.of(route.prompt_tokens, route.completion_tokens), route.finish_reason
-    body: BaseModel
-    if chat:
-        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
-        body = ChatCompletion(
-            id=new_id("chatcmpl"), model=model, choices=[choice], usage=usage, system_fingerprint=route.endpoint
-        )
-    else:
-        body = Completion(
-            id=new_id("cmpl"),
-            model=model,
-            choices=[CompletionChoice(text=text, finish_reason=finish)],
-            usage=usage,
-            system_fingerprint=route.endpoint,
-        )
-    return web.json_response(body.model_dump(), headers={PIN_HEADER: route.endpoint})
-
-
-async def _stream(
-    request: web.Request, route: Route, model: str, include_usage: bool, chat: bool, started: float
-) -> web.StreamResponse:
-    metrics = request.app[KEY].metrics
-    cid = new_id("chatcmpl" if chat else "cmpl")
-    resp = await sse.open_stream(request, {PIN_HEADER: route.endpoint})
-
-    async def send(text: str | None, finish: str | None = None, role: bool = False) -> None:
-        chunk: BaseModel
-        if chat:
-            delta = ChunkDelta(role="assistant" if role else None, content=text)
-            chunk = ChatCompletionChunk(
-                id=cid,
-                model=model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-                system_fingerprint=route.endpoint,
-            )
-        else:
-            chunk = Completion(
-                id=cid,
-                model=model,
-                choices=[CompletionChoice(text=text or "", finish_reason=finish)],
-                system_fingerprint=route.endpoint,
-            )
-        await resp.write(sse.encode(chunk.model_dump_json(exclude_none=chat)))
-
-    try:
-        if chat:
-            await send("", role=True)
-        first = True
-        async for delta in route.deltas():
-            if first:
-                metrics.ttft.observe(time.perf_counter() - started)
-                first = False
-            metrics.tokens.labels(route.endpoint).inc()
-            if delta.text:
-                await send(delta.text)
-        await send(None, finish=route.finish_reason)
-        if include_usage:
-            usage = Usage.of(route.prompt_tokens, route.completion_tokens)
-            tail: BaseModel = (
-                ChatCompletionChunk(id=cid, model=model, choices=[], usage=usage)
-                if chat
-                else Completion(id=cid, model=model, choices=[], usage=usage)
-            )
-            await resp.write(sse.encode(tail.model_dump_json()))
-        await resp.write(sse.encode("[DONE]"))
-    except EndpointFailed as e:
-        log.warning("stream on %s broke: %s", route.endpoint, e)
-        error = ErrorBody(message=str(e), type="server_error", code="endpoint_failed")
-        await resp.write(sse.encode(f'{{"error": {error.model_dump_json()}}}'))
-    except ConnectionResetError:
-        log.info("client left a stream on %s: cancelling it there", route.endpoint)
-        return resp
-    await resp.write_eof()
-    return resp
-
-
 def create_app(state: CoordinatorState, max_body_bytes: int) -> web.Application:
-    app = web.Application(middlewares=[count_requests, error_middleware, api_key_auth], client_max_size=max_body_bytes)
+    auth = api_key_middleware(state.api_keys if state.require_key else None)
+    app = web.Application(middlewares=[count_requests, error_middleware, auth], client_max_size=max_body_bytes)
     app[KEY] = state
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

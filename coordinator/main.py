@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 
 import aiohttp
 
@@ -12,15 +11,12 @@ from coordinator.discovery import Discovery, MdnsDiscovery, StaticDiscovery
 from coordinator.dispatch import Dispatcher
 from coordinator.placement import POLICIES
 from coordinator.registry import Registry
+from edgeweave.api_keys import new_api_key
 from edgeweave.auth import ClusterKey
 from edgeweave.config import EdgeweaveConfig
 from edgeweave.service import READY_PREFIX, announce, serve_until_signal
 
 log = logging.getLogger("edgeweave.coordinator")
-
-
-def new_api_key() -> str:
-    return "ew-" + secrets.token_urlsafe(24)
 
 
 async def serve_coordinator(cfg: EdgeweaveConfig) -> None:

@@ -16,6 +16,9 @@ import aiohttp
 from coordinator.device_client import DeviceError, Unreachable, refusal
 from edgeweave import sse
 from edgeweave.config import CloudEndpoint
+from edgeweave.openai_serving import Answer as Route
+from edgeweave.openai_serving import AnswerFailed as EndpointFailed
+from edgeweave.openai_serving import Delta
 from edgeweave.protocol import DoneEvent, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
 from edgeweave.sampling import SamplingParams
 
@@ -30,24 +33,6 @@ class Job:
     prompt: str | list[int] | None = None
     fill_context: bool = False  # the client gave no max_tokens: stop at the context's end
     pin: str | None = None  # serve only on this endpoint ("device:<id>" / "cloud:<name>")
-
-
-@dataclass(frozen=True)
-class Delta:
-    text: str
-    token_id: int | None = None
-
-
-class EndpointFailed(Exception):
-    """The endpoint broke off after the stream had started."""
-
-
-@dataclass
-class Route:
-    endpoint: str  # "device:<id>" or "cloud:<name>"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
 
 
 class DeviceRoute(Route):

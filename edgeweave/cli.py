@@ -100,7 +100,7 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     from edgeweave.config import load_config
 
     cfg = load_config(args.file)
-    roles = [r for r in ("device", "coordinator") if getattr(cfg, r) is not None]
+    roles = [r for r in ("device", "coordinator", "cloud") if getattr(cfg, r) is not None]
     print(f"{args.file}: ok ({' and '.join(roles)})")
     return 0
 
@@ -117,6 +117,10 @@ def _serve(role: str, path: str) -> int:
         from device.daemon import serve_device
 
         asyncio.run(serve_device(cfg))
+    elif role == "cloud":
+        from cloud.server import serve_cloud
+
+        asyncio.run(serve_cloud(cfg))
     else:
         from coordinator.main import serve_coordinator
 
@@ -166,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="weave-home-device", help="model for --local")
     p.set_defaults(func=_cmd_demo)
 
-    for role, what in (("device", "a device daemon"), ("coordinator", "the coordinator")):
+    roles = (("device", "a device daemon"), ("coordinator", "the coordinator"), ("cloud", "the cloud LLM engine"))
+    for role, what in roles:
         p = sub.add_parser(role, help=f"run {what}")
         verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
         v = verbs.add_parser("serve", help=f"serve {what} until SIGINT/SIGTERM")

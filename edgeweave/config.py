@@ -84,6 +84,16 @@ DEFAULT_POWER: dict[str, PowerModel] = {
 }
 
 
+def _model_exists(v: str) -> str:
+    from edgeweave.models.registry import resolve_checkpoint
+
+    try:
+        resolve_checkpoint(v)
+    except ModelFileError as e:
+        raise ValueError(str(e)) from None
+    return v
+
+
 class ModelSpec(_Strict):
     model: str  # a model name (weave-home-device), a checkpoint directory, or a .gguf / .pte file
     backend: BackendKind
@@ -91,16 +101,7 @@ class ModelSpec(_Strict):
     threads: int | None = Field(default=None, ge=1, le=256)
     max_queue: int = Field(default=4, ge=0, le=4096)  # waiting requests beyond the one running
 
-    @field_validator("model")
-    @classmethod
-    def _exists(cls, v: str) -> str:
-        from edgeweave.models.registry import resolve_checkpoint
-
-        try:
-            resolve_checkpoint(v)
-        except ModelFileError as e:
-            raise ValueError(str(e)) from None
-        return v
+    _exists = field_validator("model")(_model_exists)
 
     @model_validator(mode="after")
     def _runtime_file_fits_backend(self) -> ModelSpec:
@@ -176,15 +177,52 @@ class CoordinatorConfig(_Strict):
         return self
 
 
+class EngineOptions(_Strict):
+    """The cloud engine's memory, batching and kernel settings."""
+
+    block_size: int = Field(default=16, ge=1, le=1024)  # tokens per KV block
+    kv_cache_mb: float = Field(default=256.0, gt=0.0)  # the paged KV cache's budget
+    max_num_seqs: int = Field(default=64, ge=1, le=65536)
+    max_batched_tokens: int = Field(default=512, ge=1)  # per iteration; longer prompts are prefilled in chunks
+    preemption: Literal["recompute", "swap"] = "recompute"
+    swap_space_mb: float = Field(default=256.0, ge=0.0)  # host memory for swapped-out blocks
+    prefix_caching: bool = True
+    attention: Literal["auto", "torch", "packed", "varlen"] = "auto"  # auto: packed on a GPU, torch on CPU
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float16 on a GPU
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+class CloudServerConfig(_Strict):
+    """``edgeweave cloud serve``: the engine behind an OpenAI-compatible API."""
+
+    model: str  # a model name (weave-home-cloud) or a Hugging Face checkpoint directory
+    served_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    require_api_key: bool = True
+    api_keys: list[SecretStr] = Field(default_factory=list)  # empty: one is generated and printed at start
+    max_body_mb: float = Field(default=8.0, gt=0.0, le=1024.0)
+    engine: EngineOptions = Field(default_factory=EngineOptions)
+
+    _exists = field_validator("model")(_model_exists)
+
+    @property
+    def name(self) -> str:
+        return self.served_name or Path(self.model).name
+
+
 class EdgeweaveConfig(_Strict):
-    cluster: ClusterConfig
+    cluster: ClusterConfig | None = None  # devices and the coordinator need it
     device: DeviceConfig | None = None
     coordinator: CoordinatorConfig | None = None
+    cloud: CloudServerConfig | None = None
 
     @model_validator(mode="after")
     def _has_a_role(self) -> EdgeweaveConfig:
-        if self.device is None and self.coordinator is None:
-            raise ValueError("the file needs a [device] or a [coordinator] table")
+        if self.device is None and self.coordinator is None and self.cloud is None:
+            raise ValueError("the file needs a [device], [coordinator] or [cloud] table")
+        if (self.device or self.coordinator) and self.cluster is None:
+            raise ValueError("cluster: missing: [device] and [coordinator] need the [cluster] secret")
         return self
 
 
@@ -206,7 +244,7 @@ def _problems(e: ValidationError) -> list[str]:
     return out
 
 
-def load_config(path: str | Path, role: Literal["device", "coordinator"] | None = None) -> EdgeweaveConfig:
+def load_config(path: str | Path, role: Literal["device", "coordinator", "cloud"] | None = None) -> EdgeweaveConfig:
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())

@@ -38,7 +38,7 @@ def prepare_models(profiles: tuple[DeviceProfile, ...]) -> None:
 
 class LocalCluster:
     def __init__(self, workdir: Path, heartbeat_s: float = 0.5, api_key: str = "", secret: str = "") -> None:
-        from coordinator.main import new_api_key
+        from edgeweave.api_keys import new_api_key
 
         self.workdir = workdir
         self.secret = secret or new_secret()

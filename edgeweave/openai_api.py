@@ -39,6 +39,7 @@ class _Request(BaseModel):
     stream_options: StreamOptions | None = None
     user: str | None = None
     ignore_eos: bool = False  # extension: generate max_tokens tokens
+    resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
 
     @field_validator("n")
     @classmethod

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 
@@ -20,8 +20,6 @@ from kernels.packed_tables import build_tables
 from kernels.packing import capacity_for, plan_groups
 from kernels.reference import sdpa_per_request
 from kernels.triton_attention import VarlenTables, block_m_for, packed_attention, varlen_attention
-
-AttentionKind = Literal["auto", "torch", "packed", "varlen"]
 
 
 class Attention(Protocol):
@@ -79,7 +77,7 @@ class VarlenAttention:
 
 
 def make_attention(
-    kind: AttentionKind, block_size: int, head_dim: int, rep: int, n_kv_heads: int, device: torch.device
+    kind: str, block_size: int, head_dim: int, rep: int, n_kv_heads: int, device: torch.device
 ) -> Attention:
     scale = 1.0 / math.sqrt(head_dim)
     if kind == "auto":

@@ -16,16 +16,16 @@ import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-from cloud.engine.attention import AttentionKind, make_attention
+from cloud.engine.attention import make_attention
 from cloud.engine.blocks import BlockManager
 from cloud.engine.kv_cache import PagedKVCache, bytes_per_block
 from cloud.engine.runner import ModelRunner
 from cloud.engine.scheduler import FCFS, Budget, Policy, schedule
 from cloud.engine.sequence import SeqState, Sequence
+from edgeweave.config import EngineOptions
 from edgeweave.errors import UsageError
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.hf_tokenizer import load_tokenizer
@@ -34,22 +34,6 @@ from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import Tokenizer
 from edgeweave.sampling import Sampler, SamplingParams
 from edgeweave.stopping import Continuation, FinishReason
-
-Preemption = Literal["recompute", "swap"]
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    block_size: int = 16
-    kv_cache_mb: float = 64.0
-    max_num_seqs: int = 64
-    max_batched_tokens: int = 512  # per iteration; longer prompts are prefilled in chunks
-    preemption: Preemption = "recompute"
-    swap_space_mb: float = 64.0
-    prefix_caching: bool = True
-    attention: AttentionKind = "auto"
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -93,10 +77,10 @@ class LLMEngine:
         self,
         model: Transformer,
         tokenizer: Tokenizer,
-        options: EngineOptions = EngineOptions(),
+        options: EngineOptions | None = None,
         policy: Policy | None = None,
     ) -> None:
-        self.options = o = options
+        self.options = o = options or EngineOptions()
         self.device = _device(o.device)
         dtype = _dtype(o.dtype, self.device)
         self.model = model.to(self.device, dtype).eval()
@@ -120,9 +104,7 @@ class LLMEngine:
         self._swapped_blocks = 0
 
     @classmethod
-    def load(
-        cls, model: str | Path, options: EngineOptions = EngineOptions(), policy: Policy | None = None
-    ) -> LLMEngine:
+    def load(cls, model: str | Path, options: EngineOptions | None = None, policy: Policy | None = None) -> LLMEngine:
         path = resolve_checkpoint(model)
         net = load_checkpoint(path)
         return cls(net, load_tokenizer(path, net.config), options, policy)

@@ -1,0 +1,40 @@
+"""Client API keys (``Authorization: Bearer <key>``) for the OpenAI-compatible
+front doors (coordinator and cloud server); ``/health`` and ``/metrics`` stay open."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from edgeweave.http_errors import ApiError
+
+OPEN_PATHS = ("/health", "/metrics")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+def new_api_key() -> str:
+    return "ew-" + secrets.token_urlsafe(24)
+
+
+def api_key_middleware(keys: list[str] | None) -> Middleware:
+    """Require one of ``keys`` on every other path (``None``: no keys required)."""
+    accepted = [k.encode() for k in keys or []]
+
+    @web.middleware
+    async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if keys is not None and request.path not in OPEN_PATHS:
+            header = request.headers.get("Authorization", "")
+            given = header.removeprefix("Bearer ").strip().encode()
+            if not header.startswith("Bearer ") or not any(hmac.compare_digest(given, k) for k in accepted):
+                raise ApiError(
+                    401,
+                    "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                    code="invalid_api_key",
+                )
+        return await handler(request)
+
+    return api_key_auth
