@@ -27,7 +27,7 @@ from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.openai_serving import Answer, AnswerFailed, Delta, respond
-from edgeweave.service import READY_PREFIX, announce, serve_until_signal
+from edgeweave.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
 
 log = logging.getLogger("edgeweave.cloud")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -152,8 +152,8 @@ def _prompt(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -
     return list(req.prompt), "prompt"
 
 
-async def _complete(request: web.Request, req: ChatCompletionRequest | CompletionRequest) -> web.StreamResponse:
-    state = request.app[KEY]
+async def open_answer(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> EngineAnswer:
+    """Check ``req`` against the model and start it on the engine (any front end)."""
     if req.model != state.name:
         raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
     prompt, field = _prompt(state, req)
@@ -170,10 +170,20 @@ async def _complete(request: web.Request, req: ChatCompletionRequest | Completio
             param="max_tokens",
         )
     params = req.sampling(req.max_tokens or room)
-    rid = uuid.uuid4().hex
-    answer = EngineAnswer(state.name, state.engine.generate(rid, prompt, params, req.resume_tokens), state.metrics)
+    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens)
+    answer = EngineAnswer(state.name, stream, state.metrics)
     try:
         await answer.start()
+    except BaseException:
+        await answer.close()
+        raise
+    return answer
+
+
+async def _complete(request: web.Request, req: ChatCompletionRequest | CompletionRequest) -> web.StreamResponse:
+    state = request.app[KEY]
+    answer = await open_answer(state, req)
+    try:
         chat = isinstance(req, ChatCompletionRequest)
         return await respond(request, answer, state.name, chat, req.stream, req.include_usage, lambda first: None)
     finally:
@@ -213,12 +223,25 @@ async def serve_cloud(cfg: EdgeweaveConfig) -> None:
     generated = c.require_api_key and not keys
     if generated:
         keys = [new_api_key()]
-    app, engine = build(c, keys if c.require_api_key else None)
+    required = keys if c.require_api_key else None
+    key_note = f" api-key: {keys[0]}" if generated else ""
+    if c.ray is not None:
+        from cloud.ray_serve import deploy, shutdown
+
+        url = deploy(c, required, c.port)
+        announce(f"{READY_PREFIX} cloud {url}{key_note}")
+        log.info("cloud engine %s on Ray Serve: %d replicas at %s", c.name, c.ray.replicas, url)
+        try:
+            await stop_on_signal().wait()
+        finally:
+            shutdown()
+        return
+    app, engine = build(c, required)
     e = engine.engine
 
     async def ready(url: str) -> None:
         engine.start()
-        announce(f"{READY_PREFIX} cloud {url}" + (f" api-key: {keys[0]}" if generated else ""))
+        announce(f"{READY_PREFIX} cloud {url}{key_note}")
         log.info(
             "cloud engine %s on %s: %s attention, %d KV blocks of %d tokens, device %s",
             c.name, url, e.runner.attention.name, e.blocks.num_blocks, e.blocks.block_size, e.device,

@@ -20,21 +20,21 @@ def new_api_key() -> str:
     return "ew-" + secrets.token_urlsafe(24)
 
 
+def check_api_key(keys: list[str] | None, path: str, authorization: str) -> None:
+    """Raise 401 unless ``path`` is open, no keys are required, or the header carries one of ``keys``."""
+    if keys is None or path in OPEN_PATHS:
+        return
+    given = authorization.removeprefix("Bearer ").strip().encode()
+    if not authorization.startswith("Bearer ") or not any(hmac.compare_digest(given, k.encode()) for k in keys):
+        raise ApiError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+
+
 def api_key_middleware(keys: list[str] | None) -> Middleware:
     """Require one of ``keys`` on every other path (``None``: no keys required)."""
-    accepted = [k.encode() for k in keys or []]
 
     @web.middleware
     async def api_key_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if keys is not None and request.path not in OPEN_PATHS:
-            header = request.headers.get("Authorization", "")
-            given = header.removeprefix("Bearer ").strip().encode()
-            if not header.startswith("Bearer ") or not any(hmac.compare_digest(given, k) for k in accepted):
-                raise ApiError(
-                    401,
-                    "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                    code="invalid_api_key",
-                )
+        check_api_key(keys, request.path, request.headers.get("Authorization", ""))
         return await handler(request)
 
     return api_key_auth

@@ -192,6 +192,15 @@ class EngineOptions(_Strict):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
+class RayOptions(_Strict):
+    """Serve the engine as N Ray Serve replicas behind one route."""
+
+    replicas: int = Field(default=2, ge=1, le=1024)
+    cpus_per_replica: float = Field(default=1.0, gt=0.0)
+    gpus_per_replica: float = Field(default=0.0, ge=0.0)
+    address: str | None = None  # an existing Ray cluster; None starts a local one
+
+
 class CloudServerConfig(_Strict):
     """``edgeweave cloud serve``: the engine behind an OpenAI-compatible API."""
 
@@ -203,6 +212,7 @@ class CloudServerConfig(_Strict):
     api_keys: list[SecretStr] = Field(default_factory=list)  # empty: one is generated and printed at start
     max_body_mb: float = Field(default=8.0, gt=0.0, le=1024.0)
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
 
     _exists = field_validator("model")(_model_exists)
 

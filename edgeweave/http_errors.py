@@ -74,7 +74,11 @@ def from_validation(e: ValidationError, rename: Callable[[str], str] = lambda p:
 
 
 async def parse_body(request: web.Request, model: type[Model], rename: Callable[[str], str] = lambda p: p) -> Model:
-    raw = await request.read()
+    return parse_json(await request.read(), model, rename)
+
+
+def parse_json(raw: bytes, model: type[Model], rename: Callable[[str], str] = lambda p: p) -> Model:
+    """A request body validated into ``model``; any problem is a 400 naming the field."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -71,12 +71,22 @@ async def respond(
     on_token: OnToken,
     headers: dict[str, str] | None = None,
 ) -> web.StreamResponse:
-    if stream:
-        return await _stream(request, answer, model, chat, include_usage, on_token, headers or {})
-    return await _collect(answer, model, chat, on_token, headers or {})
+    """The aiohttp response for ``answer``: a JSON body, or SSE chunks as they come."""
+    if not stream:
+        return web.json_response(await collect(answer, model, chat, on_token), headers=headers)
+    resp = await sse.open_stream(request, headers or {})
+    try:
+        async for chunk in sse_chunks(answer, model, chat, include_usage, on_token):
+            await resp.write(chunk)
+    except ConnectionResetError:
+        log.info("client left a stream on %s: cancelling it there", answer.endpoint)
+        return resp
+    await resp.write_eof()
+    return resp
 
 
-async def _collect(answer: Answer, model: str, chat: bool, on_token: OnToken, headers: dict[str, str]) -> web.Response:
+async def collect(answer: Answer, model: str, chat: bool, on_token: OnToken) -> dict[str, object]:
+    """The whole answer as a ``chat.completion`` / ``text_completion`` body."""
     parts: list[str] = []
     try:
         async for delta in answer.deltas():
@@ -99,50 +109,45 @@ async def _collect(answer: Answer, model: str, chat: bool, on_token: OnToken, he
             usage=usage,
             system_fingerprint=answer.endpoint,
         )
-    return web.json_response(body.model_dump(), headers=headers)
+    return body.model_dump()
 
 
-async def _stream(
-    request: web.Request,
-    answer: Answer,
-    model: str,
-    chat: bool,
-    include_usage: bool,
-    on_token: OnToken,
-    headers: dict[str, str],
-) -> web.StreamResponse:
+async def sse_chunks(
+    answer: Answer, model: str, chat: bool, include_usage: bool, on_token: OnToken
+) -> AsyncIterator[bytes]:
+    """The answer as encoded SSE events: role, content deltas, finish, usage, ``[DONE]``
+    (or an ``error`` event if the producer breaks off)."""
     cid = new_id("chatcmpl" if chat else "cmpl")
-    resp = await sse.open_stream(request, headers)
 
-    async def send(text: str | None, finish: str | None = None, role: bool = False) -> None:
-        chunk: BaseModel
+    def chunk(text: str | None, finish: str | None = None, role: bool = False) -> bytes:
+        body: BaseModel
         if chat:
             delta = ChunkDelta(role="assistant" if role else None, content=text)
-            chunk = ChatCompletionChunk(
+            body = ChatCompletionChunk(
                 id=cid,
                 model=model,
                 choices=[ChunkChoice(delta=delta, finish_reason=finish)],
                 system_fingerprint=answer.endpoint,
             )
         else:
-            chunk = Completion(
+            body = Completion(
                 id=cid,
                 model=model,
                 choices=[CompletionChoice(text=text or "", finish_reason=finish)],
                 system_fingerprint=answer.endpoint,
             )
-        await resp.write(sse.encode(chunk.model_dump_json(exclude_none=chat)))
+        return sse.encode(body.model_dump_json(exclude_none=chat))
 
     try:
         if chat:
-            await send("", role=True)
+            yield chunk("", role=True)
         first = True
         async for delta in answer.deltas():
             on_token(first)
             first = False
             if delta.text:
-                await send(delta.text)
-        await send(None, finish=answer.finish_reason)
+                yield chunk(delta.text)
+        yield chunk(None, finish=answer.finish_reason)
         if include_usage:
             usage = Usage.of(answer.prompt_tokens, answer.completion_tokens)
             tail: BaseModel = (
@@ -150,14 +155,9 @@ async def _stream(
                 if chat
                 else Completion(id=cid, model=model, choices=[], usage=usage)
             )
-            await resp.write(sse.encode(tail.model_dump_json()))
-        await resp.write(sse.encode("[DONE]"))
+            yield sse.encode(tail.model_dump_json())
+        yield sse.encode("[DONE]")
     except AnswerFailed as e:
         log.warning("stream on %s broke: %s", answer.endpoint, e)
         error = ErrorBody(message=str(e), type="server_error", code="endpoint_failed")
-        await resp.write(sse.encode(f'{{"error": {error.model_dump_json()}}}'))
-    except ConnectionResetError:
-        log.info("client left a stream on %s: cancelling it there", answer.endpoint)
-        return resp
-    await resp.write_eof()
-    return resp
+        yield sse.encode(f'{{"error": {error.model_dump_json()}}}')

@@ -33,10 +33,7 @@ async def serve_until_signal(
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """``on_ready`` gets the base URL once the socket listens."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signal()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -49,6 +46,15 @@ async def serve_until_signal(
             await on_stop()
     finally:
         await runner.cleanup()
+
+
+def stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 def announce(line: str) -> None:
