@@ -49,11 +49,16 @@ class LocalCluster:
 
     # --- processes -------------------------------------------------------------------
     def start_coordinator(
-        self, timeout_s: float = 60.0, mdns: bool = True, static: tuple[str, ...] = ()
+        self,
+        timeout_s: float = 60.0,
+        mdns: bool = True,
+        static: tuple[str, ...] = (),
+        cloud: tuple[tuple[str, str, str, str], ...] = (),
     ) -> ServiceProcess:
+        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints."""
         path = write(
             self.workdir / "coordinator.toml",
-            coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns=mdns, static=static),
+            coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns=mdns, static=static, cloud=cloud),
         )
         self.coordinator = spawn(
             "coordinator", ["coordinator", "serve", "--config", str(path)], self.workdir / "coordinator.log"
