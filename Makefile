@@ -38,6 +38,8 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.backends
 	$(PY) -m benchmarks.edge_runtime
+	$(PY) -m benchmarks.attention
+	$(PY) -m benchmarks.engine
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel is defined
 
-from benchmarks.results_io import save_result  # noqa: E402
+from benchmarks.results_io import RESULTS, save_result  # noqa: E402
 from edgeweave.traces import AZURE_CONV, CREDIT, load_trace  # noqa: E402
 from kernels.batch import AttnBatch, slots_of  # noqa: E402
 from kernels.packed_tables import PackedTables, build_tables  # noqa: E402
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         setup={**shape, "decode_batch": s.decode_batch, "prefill_batch": s.prefill_batch, "steps": s.steps},
         per_batch={"tbt_ratio": tbt_ratio, "prefill_throughput_ratio": tput_ratio},
     )
-    plot(rows, waste, device_name, "benchmarks/results/attention.png")
+    plot(rows, waste, device_name, str(RESULTS / "attention.png"))
     for k, v in summary.items():
         console.print(f"{k:>44}: {v:.4g}" if isinstance(v, float) else f"{k:>44}: {v}")
     return 0
