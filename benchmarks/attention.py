@@ -45,7 +45,7 @@ from benchmarks.results_io import RESULTS, save_result  # noqa: E402
 from edgeweave.traces import AZURE_CONV, CREDIT, load_trace  # noqa: E402
 from kernels.batch import AttnBatch, slots_of  # noqa: E402
 from kernels.packed_tables import PackedTables, build_tables  # noqa: E402
-from kernels.packing import DriftMonitor, Plan, capacity_for, plan_groups  # noqa: E402
+from kernels.packing import DriftMonitor, Plan, SeqWork, capacity_for, plan_groups  # noqa: E402
 from kernels.reference import sdpa_padded  # noqa: E402
 from kernels.triton_attention import VarlenTables, block_m_for, packed_attention, varlen_attention  # noqa: E402
 
@@ -74,14 +74,17 @@ class Setup:
         return self.heads[0] // self.heads[1]
 
 
+def gpu_setup(quick: bool, sms: int) -> Setup:
+    return Setup(
+        "cuda", torch.float16, (32, 8, 128), decode_batch=64, prefill_batch=16, max_context=16384,
+        steps=16 if quick else 64, batches=3 if quick else 8, repeats=3 if quick else 5,
+        target_programs=2 * sms, decode_slots=4, prefill_block_m=64, block_n=64,
+    )  # fmt: skip
+
+
 def setup_for(quick: bool) -> Setup:
     if torch.cuda.is_available():
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        return Setup(
-            "cuda", torch.float16, (32, 8, 128), decode_batch=64, prefill_batch=16, max_context=16384,
-            steps=16 if quick else 64, batches=3 if quick else 8, repeats=3 if quick else 5,
-            target_programs=2 * sms, decode_slots=4, prefill_block_m=64, block_n=64,
-        )  # fmt: skip
+        return gpu_setup(quick, torch.cuda.get_device_properties(0).multi_processor_count)
     return Setup(
         "cpu", torch.float32, (4, 2, 32), decode_batch=8, prefill_batch=4, max_context=384,
         steps=2, batches=2 if quick else 3, repeats=1, target_programs=8, decode_slots=8,
@@ -128,6 +131,11 @@ class Timer:
         return statistics.median(times)
 
 
+def plan_for(s: Setup, works: list[SeqWork], slots: int) -> Plan:
+    """The packing plan as the engine makes it: keys spread over the GPU's programs per KV head."""
+    return plan_groups(works, capacity_for(works, s.target_programs // s.heads[1], slots), slots, s.block_n)
+
+
 # --- wasted work: the exact tile walk of each kernel ----------------------------------
 def computed_pairs_packed(plan: Plan, rep: int, block_n: int) -> int:
     rows = block_m_for(plan.slots, rep) // rep  # query tokens a program's tile holds
@@ -149,6 +157,30 @@ def computed_pairs_padded(batch: AttnBatch) -> int:
 
 def computed_pairs_per_request(batch: AttnBatch) -> int:
     return sum(q * kv for q, kv in zip(batch.q_lens, batch.kv_lens, strict=True))
+
+
+def wasted_pairs(s: Setup, trace: list, rng: random.Random) -> dict[str, float]:
+    """Fraction of computed score pairs causal attention does not need, per phase and method,
+    over ``s.batches`` decode and prefill batches drawn like the timed ones."""
+    valid = {"prefill": 0, "decode": 0}
+    computed = {phase: {"padded": 0, "per_request": 0, "varlen": 0, "packed": 0} for phase in valid}
+    for _ in range(s.batches):
+        kv = draw_decode(s, trace, rng)
+        lens = draw_prefill(s, trace, rng)
+        for phase, q, k, slots, varlen_slots in (
+            ("decode", [1] * len(kv), kv, s.decode_slots, block_m_for(1, s.rep) // s.rep),
+            ("prefill", lens, lens, s.prefill_block_m // s.rep, s.prefill_block_m // s.rep),
+        ):
+            batch = AttnBatch(q, k, [[0] * math.ceil(x / s.block_size) for x in k], s.block_size)
+            works = batch.works()
+            plan = plan_for(s, works, slots)
+            valid[phase] += batch.valid_pairs()
+            c = computed[phase]
+            c["padded"] += computed_pairs_padded(batch)
+            c["per_request"] += computed_pairs_per_request(batch)
+            c["varlen"] += computed_pairs_varlen(batch, varlen_slots, s.block_n)
+            c["packed"] += computed_pairs_packed(plan, s.rep, s.block_n)
+    return {f"{ph}_{k}": 1 - valid[ph] / c for ph, cs in computed.items() for k, c in cs.items()}
 
 
 # --- workloads -------------------------------------------------------------------------
@@ -193,7 +225,7 @@ def decode_round(s: Setup, kv_lens: list[int], gen: torch.Generator, timer: Time
             if state is None:
                 batch = batch_at(step)
                 works = batch.works()
-                plan = plan_groups(works, capacity_for(works, s.target_programs // s.heads[1], slots), slots)
+                plan = plan_for(s, works, slots)
                 state = (build_tables(plan, batch, s.device), DriftMonitor(plan, works))
             tables, monitor = state
             packed_attention(q, cache.k, cache.v, tables, s.block_size, block_n=s.block_n)
@@ -221,9 +253,7 @@ def decode_round(s: Setup, kv_lens: list[int], gen: torch.Generator, timer: Time
     return {m: timer(fn, s.repeats) / s.steps for m, fn in runs.items()}
 
 
-def prefill_round(
-    s: Setup, lens: list[int], gen: torch.Generator, timer: Timer
-) -> tuple[dict[str, float], float, AttnBatch, Plan]:
+def prefill_round(s: Setup, lens: list[int], gen: torch.Generator, timer: Timer) -> tuple[dict[str, float], float]:
     hq, _, d = s.heads
     cache = Cache(s, lens, 0, gen)
     batch = AttnBatch(lens, lens, cache.tables, s.block_size)
@@ -231,7 +261,7 @@ def prefill_round(
     slots = s.prefill_block_m // s.rep
     works = batch.works()
     t0 = time.perf_counter()
-    plan = plan_groups(works, capacity_for(works, s.target_programs // s.heads[1], slots), slots)
+    plan = plan_for(s, works, slots)
     tables: PackedTables = build_tables(plan, batch, s.device)
     plan_s = time.perf_counter() - t0
     vt = VarlenTables(batch, s.device)
@@ -243,7 +273,7 @@ def prefill_round(
         "sdpa_padded": lambda: sdpa_padded(q, cache.k, cache.v, batch),
         "sdpa_per_request": lambda: per_request_sdpa(s, q, cache, batch),
     }
-    return {m: timer(fn, s.repeats) for m, fn in runs.items()}, plan_s, batch, plan
+    return {m: timer(fn, s.repeats) for m, fn in runs.items()}, plan_s
 
 
 def plot(rows: dict[str, dict[str, float]], waste: dict[str, float], device: str, path: str) -> None:
@@ -285,41 +315,26 @@ def main(argv: list[str] | None = None) -> int:
     tbt: dict[str, list[float]] = {m: [] for m in METHODS}
     tput: dict[str, list[float]] = {m: [] for m in METHODS}
     tbt_ratio, tput_ratio, plan_share = [], [], []
-    valid = {"prefill": 0, "decode": 0}
-    computed = {phase: {"padded": 0, "per_request": 0, "varlen": 0, "packed": 0} for phase in valid}
     for i in range(s.batches):
         with console.status(f"batch {i + 1}/{s.batches}: decode"):
             kv = draw_decode(s, trace, rng)
             d = decode_round(s, kv, gen, timer)
         with console.status(f"batch {i + 1}/{s.batches}: prefill"):
             lens = draw_prefill(s, trace, rng)
-            p, plan_s, batch, plan = prefill_round(s, lens, gen, timer)
+            p, plan_s = prefill_round(s, lens, gen, timer)
         for m in METHODS:
             tbt[m].append(d[m])
             tput[m].append(sum(lens) / p[m])
         tbt_ratio.append(d["packed"] / d["varlen"])
         tput_ratio.append(p["varlen"] / p["packed"])
         plan_share.append(plan_s / p["packed"])
-        dbatch = AttnBatch([1] * len(kv), kv, [[0] * math.ceil(k / s.block_size) for k in kv], s.block_size)
-        dworks = dbatch.works()
-        cap = capacity_for(dworks, s.target_programs // s.heads[1], s.decode_slots)
-        dplan = plan_groups(dworks, cap, s.decode_slots)
-        decode_varlen_slots = block_m_for(1, s.rep) // s.rep
-        for phase, b, pl, slots_v in (
-            ("prefill", batch, plan, s.prefill_block_m // s.rep),
-            ("decode", dbatch, dplan, decode_varlen_slots),
-        ):
-            valid[phase] += b.valid_pairs()
-            c = computed[phase]
-            c["padded"] += computed_pairs_padded(b)
-            c["per_request"] += computed_pairs_per_request(b)
-            c["varlen"] += computed_pairs_varlen(b, slots_v, s.block_n)
-            c["packed"] += computed_pairs_packed(pl, s.rep, s.block_n)
         console.print(
             f"batch {i + 1}: decode TBT packed/varlen {tbt_ratio[-1]:.3f}, "
             f"prefill throughput packed/varlen {tput_ratio[-1]:.3f}"
         )
-    waste = {f"{ph}_{k}": 1 - valid[ph] / c for ph, cs in computed.items() for k, c in cs.items()}
+    waste = wasted_pairs(s, trace, random.Random(1))
+    # the same accounting for the GPU shape and context lengths (pure arithmetic over the plans)
+    gpu_waste = waste if s.device == "cuda" else wasted_pairs(gpu_setup(args.quick, 132), trace, random.Random(1))
     rows = {
         "tbt_s": {m: statistics.median(v) for m, v in tbt.items()},
         "prefill_tok_s": {m: statistics.median(v) for m, v in tput.items()},
@@ -332,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "wasted_pairs_packed": waste["prefill_packed"],
         "wasted_pairs_varlen": waste["prefill_varlen"],
         **{f"wasted_pairs_{k}": v for k, v in waste.items() if k.startswith("decode")},
+        **{f"gpu_shape_wasted_pairs_{k}": v for k, v in gpu_waste.items()},
         "packed_vs_padded_tbt_ratio": rows["tbt_s"]["packed"] / rows["tbt_s"]["sdpa_padded"],
         "packed_vs_per_request_tbt_ratio": rows["tbt_s"]["packed"] / rows["tbt_s"]["sdpa_per_request"],
         "packed_prefill_planning_vs_kernel": statistics.median(plan_share),

@@ -151,18 +151,21 @@ def _family_unit(members: list[int], works: Sequence[SeqWork], prefix_len: int) 
     return _Unit(spans, [s for s in segs if s.keys > 0])
 
 
-def _split_keys(u: _Unit, capacity: int) -> list[_Unit]:
-    """Cut a one-span unit's keys into ceil(load / C) nearly equal ranges."""
+def _split_keys(u: _Unit, capacity: int, align: int) -> list[_Unit]:
+    """Cut a one-span unit's keys into ceil(load / C) nearly equal ranges whose
+    inner bounds fall on multiples of ``align`` (the kernel's key tile)."""
     (seg,) = u.segments
     n = math.ceil(seg.keys / capacity)
-    bounds = [seg.k_lo + (seg.keys * j) // n for j in range(n + 1)]
+    step = max(align, -(-seg.keys // n // align) * align)  # at most C: C >= align and C >= keys / n
+    step = min(step, capacity // align * align)
+    bounds = [*range(seg.k_lo, seg.k_hi, step), seg.k_hi]
     return [
         _Unit(u.spans, [Segment(seg.seq, a, b, seg.row_lo, seg.row_hi)])
         for a, b in zip(bounds, bounds[1:], strict=False)
     ]
 
 
-def _fit(u: _Unit, works: Sequence[SeqWork], capacity: int) -> list[_Unit]:
+def _fit(u: _Unit, works: Sequence[SeqWork], capacity: int, align: int) -> list[_Unit]:
     if u.load <= capacity:
         return [u]
     if len(u.spans) > 1:  # a prefix family: halve it, each half keeps the prefix
@@ -172,15 +175,15 @@ def _fit(u: _Unit, works: Sequence[SeqWork], capacity: int) -> list[_Unit]:
         return [
             x
             for part in (members[:half], members[half:])
-            for x in _fit(_family_unit(part, works, prefix_len), works, capacity)
+            for x in _fit(_family_unit(part, works, prefix_len), works, capacity, align)
         ]
     if len(u.segments) > 1:  # one member left of a family: its prefix and suffix are one key range
         sp = u.spans[0]
         u = _Unit(u.spans, [Segment(sp.seq, 0, works[sp.seq].kv_len, 0, 1)])
-    return _split_keys(u, capacity)
+    return _split_keys(u, capacity, align)
 
 
-def _units(works: Sequence[SeqWork], slots: int, capacity: int) -> list[_Unit]:
+def _units(works: Sequence[SeqWork], slots: int, capacity: int, align: int) -> list[_Unit]:
     families: dict[tuple[Hashable, int], list[int]] = {}
     units: list[_Unit] = []
     for i, w in enumerate(works):
@@ -194,15 +197,17 @@ def _units(works: Sequence[SeqWork], slots: int, capacity: int) -> list[_Unit]:
             continue
         for lo in range(0, len(members), slots):
             units.append(_family_unit(members[lo : lo + slots], works, prefix_len))
-    return [x for u in units for x in _fit(u, works, capacity)]
+    return [x for u in units for x in _fit(u, works, capacity, align)]
 
 
-def plan_groups(works: Sequence[SeqWork], capacity: int, slots: int) -> Plan:
-    """Pack ``works`` into groups of at most ``slots`` rows and (unless one
-    range of a split sequence is alone) at most ``capacity`` keys walked."""
-    if capacity < 1 or slots < 1:
-        raise ValueError(f"capacity and slots must be positive (got {capacity}, {slots})")
-    units = sorted(_units(works, slots, capacity), key=lambda u: (-u.load, -u.rows))
+def plan_groups(works: Sequence[SeqWork], capacity: int, slots: int, align: int = 1) -> Plan:
+    """Pack ``works`` into groups of at most ``slots`` rows and at most
+    ``capacity`` keys walked; split sequences are cut on multiples of ``align``
+    keys (pass the kernel's key tile so no piece adds a partial tile)."""
+    if capacity < 1 or slots < 1 or align < 1:
+        raise ValueError(f"capacity, slots and align must be positive (got {capacity}, {slots}, {align})")
+    capacity = max(capacity, align)
+    units = sorted(_units(works, slots, capacity, align), key=lambda u: (-u.load, -u.rows))
     total_load = sum(u.load for u in units)
     total_rows = sum(u.rows for u in units)
     n = max(1, math.ceil(total_load / capacity), math.ceil(total_rows / slots)) if units else 0

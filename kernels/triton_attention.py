@@ -33,6 +33,7 @@ from kernels.batch import AttnBatch
 from kernels.packed_tables import PackedTables
 
 LOG2E = 1.4426950408889634
+BLOCK_N = 32  # keys per tile unless a caller tunes it
 
 
 @triton.jit
@@ -231,7 +232,7 @@ def packed_attention(
     tables: PackedTables,
     block_size: int,
     scale: float | None = None,
-    block_n: int = 32,
+    block_n: int = BLOCK_N,
     num_warps: int = 4,
 ) -> torch.Tensor:
     """PackInfer attention for the plan in ``tables``: q [T, Hq, D] -> [T, Hq, D]."""
@@ -285,7 +286,7 @@ def varlen_attention(
     block_size: int,
     scale: float | None = None,
     block_m: int = 64,
-    block_n: int = 32,
+    block_n: int = BLOCK_N,
     num_warps: int = 4,
 ) -> torch.Tensor:
     """Unpacked varlen attention (one program per query tile per sequence)."""

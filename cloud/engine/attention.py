@@ -19,7 +19,7 @@ from kernels.batch import AttnBatch
 from kernels.packed_tables import build_tables
 from kernels.packing import capacity_for, plan_groups
 from kernels.reference import sdpa_per_request
-from kernels.triton_attention import VarlenTables, block_m_for, packed_attention, varlen_attention
+from kernels.triton_attention import BLOCK_N, VarlenTables, block_m_for, packed_attention, varlen_attention
 
 
 class Attention(Protocol):
@@ -57,7 +57,8 @@ class PackedAttention:
         slots = max(1, (16 if decode_only else 64) // self.rep)
         slots = block_m_for(slots, self.rep) // self.rep
         works = batch.works()
-        return build_tables(plan_groups(works, capacity_for(works, self.programs, slots), slots), batch, self.device)
+        plan = plan_groups(works, capacity_for(works, self.programs, slots), slots, align=BLOCK_N)
+        return build_tables(plan, batch, self.device)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, meta: object) -> torch.Tensor:
         return packed_attention(q, k, v, meta, self.block_size, self.scale)  # type: ignore[arg-type]

@@ -44,9 +44,11 @@ def coverage(plan: Plan, works: list[SeqWork]) -> dict[tuple[int, int], list[tup
 
 
 @settings(max_examples=150, deadline=None)
-@given(batches(), st.integers(16, 4096), st.sampled_from([1, 4, 8, 16]))
-def test_every_query_key_pair_is_covered_exactly_once(works: list[SeqWork], capacity: int, slots: int) -> None:
-    plan = plan_groups(works, capacity, slots)
+@given(batches(), st.integers(16, 4096), st.sampled_from([1, 4, 8, 16]), st.sampled_from([1, 32]))
+def test_every_query_key_pair_is_covered_exactly_once(
+    works: list[SeqWork], capacity: int, slots: int, align: int
+) -> None:
+    plan = plan_groups(works, capacity, slots, align)
     seen = coverage(plan, works)
     assert set(seen) == {(b, i) for b, w in enumerate(works) for i in range(w.q_len)}
     for (b, i), ranges in seen.items():
@@ -58,11 +60,16 @@ def test_every_query_key_pair_is_covered_exactly_once(works: list[SeqWork], capa
 
 
 @settings(max_examples=150, deadline=None)
-@given(batches(), st.integers(16, 4096), st.sampled_from([1, 4, 8, 16]))
-def test_capacity_and_slots_are_respected(works: list[SeqWork], capacity: int, slots: int) -> None:
-    plan = plan_groups(works, capacity, slots)
+@given(batches(), st.integers(16, 4096), st.sampled_from([1, 4, 8, 16]), st.sampled_from([1, 16, 64]))
+def test_capacity_slots_and_tile_alignment_are_respected(
+    works: list[SeqWork], capacity: int, slots: int, align: int
+) -> None:
+    plan = plan_groups(works, capacity, slots, align)
+    assert coverage(plan, works)  # still a partition (checked fully above without alignment)
     for g in plan.groups:
-        assert g.load <= capacity
+        assert g.load <= max(capacity, align)
+        for seg in g.segments:  # a split piece starts on a tile boundary of its range
+            assert seg.k_lo % align == 0 or seg.k_lo == works[seg.seq].prefix_len
         assert 1 <= g.rows <= slots
         assert sorted(r for s in g.spans for r in range(s.row, s.row + s.rows)) == list(range(g.rows))
 
