@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ from coordinator.device_client import DeviceClient
 from edgeweave.auth import ClusterKey
 from edgeweave.cluster_files import DeviceProfile
 from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+from edgeweave.processes import free_port
 from edgeweave.protocol import GenerateRequest, TokenMessage
 from edgeweave.sampling import SamplingParams
 from edgeweave.sse import read_events
@@ -45,12 +45,6 @@ from edgeweave.sse import read_events
 RESULTS = Path(__file__).parent / "results"
 MODEL = "weave-home-device"
 PROMPT = "the"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def measure_discovery(cluster: LocalCluster, rounds: int) -> list[float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeweave.service import READY_PREFIX
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for services that must know theirs in advance)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _die_with_parent() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import socket
 from collections.abc import Iterator
 
 import openai
@@ -11,15 +10,10 @@ import pytest
 
 from cloud.ray_serve import REPLICA_HEADER, deploy, shutdown
 from edgeweave.config import CloudServerConfig
+from edgeweave.processes import free_port
 
 MODEL = "weave-home-cloud"
 KEY = "ray-test-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
