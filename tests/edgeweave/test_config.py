@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeweave.cluster_files import DeviceProfile, coordinator_toml, device_toml
+from edgeweave.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml
 from tests.cli import run_cli
 
 SECRET = "correct-horse-battery-staple-42"
@@ -88,3 +88,20 @@ def test_runtime_file_must_match_backend(tmp_path: Path) -> None:
     cfg.write_text(device_toml(DeviceProfile("d", "pi", "torch", model=str(gguf)), SECRET))
     out = run_cli("config", "check", str(cfg))
     assert out.returncode == 2 and "needs backend 'llamacpp'" in out.stderr
+
+
+def test_cloud_files_need_no_cluster_secret_and_name_bad_engine_options(tmp_path: Path) -> None:
+    good = tmp_path / "cloud.toml"
+    good.write_text(cloud_toml("weave-home-cloud", "ew-key"))
+    out = run_cli("config", "check", str(good))
+    assert out.returncode == 0 and "ok (cloud)" in out.stdout, out.stderr
+    bad = tmp_path / "bad-cloud.toml"
+    bad.write_text(
+        '[cloud]\nmodel = "weave-home-clod"\n\n[cloud.engine]\nkv_cache_mb = 0\npreemption = "drop"\ndevice = "tpu"\n'
+    )
+    out = run_cli("config", "check", str(bad))
+    assert out.returncode == 2
+    for field in ("cloud.model", "cloud.engine.kv_cache_mb", "cloud.engine.preemption", "cloud.engine.device"):
+        assert field in out.stderr, out.stderr
+    out = run_cli("cloud", "serve", "--config", str(bad))
+    assert out.returncode == 2 and "cloud.engine.preemption" in out.stderr
