@@ -126,3 +126,21 @@ def test_bad_requests_name_the_field_and_the_limit() -> None:
         engine.add_request("x", [5] * 100, SamplingParams(max_tokens=300))
     assert e.value.field == "max_tokens"
     assert not engine.has_work()
+
+
+def test_packed_decode_over_a_shared_prefix_family(backend: TorchBackend) -> None:
+    prompts = [prompt(c, system=True) for c in COMMANDS[:3]]
+    engine = LLMEngine.load(MODEL, EngineOptions(attention="packed"))
+    engine.add_request("first", prompts[0], SamplingParams(max_tokens=8))
+    out: dict[str, list[int]] = {"first": [t.token_id for t in engine.step()], "1": [], "2": []}
+    for i, p in enumerate(prompts[1:], 1):  # the first prompt's blocks are cached now: these share them
+        engine.add_request(str(i), p, SamplingParams(max_tokens=8))
+    seen_family = False
+    while engine.has_work():
+        running = [s for s in engine.seqs.values() if s.computed == len(s.tokens) - 1]
+        seen_family |= len({s.block_table[0] for s in running}) < len(running)
+        for t in engine.step():
+            out[t.request_id].append(t.token_id)
+    assert seen_family and engine.stats().prefix_hit_blocks > 0
+    expected = [backend.generate(p, SamplingParams(max_tokens=8)).token_ids for p in prompts]
+    assert [out["first"], out["1"], out["2"]] == expected
