@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks.results_io import RESULTS, save_result
+
 MODELS = ("weave-home-device", "weave-home-cloud")
 KINDS = ("torch", "llamacpp", "executorch")
 SYSTEM_PROMPT = (
@@ -180,17 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "device_model_exact_match": accuracy[MODELS[0]],
         "cloud_model_exact_match": accuracy[MODELS[1]],
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {
-        "benchmark": "backends",
-        "quick": args.quick,
-        "command": "python -m benchmarks.backends" + (" --quick" if args.quick else ""),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "threads": args.threads},
-        "summary": summary,
-        "rows": rows,
-        "exact_match_n": n_eval,
-    }
-    (RESULTS / "backends.json").write_text(json.dumps(out, indent=2) + "\n")
+    save_result("backends", args.quick, summary, threads=args.threads, rows=rows, exact_match_n=n_eval)
     plot(rows, RESULTS / "backends.png")
     console.print(f"wrote {RESULTS / 'backends.json'} and backends.png")
     return 0

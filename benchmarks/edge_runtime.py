@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
+from benchmarks.results_io import RESULTS, save_result
 from coordinator.device_client import DeviceClient
 from edgeweave.auth import ClusterKey
 from edgeweave.cluster_files import DeviceProfile
@@ -42,7 +40,6 @@ from edgeweave.protocol import GenerateRequest, TokenMessage
 from edgeweave.sampling import SamplingParams
 from edgeweave.sse import read_events
 
-RESULTS = Path(__file__).parent / "results"
 MODEL = "weave-home-device"
 PROMPT = "the"
 
@@ -197,17 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_concurrent_streams": max_ok,
         "configured_capacity": capacity,
     }
-    RESULTS.mkdir(exist_ok=True)
-    result: dict[str, Any] = {
-        "benchmark": "edge_runtime",
-        "quick": args.quick,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "summary": summary,
-        "discovery_s": discovery,
-        "overhead": overhead,
-        "concurrency_ramp": ramp,
-    }
-    (RESULTS / "edge_runtime.json").write_text(json.dumps(result, indent=2))
+    save_result("edge_runtime", args.quick, summary, discovery_s=discovery, overhead=overhead, concurrency_ramp=ramp)
     plot(discovery, overhead, ramp, RESULTS / "edge_runtime.png")
     for k, v in summary.items():
         console.print(f"{k:>36}: {v:.4g}" if isinstance(v, float) else f"{k:>36}: {v}")
