@@ -36,7 +36,7 @@ class CloudReplica:
         cfg = CloudServerConfig.model_validate_json(cfg_json)
         engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine))
         engine.start()
-        self.state = CloudState(engine, cfg.name)
+        self.state = CloudState(engine, cfg.name, cfg.default_slo)
         self.keys = api_keys
         self.replica = serve.get_replica_context().replica_id.unique_id
 

@@ -4,7 +4,10 @@
 ``ignore_eos`` and ``resume_tokens``, the tokens an earlier endpoint already
 generated, for migrated answers), ``/v1/models``, ``/health`` and
 ``/metrics`` (queue depth, running batch, KV blocks, prefix-cache hits,
-preemptions, TTFT and TBT histograms).  The coordinator registers it as a
+preemptions, TTFT and TBT histograms, and Tempo's service gain and SLO
+goodput per request type).  Requests may carry an ``slo`` extension object
+(:mod:`edgeweave.slo`); without one they are latency-sensitive with the
+configured ``default_slo``.  The coordinator registers it as a
 cloud endpoint like any OpenAI-compatible URL.
 """
 
@@ -21,6 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cloud.engine.async_engine import AsyncEngine, EngineFailed
 from cloud.engine.engine import LLMEngine, TokenOutput
+from cloud.tempo.gain import GainLedger
 from edgeweave.api_keys import api_key_middleware, new_api_key
 from edgeweave.config import CloudServerConfig, EdgeweaveConfig
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
@@ -28,6 +32,7 @@ from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.openai_serving import Answer, AnswerFailed, Delta, respond
 from edgeweave.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
+from edgeweave.slo import SLO_TYPES, AnySlo, LatencySLO
 
 log = logging.getLogger("edgeweave.cloud")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,6 +52,10 @@ class CloudMetrics:
             "edgeweave_cloud_prefix_hit_blocks", "KV blocks reused from the prefix cache", registry=r
         )
         self.preemptions = Gauge("edgeweave_cloud_preemptions", "Sequences preempted so far", registry=r)
+        self.gain = Gauge("edgeweave_cloud_service_gain_tokens", "Useful tokens under their SLO", ["type"], registry=r)
+        self.delivered = Gauge("edgeweave_cloud_delivered_tokens", "Tokens of judged requests", ["type"], registry=r)
+        self.slo_met = Gauge("edgeweave_cloud_slo_met", "Requests (workflows) whose SLO was met", ["type"], registry=r)
+        self.slo_judged = Gauge("edgeweave_cloud_slo_judged", "Requests (workflows) judged", ["type"], registry=r)
         self.ttft = Histogram(
             "edgeweave_cloud_ttft_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=r
         )
@@ -54,10 +63,12 @@ class CloudMetrics:
 
 
 class CloudState:
-    def __init__(self, engine: AsyncEngine, served_name: str) -> None:
+    def __init__(self, engine: AsyncEngine, served_name: str, default_slo: LatencySLO | None = None) -> None:
         self.engine = engine
         self.name = served_name
         self.metrics = CloudMetrics()
+        self.default_slo = default_slo or LatencySLO()
+        self.ledger = GainLedger()
 
 
 KEY = web.AppKey("cloud", CloudState)
@@ -66,17 +77,22 @@ KEY = web.AppKey("cloud", CloudState)
 class EngineAnswer(Answer):
     """A request streaming out of the engine, as text deltas."""
 
-    def __init__(self, name: str, stream: AsyncIterator[TokenOutput], metrics: CloudMetrics) -> None:
-        super().__init__(f"engine:{name}")
+    def __init__(self, state: CloudState, stream: AsyncIterator[TokenOutput], slo: AnySlo) -> None:
+        super().__init__(f"engine:{state.name}")
         self._stream = stream
-        self._metrics = metrics
+        self._metrics = state.metrics
+        self._ledger = state.ledger
+        self._slo = slo
         self._first: TokenOutput | None = None
         self._started = time.perf_counter()
+        self._token_times: list[float] = []
+        self._ledger.arrive(slo, self._started)
 
     async def start(self) -> None:
         """Wait for the first token: bad input surfaces here, before any response is sent."""
         self._first = await anext(self._stream)
-        self._metrics.ttft.observe(time.perf_counter() - self._started)
+        self._token_times.append(time.perf_counter())
+        self._metrics.ttft.observe(self._token_times[0] - self._started)
 
     async def deltas(self) -> AsyncIterator[Delta]:
         assert self._first is not None
@@ -89,11 +105,13 @@ class EngineAnswer(Answer):
                 self._metrics.tokens.inc()
                 if out.finish_reason:
                     self.finish_reason = out.finish_reason
+                    self._ledger.finish(self._slo, self._started, self._token_times)
                 yield Delta(out.text, out.token_id)
                 if out.finish_reason:
                     return
                 out = await anext(self._stream, None)
                 now = time.perf_counter()
+                self._token_times.append(now)
                 self._metrics.tbt.observe(now - last)
                 last = now
         except EngineFailed as e:
@@ -127,6 +145,12 @@ async def metrics(request: web.Request) -> web.Response:
     m.blocks_used.set(s.blocks_total - s.blocks_free)
     m.prefix_hits.set(s.prefix_hit_blocks)
     m.preemptions.set(s.preemptions)
+    ledger = state.ledger
+    for kind in SLO_TYPES:
+        m.gain.labels(kind).set(ledger.gain[kind])
+        m.delivered.labels(kind).set(ledger.tokens[kind])
+        m.slo_met.labels(kind).set(ledger.met[kind])
+        m.slo_judged.labels(kind).set(ledger.judged[kind])
     return web.Response(body=generate_latest(m.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -170,8 +194,9 @@ async def open_answer(state: CloudState, req: ChatCompletionRequest | Completion
             param="max_tokens",
         )
     params = req.sampling(req.max_tokens or room)
-    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens)
-    answer = EngineAnswer(state.name, stream, state.metrics)
+    slo = req.slo or state.default_slo
+    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens, extra=slo)
+    answer = EngineAnswer(state, stream, slo)
     try:
         await answer.start()
     except BaseException:
@@ -213,7 +238,8 @@ def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: in
 
 def build(cfg: CloudServerConfig, api_keys: list[str] | None) -> tuple[web.Application, AsyncEngine]:
     engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine))
-    return create_app(CloudState(engine, cfg.name), api_keys, int(cfg.max_body_mb * 2**20)), engine
+    state = CloudState(engine, cfg.name, cfg.default_slo)
+    return create_app(state, api_keys, int(cfg.max_body_mb * 2**20)), engine
 
 
 async def serve_cloud(cfg: EdgeweaveConfig) -> None:

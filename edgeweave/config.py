@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from edgeweave.errors import EdgeweaveError, ModelFileError
+from edgeweave.slo import LatencySLO
 
 DeviceKind = Literal["phone", "pi", "jetson", "laptop", "server"]
 BackendKind = Literal["torch", "llamacpp", "executorch"]
@@ -212,6 +213,7 @@ class CloudServerConfig(_Strict):
     api_keys: list[SecretStr] = Field(default_factory=list)  # empty: one is generated and printed at start
     max_body_mb: float = Field(default=8.0, gt=0.0, le=1024.0)
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    default_slo: LatencySLO = Field(default_factory=LatencySLO)  # for requests that send no `slo`
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
 
     _exists = field_validator("model")(_model_exists)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgeweave.protocol import Message
 from edgeweave.sampling import SamplingParams
+from edgeweave.slo import Slo
 
 MAX_STOP_SEQUENCES = 4
 
@@ -40,6 +41,7 @@ class _Request(BaseModel):
     user: str | None = None
     ignore_eos: bool = False  # extension: generate max_tokens tokens
     resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
+    slo: Slo | None = None  # extension: the request's SLO (edgeweave.slo); none: latency with server defaults
 
     @field_validator("n")
     @classmethod

@@ -60,7 +60,7 @@ def reference() -> dict[str, str]:
 
 def metric(base: str, name: str) -> float:
     text = urllib.request.urlopen(base + "/metrics").read().decode()
-    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    return float(re.search(rf"^{re.escape(name)} (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
 
 
 def client(svc: ServiceProcess) -> openai.AsyncOpenAI:
@@ -142,6 +142,9 @@ async def test_a_client_that_disconnects_frees_its_blocks(server: ServiceProcess
          "not supported"),
         ({"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}, 404, "model", "not served"),
         ({"model": MODEL, "prompt": [1, 99999]}, 400, "prompt", "outside vocabulary"),
+        ({"model": MODEL, "prompt": "hi", "slo": {"type": "deadline"}}, 400, "slo.deadline.deadline_s", "required"),
+        ({"model": MODEL, "prompt": "hi", "slo": {"type": "latency", "ttft_s": -1}}, 400, "slo.latency.ttft_s", ""),
+        ({"model": MODEL, "prompt": "hi", "slo": {"type": "soon"}}, 400, "slo", ""),
     ],
 )  # fmt: skip
 async def test_bad_input_names_the_field(
@@ -152,6 +155,19 @@ async def test_bad_input_names_the_field(
         async with s.post(server.url + path, json=body) as resp:
             err = (await resp.json())["error"]
     assert resp.status == status and err["param"] == param and says in err["message"]
+
+
+async def test_slo_requests_are_accounted_as_service_gain(server: ServiceProcess) -> None:
+    c = client(server)
+    before = metric(server.url, 'edgeweave_cloud_slo_judged{type="deadline"}')
+    slo = {"type": "deadline", "deadline_s": 600}
+    r = await c.completions.create(
+        model=MODEL, prompt="turn on", max_tokens=4, extra_body={"slo": slo, "ignore_eos": True}
+    )
+    assert r.usage is not None and r.usage.completion_tokens == 4
+    assert metric(server.url, 'edgeweave_cloud_slo_judged{type="deadline"}') == before + 1
+    assert metric(server.url, 'edgeweave_cloud_slo_met{type="deadline"}') >= 1
+    assert metric(server.url, 'edgeweave_cloud_service_gain_tokens{type="deadline"}') >= 4
 
 
 async def test_api_key_is_required(server: ServiceProcess) -> None:
