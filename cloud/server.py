@@ -17,6 +17,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,6 +34,7 @@ from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.openai_serving import Answer, AnswerFailed, Delta, respond
 from edgeweave.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
 from edgeweave.slo import SLO_TYPES, AnySlo, LatencySLO
+from edgeweave.traces import TraceWriter
 
 log = logging.getLogger("edgeweave.cloud")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -63,8 +65,15 @@ class CloudMetrics:
 
 
 class CloudState:
-    def __init__(self, engine: AsyncEngine, served_name: str, default_slo: LatencySLO | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        served_name: str,
+        default_slo: LatencySLO | None = None,
+        request_log: TraceWriter | None = None,
+    ) -> None:
         self.engine = engine
+        self.request_log = request_log
         self.name = served_name
         self.metrics = CloudMetrics()
         self.default_slo = default_slo or LatencySLO()
@@ -82,6 +91,7 @@ class EngineAnswer(Answer):
         self._stream = stream
         self._metrics = state.metrics
         self._ledger = state.ledger
+        self._log = state.request_log
         self._slo = slo
         self._first: TokenOutput | None = None
         self._started = time.perf_counter()
@@ -106,6 +116,8 @@ class EngineAnswer(Answer):
                 if out.finish_reason:
                     self.finish_reason = out.finish_reason
                     self._ledger.finish(self._slo, self._started, self._token_times)
+                    if self._log is not None:
+                        self._log.append(datetime.now(), out.prompt_tokens, out.index + 1)
                 yield Delta(out.text, out.token_id)
                 if out.finish_reason:
                     return
@@ -238,7 +250,8 @@ def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: in
 
 def build(cfg: CloudServerConfig, api_keys: list[str] | None) -> tuple[web.Application, AsyncEngine]:
     engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine))
-    state = CloudState(engine, cfg.name, cfg.default_slo)
+    log_to = TraceWriter(cfg.request_log) if cfg.request_log else None
+    state = CloudState(engine, cfg.name, cfg.default_slo, log_to)
     return create_app(state, api_keys, int(cfg.max_body_mb * 2**20)), engine
 
 

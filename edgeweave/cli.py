@@ -3,7 +3,7 @@
 Verbs: ``train`` (reproduce a weave-home checkpoint), ``eval`` (held-out
 exact match), ``export`` (GGUF / ExecuTorch / ONNX / safetensors),
 ``generate`` (one prompt on one backend), ``device serve``, ``coordinator
-serve``, ``config check`` and ``demo``.  Any user error is one line on stderr
+serve``, ``cloud serve``, ``tempo train-length``, ``config check`` and ``demo``.  Any user error is one line on stderr
 (a config file: one line per problem) and exit code 2, never a traceback.
 """
 
@@ -105,6 +105,26 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_length(args: argparse.Namespace) -> int:
+    from cloud.tempo.length import LengthBound, split
+    from edgeweave.errors import UsageError
+    from edgeweave.traces import load_trace
+
+    if not 0.0 < args.held_out < 1.0:
+        raise UsageError("--held-out", f"must be between 0 and 1, got {args.held_out}")
+    reqs = load_trace(args.log)
+    train, held_out = split(reqs, args.held_out, args.seed)
+    if len(train) < 50 or not held_out:
+        raise UsageError(args.log, f"{len(reqs)} requests are too few to train on (need 50 after the held-out split)")
+    model = LengthBound.fit(train, seed=args.seed)
+    out = model.save(args.out)
+    print(
+        f"{out}: forest quantile {model.quantile}, trained on {len(train)} requests; coverage on "
+        f"{len(held_out)} held-out requests: {model.coverage(held_out):.3f}"
+    )
+    return 0
+
+
 def _serve(role: str, path: str) -> int:
     import asyncio
 
@@ -177,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
         v = verbs.add_parser("serve", help=f"serve {what} until SIGINT/SIGTERM")
         v.add_argument("--config", required=True, help="TOML config file")
         v.set_defaults(func=lambda a, role=role: _serve(role, a.config))
+
+    p = sub.add_parser("tempo", help="Tempo's scheduler models")
+    verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    v = verbs.add_parser("train-length", help="train the output-length bound from logged requests")
+    v.add_argument("--log", required=True, help="CSV with ContextTokens,GeneratedTokens (a request log or trace)")
+    v.add_argument("--out", required=True, help="where to write the model")
+    v.add_argument("--held-out", type=float, default=0.2, help="fraction kept to report coverage")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=_cmd_train_length)
 
     p = sub.add_parser("config", help="config files")
     verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)

@@ -64,10 +64,12 @@ def coordinator_toml(
     return text
 
 
-def cloud_toml(model: str, api_key: str, kv_cache_mb: float = 16.0, extra_engine: str = "") -> str:
+def cloud_toml(
+    model: str, api_key: str, kv_cache_mb: float = 16.0, extra_engine: str = "", extra_cloud: str = ""
+) -> str:
     """``edgeweave cloud serve`` on any free port with one API key."""
     return (
-        f"[cloud]\nmodel = {_q(model)}\nport = 0\napi_keys = [{_q(api_key)}]\n"
+        f"[cloud]\nmodel = {_q(model)}\nport = 0\napi_keys = [{_q(api_key)}]\n{extra_cloud}"
         f"\n[cloud.engine]\nkv_cache_mb = {kv_cache_mb}\n{extra_engine}"
     )
 

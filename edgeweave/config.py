@@ -214,6 +214,7 @@ class CloudServerConfig(_Strict):
     max_body_mb: float = Field(default=8.0, gt=0.0, le=1024.0)
     engine: EngineOptions = Field(default_factory=EngineOptions)
     default_slo: LatencySLO = Field(default_factory=LatencySLO)  # for requests that send no `slo`
+    request_log: Path | None = None  # append each finished request (trace CSV columns): Tempo's training data
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
 
     _exists = field_validator("model")(_model_exists)

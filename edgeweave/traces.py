@@ -46,3 +46,16 @@ def load_trace(path: str | Path = AZURE_CONV) -> list[TraceRequest]:
         (TraceRequest((ts - t0).total_seconds(), max(1, ctx), max(1, gen)) for ts, ctx, gen in rows),
         key=lambda r: r.arrival_s,
     )
+
+
+class TraceWriter:
+    """Appends served requests to a CSV in the trace's own columns (a request log is a trace)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self.path.write_text(",".join(COLUMNS) + "\n")
+
+    def append(self, when: datetime, prompt_tokens: int, output_tokens: int) -> None:
+        with self.path.open("a") as fh:
+            fh.write(f"{when.isoformat(sep=' ')},{prompt_tokens},{output_tokens}\n")

@@ -23,6 +23,7 @@ from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
 from edgeweave.processes import ServiceProcess, spawn
 from edgeweave.sampling import SamplingParams
+from edgeweave.traces import load_trace
 
 MODEL = "weave-home-cloud"
 KEY = "cloud-test-key-0123456789"
@@ -37,7 +38,8 @@ COMMANDS = (
 
 
 def start(tmp: Path, kv_cache_mb: float) -> ServiceProcess:
-    path = write(tmp / "cloud.toml", cloud_toml(MODEL, KEY, kv_cache_mb, "max_batched_tokens = 64\n"))
+    log = f"request_log = {json.dumps(str(tmp / 'requests.csv'))}\n"
+    path = write(tmp / "cloud.toml", cloud_toml(MODEL, KEY, kv_cache_mb, "max_batched_tokens = 64\n", log))
     svc = spawn("cloud", ["cloud", "serve", "--config", str(path)], tmp / "cloud.log")
     svc.wait_ready(120)
     return svc
@@ -168,6 +170,11 @@ async def test_slo_requests_are_accounted_as_service_gain(server: ServiceProcess
     assert metric(server.url, 'edgeweave_cloud_slo_judged{type="deadline"}') == before + 1
     assert metric(server.url, 'edgeweave_cloud_slo_met{type="deadline"}') >= 1
     assert metric(server.url, 'edgeweave_cloud_service_gain_tokens{type="deadline"}') >= 4
+
+
+def test_finished_requests_are_logged_as_a_trace(server: ServiceProcess) -> None:
+    rows = load_trace(server.log_path.parent / "requests.csv")
+    assert len(rows) >= 5 and all(r.prompt_tokens > 0 and r.output_tokens > 0 for r in rows)
 
 
 async def test_api_key_is_required(server: ServiceProcess) -> None:
