@@ -5,8 +5,10 @@ The engine describes every live sequence as a :class:`SeqView`; a
 :func:`schedule` then fills the iteration in rank order under the token
 budget (chunked prefill: a prompt may get only part of it), the sequence cap
 and the free KV blocks, preempting the lowest-ranked running sequences when
-memory runs out.  No clock is read and nothing is mutated: the same call
-drives the engine and any simulator.
+memory runs out (only where the policy agrees: one that refuses leaves the
+waiting sequence waiting, and none ranked below it is admitted past it).
+No clock is read and nothing is mutated: the same call drives the engine and
+any simulator.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ def schedule(policy: Policy, seqs: Sequence[SeqView], budget: Budget, now: float
     planned: set[str] = set()
     preempt: list[str] = []
     victims = [v for v in reversed(ranked) if v.blocks_held]  # lowest rank first
+    admitting = True
     for v in ranked:
-        if v.id in preempt:
+        if v.id in preempt or (not admitting and not v.blocks_held):
             continue
         if len(run) >= budget.max_seqs or tokens <= 0:
             break
@@ -104,7 +107,10 @@ def schedule(policy: Policy, seqs: Sequence[SeqView], budget: Budget, now: float
                 preempt.append(v.id)
                 free += v.blocks_exclusive
                 continue
-            break  # keep the policy's order: nothing ranked lower overtakes it
+            # keep the policy's order (no sequence ranked lower is admitted before it),
+            # but those already holding memory go on decoding
+            admitting = False
+            continue
         free -= need
         tokens -= n
         run.append((v.id, n))

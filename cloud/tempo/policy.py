@@ -1,0 +1,158 @@
+"""Tempo's scheduling policy: service-gain density, windowed batch selection, guarded preemption.
+
+For every live sequence Tempo estimates, from the output-length upper bound
+(:mod:`cloud.tempo.remaining`) and the mean iteration time ``tau`` (measured
+from the gaps between its own calls, which are the engine's iterations), the
+**service gain** it can still deliver if it runs from now on and the time
+that takes; **priority** is their ratio, the gain density:
+
+- latency: the remaining tokens that would arrive by their due times
+  (``arrival + ttft + i * tbt``) over their generation time;
+- deadline: all its tokens if the bound finishes by the deadline (else 0);
+- compound: the same against its **stage deadline** (the workflow deadline
+  split by the matched stored graph, :mod:`cloud.tempo.workflows`), its gain
+  including the tokens its workflow's earlier calls delivered.
+
+Just enough bandwidth: a sequence whose slack (due time minus its finish if
+it ran now) exceeds the horizon to the next decision loses nothing by waiting,
+so its priority is scaled by ``horizon / slack``.  Priorities are recomputed
+every ``recompute_every`` iterations (new arrivals get theirs on arrival); the
+batch is chosen by the windowed rule: candidates within ``p`` of the B-th
+best priority, sorted by length, and the size-B window of largest total
+priority runs first.  A running sequence is preempted only when the newcomer's
+density beats the victim's stretched by the recompute stall it would suffer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from cloud.engine.scheduler import SeqView
+from cloud.tempo.baselines import slo_of
+from cloud.tempo.remaining import LengthSource
+from cloud.tempo.workflows import GraphLibrary, WorkflowTracker
+from edgeweave.slo import DeadlineSLO, LatencySLO
+
+RECOMPUTE_EVERY = 50
+WINDOW_P = 0.95
+TAU_SMOOTHING = 0.05  # weight of the newest iteration gap in the running mean
+
+
+def on_time(first_s: float, tau: float, g: int, r: int, due0_s: float, tbt: float) -> int:
+    """Tokens ``g .. g+r-1`` arrive at ``first_s + (i - g) * tau``; token ``i`` is due at
+    ``due0_s + i * tbt``: how many are on time."""
+    c = first_s - g * tau - due0_s  # on time iff i * (tbt - tau) >= c
+    if math.isclose(tbt, tau):
+        return r if c <= 0 else 0
+    if tbt > tau:
+        lo = max(g, math.ceil(c / (tbt - tau) - 1e-9))
+        return max(0, g + r - lo)
+    hi = min(g + r - 1, math.floor(-c / (tau - tbt) + 1e-9))
+    return max(0, hi - g + 1)
+
+
+class Tempo:
+    def __init__(
+        self,
+        lengths: LengthSource,
+        batch: int,
+        token_budget: int,
+        default_slo: LatencySLO | None = None,
+        library: GraphLibrary | None = None,
+        tau_s: float = 0.03,
+        recompute_every: int = RECOMPUTE_EVERY,
+        p: float = WINDOW_P,
+        name: str = "tempo",
+    ) -> None:
+        self.name = name
+        self.lengths = lengths
+        self.batch = batch
+        self.token_budget = token_budget
+        self.default_slo = default_slo or LatencySLO()
+        self.workflows = WorkflowTracker(library)
+        self.tau = tau_s
+        self.recompute_every = recompute_every
+        self.p = p
+        self._prio: dict[str, float] = {}
+        self._left: dict[str, int] = {}
+        self._chosen: set[str] = set()
+        self._calls = 0
+        self._last_now: float | None = None
+
+    # --- the Policy interface -------------------------------------------------------
+    def rank(self, seqs: Sequence[SeqView], now: float) -> list[SeqView]:
+        self._clock(now)
+        self.workflows.observe(seqs, now)
+        if self._calls % self.recompute_every == 0:
+            self._prio, self._left = {}, {}
+            self._score(seqs, now)
+            self._chosen = self._window(seqs)
+        else:
+            self._score([v for v in seqs if v.id not in self._prio], now)
+        self._calls += 1
+        if len(self._prio) > 2 * len(seqs) + 1024:
+            live = {v.id for v in seqs}
+            self._prio = {k: x for k, x in self._prio.items() if k in live}
+            self._left = {k: x for k, x in self._left.items() if k in live}
+        prio, chosen = self._prio, self._chosen
+        return sorted(seqs, key=lambda v: (v.id not in chosen, -prio[v.id], v.arrival_s, v.id))
+
+    def may_preempt(self, victim: SeqView, for_seq: SeqView, now: float) -> bool:
+        """Only if the newcomer's gain density beats the victim's once the victim pays the
+        stall of recomputing its context."""
+        left = self._left.get(victim.id, 1)
+        stall = math.ceil(victim.computed_tokens / self.token_budget)
+        return self._prio.get(for_seq.id, 0.0) > self._prio.get(victim.id, 0.0) * (left + stall) / left
+
+    # --- estimates ---------------------------------------------------------------------
+    def _clock(self, now: float) -> None:
+        """Track the mean iteration time from the gaps between calls (idle gaps ignored)."""
+        if self._last_now is not None and 0 < now - self._last_now < 10 * self.tau:
+            self.tau += TAU_SMOOTHING * (now - self._last_now - self.tau)
+        self._last_now = now
+
+    def _score(self, seqs: Sequence[SeqView], now: float) -> None:
+        if not seqs:
+            return
+        tau, horizon = self.tau, self.recompute_every * self.tau
+        for v, r in zip(seqs, self.lengths.remaining(seqs), strict=True):
+            slo = slo_of(v, self.default_slo)
+            g = v.generated_tokens
+            prefill = math.ceil(max(v.context_tokens - v.computed_tokens - 1, 0) / self.token_budget)
+            first = now + (prefill + 1) * tau  # its next token, if it runs from now on
+            last = first + (r - 1) * tau
+            if isinstance(slo, LatencySLO):
+                due0 = v.arrival_s + slo.ttft_s
+                gain = on_time(first, tau, g, r, due0, slo.tbt_s)
+                slack = due0 + g * slo.tbt_s - first
+            else:
+                if isinstance(slo, DeadlineSLO):
+                    due, banked = v.arrival_s + slo.deadline_s, 0
+                else:
+                    due, banked = self.workflows.stage_deadline(v, now), self.workflows.delivered(v)
+                gain = banked + g + r if last <= due else 0
+                slack = due - last
+            density = gain / ((prefill + r) * tau)
+            self._prio[v.id] = density if slack <= horizon else density * horizon / slack
+            self._left[v.id] = r
+
+    def _window(self, seqs: Sequence[SeqView]) -> set[str]:
+        """The windowed batch rule: within ``p`` of the B-th best, by length, the best window of B."""
+        b = self.batch
+        if len(seqs) <= b:
+            return {v.id for v in seqs}
+        prio = self._prio
+        ordered = sorted(seqs, key=lambda v: (-prio[v.id], v.arrival_s, v.id))
+        kth = prio[ordered[b - 1].id]
+        if kth <= 0:
+            return {v.id for v in ordered[:b]}
+        cands = [v for v in ordered if prio[v.id] >= self.p * kth]
+        cands.sort(key=lambda v: (v.context_tokens + self._left[v.id], v.id))
+        total = sum(prio[v.id] for v in cands[:b])
+        best, best_at = total, 0
+        for i in range(b, len(cands)):
+            total += prio[cands[i].id] - prio[cands[i - b].id]
+            if total > best:
+                best, best_at = total, i - b + 1
+        return {v.id for v in cands[best_at : best_at + b]}
