@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.edge_runtime
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.engine
+	$(PY) -m benchmarks.tempo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -33,6 +33,7 @@ import numpy as np
 
 from benchmarks.results_io import RESULTS, save_result
 from cloud.engine.engine import LLMEngine
+from cloud.tempo.workload import fit_to_context
 from edgeweave.config import EngineOptions
 from edgeweave.sampling import SamplingParams
 from edgeweave.traces import AZURE_CONV, CREDIT, load_trace
@@ -58,15 +59,16 @@ def workload(trace_path: str, n: int, seed: int) -> list[Req]:
     t0 = window[0].arrival_s
     reqs = []
     for i, r in enumerate(window):
-        prompt_len = max(8, min(320, r.prompt_tokens // 12))
-        out_len = max(4, min(160, r.output_tokens // 3))
+        prompt_len, out_len = fit_to_context(r)
         prompt = [rng.randrange(8, 264) for _ in range(prompt_len)]
         reqs.append(Req(f"r{i}", r.arrival_s - t0, prompt, out_len))
     return reqs
 
 
 def engine() -> LLMEngine:
-    return LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=64, max_num_seqs=MAX_SEQS, max_batched_tokens=512))
+    return LLMEngine.load(
+        MODEL, EngineOptions(kv_cache_mb=64, max_num_seqs=MAX_SEQS, max_batched_tokens=512, policy="fcfs")
+    )
 
 
 def capacity_tok_s(reqs: list[Req]) -> float:

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     SecretStr,
     ValidationError,
     field_validator,
@@ -191,6 +192,11 @@ class EngineOptions(_Strict):
     attention: Literal["auto", "torch", "packed", "varlen"] = "auto"  # auto: packed on a GPU, torch on CPU
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float16 on a GPU
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    # the order requests run in: Tempo (SLO-aware, the default) or a baseline
+    policy: Literal["tempo", "fcfs", "priority", "edf", "srtf", "las"] = "tempo"
+    # Tempo's output-length model from `edgeweave tempo train-length`; without one a request's
+    # max_tokens is its length bound
+    length_model: FilePath | None = None
 
 
 class RayOptions(_Strict):

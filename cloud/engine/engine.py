@@ -23,8 +23,10 @@ from cloud.engine.attention import make_attention
 from cloud.engine.blocks import BlockManager
 from cloud.engine.kv_cache import PagedKVCache, bytes_per_block
 from cloud.engine.runner import ModelRunner
-from cloud.engine.scheduler import FCFS, Budget, Policy, schedule
+from cloud.engine.scheduler import Budget, Policy, schedule
 from cloud.engine.sequence import SeqState, Sequence
+from cloud.tempo.policies import make_policy
+from cloud.tempo.step_time import StepSample
 from edgeweave.config import EngineOptions
 from edgeweave.errors import UsageError
 from edgeweave.models.checkpoint import load_checkpoint
@@ -98,10 +100,11 @@ class LLMEngine:
             o.attention, o.block_size, cfg.head_dim, cfg.n_heads // cfg.n_kv_heads, cfg.n_kv_heads, self.device
         )
         self.runner = ModelRunner(self.model, self.cache, attention)
-        self.policy: Policy = policy or FCFS()
+        self.policy: Policy = policy or make_policy(o)
         self.seqs: dict[str, Sequence] = {}
         self.preemptions = 0
         self._swapped_blocks = 0
+        self.last_step: StepSample | None = None  # what the latest iteration computed, and its wall time
 
     @classmethod
     def load(cls, model: str | Path, options: EngineOptions | None = None, policy: Policy | None = None) -> LLMEngine:
@@ -181,6 +184,7 @@ class LLMEngine:
 
     # --- one iteration ------------------------------------------------------------
     def step(self, now: float | None = None) -> list[TokenOutput]:
+        started = time.perf_counter()
         now = time.monotonic() if now is None else now
         o = self.options
         for seq in self.seqs.values():
@@ -198,6 +202,7 @@ class LLMEngine:
         work = [(self.seqs[sid], self._admit(self.seqs[sid], n)) for sid, n in plan.run]
         if not work:
             return []
+        kv = sum(seq.computed for seq, _ in work)
         logits = self.runner.execute(work).float().cpu().numpy()
         outputs = []
         for (seq, n), row in zip(work, logits, strict=True):
@@ -205,6 +210,7 @@ class LLMEngine:
             self.blocks.commit(seq.tokens, seq.block_table, seq.block_hashes, seq.computed)
             if seq.computed == len(seq.tokens):
                 outputs.append(self._sample(seq, row, now))
+        self.last_step = StepSample(sum(n for _, n in work), len(work), kv, time.perf_counter() - started)
         return outputs
 
     def _admit(self, seq: Sequence, n: int) -> int:

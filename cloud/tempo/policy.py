@@ -25,6 +25,7 @@ density beats the victim's stretched by the recompute stall it would suffer.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 
@@ -77,6 +78,8 @@ class Tempo:
         self._prio: dict[str, float] = {}
         self._left: dict[str, int] = {}
         self._chosen: set[str] = set()
+        self._order: list[str] = []  # every scored sequence, most urgent first
+        self._arrival: dict[str, float] = {}
         self._calls = 0
         self._last_now: float | None = None
 
@@ -84,19 +87,28 @@ class Tempo:
     def rank(self, seqs: Sequence[SeqView], now: float) -> list[SeqView]:
         self._clock(now)
         self.workflows.observe(seqs, now)
+        by_id = {v.id: v for v in seqs}
         if self._calls % self.recompute_every == 0:
-            self._prio, self._left = {}, {}
+            self._prio, self._left, self._arrival = {}, {}, {}
             self._score(seqs, now)
             self._chosen = self._window(seqs)
-        else:
-            self._score([v for v in seqs if v.id not in self._prio], now)
+            self._order = sorted(by_id, key=self._sort_key)
+        else:  # between recomputes: newcomers are scored and merged into the standing order
+            new = [v for v in seqs if v.id not in self._prio]
+            if new:
+                self._score(new, now)
+                merged = heapq.merge(self._order, sorted((v.id for v in new), key=self._sort_key), key=self._sort_key)
+                self._order = list(merged)
         self._calls += 1
-        if len(self._prio) > 2 * len(seqs) + 1024:
-            live = {v.id for v in seqs}
-            self._prio = {k: x for k, x in self._prio.items() if k in live}
-            self._left = {k: x for k, x in self._left.items() if k in live}
-        prio, chosen = self._prio, self._chosen
-        return sorted(seqs, key=lambda v: (v.id not in chosen, -prio[v.id], v.arrival_s, v.id))
+        if len(self._order) > 2 * len(seqs) + 1024:  # forget finished sequences
+            self._order = [i for i in self._order if i in by_id]
+            self._prio = {i: self._prio[i] for i in self._order}
+            self._left = {i: self._left[i] for i in self._order}
+            self._arrival = {i: self._arrival[i] for i in self._order}
+        return [by_id[i] for i in self._order if i in by_id]
+
+    def _sort_key(self, sid: str) -> tuple[bool, float, float, str]:
+        return (sid not in self._chosen, -self._prio[sid], self._arrival[sid], sid)
 
     def may_preempt(self, victim: SeqView, for_seq: SeqView, now: float) -> bool:
         """Only if the newcomer's gain density beats the victim's once the victim pays the
@@ -136,6 +148,7 @@ class Tempo:
             density = gain / ((prefill + r) * tau)
             self._prio[v.id] = density if slack <= horizon else density * horizon / slack
             self._left[v.id] = r
+            self._arrival[v.id] = v.arrival_s
 
     def _window(self, seqs: Sequence[SeqView]) -> set[str]:
         """The windowed batch rule: within ``p`` of the B-th best, by length, the best window of B."""

@@ -125,7 +125,7 @@ class _Call:
     stage: int
     prompt_tokens: int
     arrival_s: float
-    generated: int = 0
+    generated: int = 0  # known once it finished
     finish_s: float | None = None
 
 
@@ -168,23 +168,26 @@ class WorkflowTracker:
         self._live: dict[str, tuple[str, SeqView]] = {}  # compound sequence id -> (workflow id, last view)
 
     def observe(self, seqs: Sequence[SeqView], now: float) -> None:
-        seen: set[str] = set()
+        live, seen = self._live, set()
         for v in seqs:
             slo = v.extra
-            if not isinstance(slo, CompoundSLO):
+            if type(slo) is not CompoundSLO:
                 continue
             seen.add(v.id)
-            wf = self._open.get(slo.workflow_id)
-            if wf is None:
-                wf = self._open[slo.workflow_id] = _Workflow(v.arrival_s, slo.deadline_s)
-                if len(self._open) > MAX_OPEN:
-                    self._open.popitem(last=False)
-            wf.start_s = min(wf.start_s, v.arrival_s)
-            call = wf.calls.setdefault(v.id, _Call(slo.stage, v.prompt_tokens, v.arrival_s))
-            call.generated = v.generated_tokens
-            self._live[v.id] = (slo.workflow_id, v)
-        for sid in [s for s in self._live if s not in seen]:
+            if v.id not in live:
+                self._first_sight(v, slo)
+            live[v.id] = (slo.workflow_id, v)
+        for sid in sorted(live.keys() - seen):
             self._finished(sid, now)
+
+    def _first_sight(self, v: SeqView, slo: CompoundSLO) -> None:
+        wf = self._open.get(slo.workflow_id)
+        if wf is None:
+            wf = self._open[slo.workflow_id] = _Workflow(v.arrival_s, slo.deadline_s)
+            if len(self._open) > MAX_OPEN:
+                self._open.popitem(last=False)
+        wf.start_s = min(wf.start_s, v.arrival_s)
+        wf.calls[v.id] = _Call(slo.stage, v.prompt_tokens, v.arrival_s)
 
     def _finished(self, sid: str, now: float) -> None:
         wid, v = self._live.pop(sid)

@@ -144,3 +144,30 @@ def test_packed_decode_over_a_shared_prefix_family(backend: TorchBackend) -> Non
     assert seen_family and engine.stats().prefix_hit_blocks > 0
     expected = [backend.generate(p, SamplingParams(max_tokens=8)).token_ids for p in prompts]
     assert [out["first"], out["1"], out["2"]] == expected
+
+
+def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list[list[int]], tmp_path) -> None:
+    from cloud.tempo.length import LengthBound
+    from cloud.tempo.policy import Tempo
+    from cloud.tempo.remaining import BoundLengths
+    from edgeweave.slo import CompoundSLO, DeadlineSLO, LatencySLO
+    from edgeweave.traces import load_trace
+
+    model = LengthBound.fit(load_trace()[:600]).save(tmp_path / "length.pkl")
+    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model))
+    assert isinstance(engine.policy, Tempo) and isinstance(engine.policy.lengths, BoundLengths)
+    slos = [
+        LatencySLO(ttft_s=0.5, tbt_s=0.05),
+        DeadlineSLO(type="deadline", deadline_s=2.0),
+        CompoundSLO(type="compound", workflow_id="w", stage=0, deadline_s=5.0),
+        DeadlineSLO(type="deadline", deadline_s=0.01),  # hopeless: served last, still served
+        None,  # no SLO: the default latency SLO
+    ]
+    for i, (c, slo) in enumerate(zip(COMMANDS, slos, strict=True)):
+        engine.add_request(f"r{i}", prompt(c), GREEDY, extra=slo)
+    out: dict[str, list[int]] = {f"r{i}": [] for i in range(len(COMMANDS))}
+    while engine.has_work():
+        for t in engine.step():
+            out[t.request_id].append(t.token_id)
+    assert list(out.values()) == reference
+    assert engine.stats().blocks_free == engine.stats().blocks_total

@@ -34,3 +34,15 @@ def test_sequence_cap() -> None:
     seqs = [view(str(i), float(i), "running", 10, 9, 1) for i in range(5)]
     plan = schedule(FCFS(), seqs, Budget(max_tokens=64, max_seqs=3, free_blocks=10, block_size=16), now=9.0)
     assert [i for i, _ in plan.run] == ["0", "1", "2"]
+
+
+class _NeverPreempt(FCFS):
+    def may_preempt(self, victim: SeqView, for_seq: SeqView, now: float) -> bool:
+        return False
+
+
+def test_a_refused_preemption_leaves_the_newcomer_waiting_and_the_running_decoding() -> None:
+    seqs = [view("new", 0.0, "waiting", 40), view("run", 1.0, "running", 21, 20, 2), view("late", 2.0, "waiting", 5)]
+    plan = schedule(_NeverPreempt(), seqs, Budget(max_tokens=512, max_seqs=8, free_blocks=0, block_size=16), now=3.0)
+    assert plan.run == [("run", 1)]  # "new" cannot fit, "late" may not overtake it, "run" goes on
+    assert plan.preempt == []

@@ -98,10 +98,12 @@ def test_cloud_files_need_no_cluster_secret_and_name_bad_engine_options(tmp_path
     bad = tmp_path / "bad-cloud.toml"
     bad.write_text(
         '[cloud]\nmodel = "weave-home-clod"\n\n[cloud.engine]\nkv_cache_mb = 0\npreemption = "drop"\ndevice = "tpu"\n'
+        'policy = "random"\nlength_model = "no-such-model.pkl"\n'
     )
     out = run_cli("config", "check", str(bad))
     assert out.returncode == 2
-    for field in ("cloud.model", "cloud.engine.kv_cache_mb", "cloud.engine.preemption", "cloud.engine.device"):
+    fields = ("model", *(f"engine.{f}" for f in ("kv_cache_mb", "preemption", "device", "policy", "length_model")))
+    for field in (f"cloud.{f}" for f in fields):
         assert field in out.stderr, out.stderr
     out = run_cli("cloud", "serve", "--config", str(bad))
     assert out.returncode == 2 and "cloud.engine.preemption" in out.stderr
