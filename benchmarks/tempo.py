@@ -65,13 +65,18 @@ def scaled(reqs: Sequence[TraceRequest]) -> list[TraceRequest]:
 
 # --- 1. the engine's iteration time ------------------------------------------------------------
 def measure_steps(train: Sequence[TraceRequest], iterations: int, seed: int) -> list[StepSample]:
-    """Real engine iterations over a changing mix: new requests join at random while others decode."""
+    """Real engine iterations over batches of every size: every 12 iterations the number of live
+    requests moves to a new target (1 to the sequence cap), newcomers bringing prefill chunks."""
     eng = LLMEngine.load(MODEL, OPTIONS)
     rng = random.Random(seed)
     samples: list[StepSample] = []
-    n = 0
+    n = target = 0
     while len(samples) < iterations:
-        while len(eng.seqs) < rng.randint(1, OPTIONS.max_num_seqs):
+        if len(samples) % 12 == 0:
+            target = rng.randint(1, OPTIONS.max_num_seqs)
+        for sid in list(eng.seqs)[target:]:
+            eng.abort(sid)
+        while len(eng.seqs) < target:
             r = rng.choice(train)
             prompt = [rng.randrange(8, 264) for _ in range(r.prompt_tokens)]
             eng.add_request(f"s{n}", prompt, SamplingParams(max_tokens=r.output_tokens, ignore_eos=True))
@@ -269,11 +274,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with console.status("1. timing real engine iterations"):
         samples = measure_steps(train, 120 if args.quick else 400, args.seed)
-    step, r2 = fit(samples)
+    step, r2, outliers = fit(samples)
     shape = engine_shape()
     saturated = simulate(at_rate(window, args.seed, 1e9), FCFS(), shape, step)
     capacity = saturated.throughput_tok_s
-    say(f"iteration time = {step.describe()} (R^2 {r2:.3f}, {len(samples)} iterations); {shape}")
+    say(f"iteration time = {step.describe()} (R^2 {r2:.3f}, {len(samples)} iterations, {outliers} outliers)")
     say(f"saturated throughput (simulated, FCFS): {capacity:.0f} tokens/s")
 
     with console.status("2. training the output-length bound"):
@@ -311,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         f"1k {d1k[0]:.1f}/{d1k[1]:.2f}, 10k {d10k[0]:.1f}/{d10k[1]:.2f}"
     )
 
-    live_load = loads[-2]
-    horizon = 8.0 if args.quick else 25.0
+    live_load = loads[-1]
+    horizon = 8.0 if args.quick else 20.0
     live_calls = at_rate(window, args.seed, live_load * capacity)
     keep = {c.id.split(".")[0] for c in live_calls if not c.after and c.arrival_s <= horizon}
     live_calls = [c for c in live_calls if c.id.split(".")[0] in keep]  # whole workflows
@@ -354,7 +359,13 @@ def main(argv: list[str] | None = None) -> int:
         args.quick,
         summary,
         trace=CREDIT,
-        step_time={"model": step.describe(), "r2": r2, "coefficients": step.__dict__},
+        step_time={
+            "model": step.describe(),
+            "r2": r2,
+            "outliers": outliers,
+            "samples": len(samples),
+            "coefficients": step.__dict__,
+        },  # fmt: skip
         engine=shape.__dict__,
         loads={str(k): v for k, v in table.items()},
         live=live,

@@ -45,19 +45,28 @@ class StepTime:
         )
 
 
-def fit(samples: Sequence[StepSample]) -> tuple[StepTime, float]:
-    """Least-squares fit with non-negative terms; returns the model and its R^2 on the samples."""
+def _nonneg_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    keep = np.ones(x.shape[1], dtype=bool)
+    while True:  # drop terms that come out negative (collinear on the samples) and refit
+        coef = np.zeros(x.shape[1])
+        coef[keep] = np.linalg.lstsq(x[:, keep], y, rcond=None)[0]
+        if (coef >= 0).all():
+            return coef
+        keep &= coef > 0
+
+
+def fit(samples: Sequence[StepSample]) -> tuple[StepTime, float, int]:
+    """Least-squares fit with non-negative terms, refitted without the outliers (iterations
+    more than 5 robust standard deviations off: a shared machine's stalls); returns the model,
+    its R^2 on the samples kept, and how many were dropped."""
     if len(samples) < 8:
         raise ValueError(f"need at least 8 measured iterations to fit, got {len(samples)}")
     x = np.asarray([[1.0, s.tokens, s.seqs, s.kv_tokens] for s in samples])
     y = np.asarray([s.seconds for s in samples])
-    keep = np.ones(4, dtype=bool)
-    while True:  # drop terms that come out negative (collinear on the samples) and refit
-        coef = np.zeros(4)
-        coef[keep] = np.linalg.lstsq(x[:, keep], y, rcond=None)[0]
-        if (coef >= 0).all():
-            break
-        keep &= coef > 0
-    pred = x @ coef
-    r2 = 1.0 - float(((y - pred) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-18)
-    return StepTime(*(float(c) for c in coef)), r2
+    res = y - x @ _nonneg_lstsq(x, y)
+    sigma = 1.4826 * float(np.median(np.abs(res - np.median(res))))
+    inlier = np.abs(res - np.median(res)) <= 5 * sigma if sigma > 0 else np.ones(len(y), dtype=bool)
+    x, y = x[inlier], y[inlier]
+    coef = _nonneg_lstsq(x, y)
+    r2 = 1.0 - float(((y - x @ coef) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-18)
+    return StepTime(*(float(c) for c in coef)), r2, int((~inlier).sum())

@@ -142,8 +142,9 @@ def test_step_time_fit_recovers_a_known_model() -> None:
     for _ in range(200):
         tokens, seqs, kv = rng.randrange(1, 512), rng.randrange(1, 16), rng.randrange(0, 200_000)
         samples.append(StepSample(tokens, seqs, kv, truth(tokens, seqs, kv) * rng.uniform(0.99, 1.01)))
-    model, r2 = fit(samples)
-    assert r2 > 0.95
+    samples[7] = replace(samples[7], seconds=5.0)  # a stall on a shared machine
+    model, r2, dropped = fit(samples)
+    assert r2 > 0.95 and dropped == 1
     for got, want in zip(model.__dict__.values(), truth.__dict__.values(), strict=True):
         assert got == pytest.approx(want, rel=0.15)
     with pytest.raises(ValueError, match="at least 8"):
