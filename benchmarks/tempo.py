@@ -48,7 +48,7 @@ from cloud.tempo.remaining import BoundLengths, TrueLengths
 from cloud.tempo.simulator import EngineShape, SimOutcome, simulate
 from cloud.tempo.step_time import StepSample, StepTime, fit
 from cloud.tempo.workflows import GraphLibrary
-from cloud.tempo.workload import Call, fit_to_context, mixed_workload
+from cloud.tempo.workload import Call, Releases, fit_to_context, mixed_workload
 from edgeweave.config import EngineOptions
 from edgeweave.sampling import SamplingParams
 from edgeweave.slo import SLO_TYPES
@@ -189,13 +189,9 @@ def serve_live(calls: Sequence[Call], policy: Policy) -> tuple[GainLedger, dict[
     """Serve ``calls`` on the real engine in real time (workflow stages submitted as their
     dependencies finish); returns the ledger, TTFTs per type and tokens/s."""
     eng = LLMEngine.load(MODEL, OPTIONS, policy=policy)
-    by_id = {c.id: c for c in calls}
-    waiting_on = {c.id: len(c.after) for c in calls}
-    children: dict[str, list[str]] = {}
-    for c in calls:
-        for a in c.after:
-            children.setdefault(a, []).append(c.id)
-    ready = sorted(((c.arrival_s, c.id) for c in calls if not c.after), reverse=True)
+    releases = Releases(calls)
+    by_id = releases.by_id
+    ready = sorted(((c.arrival_s, c.id) for c in releases.roots()), reverse=True)
     rng = random.Random(0)
     ledger = GainLedger()
     ttft: dict[str, list[float]] = {k: [] for k in SLO_TYPES}
@@ -225,11 +221,9 @@ def serve_live(calls: Sequence[Call], policy: Policy) -> tuple[GainLedger, dict[
             c = by_id[out.request_id]
             ledger.finish(c.slo, arrived[c.id], times[c.id])
             ttft[c.slo.type].append(times[c.id][0] - arrived[c.id])
-            for child in children.get(c.id, ()):
-                waiting_on[child] -= 1
-                if waiting_on[child] == 0:
-                    ready.append((done - t0 + by_id[child].gap_s, child))
-                    ready.sort(reverse=True)
+            for child in releases.finished(c.id):
+                ready.append((done - t0 + child.gap_s, child.id))
+                ready.sort(reverse=True)
     return ledger, ttft, tokens / (time.monotonic() - t0)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from cloud.engine.scheduler import Budget, Policy, SeqView, State, schedule
 from cloud.tempo.gain import GainLedger
 from cloud.tempo.step_time import StepTime
-from cloud.tempo.workload import Call
+from cloud.tempo.workload import Call, Releases
 from edgeweave.slo import SLO_TYPES, SloType
 
 
@@ -84,15 +84,10 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
     too_big = [c.id for c in calls if math.ceil((c.prompt_tokens + c.output_tokens) / bs) > shape.num_blocks]
     if too_big:
         raise ValueError(f"{len(too_big)} calls (first {too_big[0]}) need more KV blocks than the engine has")
-    by_id = {c.id: c for c in calls}
-    waiting_on = {c.id: len(c.after) for c in calls}
-    children: dict[str, list[str]] = {}
-    for c in calls:
-        for a in c.after:
-            children.setdefault(a, []).append(c.id)
-    ready = [(c.arrival_s, i, c.id) for i, c in enumerate(calls) if not c.after]
+    releases = Releases(calls)
+    ready = [(c.arrival_s, i, c.id) for i, c in enumerate(releases.roots())]
     heapq.heapify(ready)
-    order = len(calls)
+    order = len(ready)
     live: dict[str, _Seq] = {}
     ledger = GainLedger()
     ttft: dict[SloType, list[float]] = {k: [] for k in SLO_TYPES}
@@ -103,7 +98,7 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
     while ready or live:
         while ready and ready[0][0] <= now:
             t, _, cid = heapq.heappop(ready)
-            c = by_id[cid]
+            c = releases.by_id[cid]
             live[cid] = _Seq(c, t, c.prompt_tokens)
             last_arrival = max(last_arrival, t)
             ledger.arrive(c.slo, t)
@@ -153,9 +148,7 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
             del live[sid]
             ledger.finish(s.call.slo, s.arrival_s, s.times)
             ttft[s.call.slo.type].append(s.times[0] - s.arrival_s)
-            for child in children.get(sid, ()):
-                waiting_on[child] -= 1
-                if waiting_on[child] == 0:
-                    heapq.heappush(ready, (now + by_id[child].gap_s, order, child))
-                    order += 1
+            for child in releases.finished(sid):
+                heapq.heappush(ready, (now + child.gap_s, order, child.id))
+                order += 1
     return SimOutcome(policy.name, ledger, ttft, tokens, first, last_arrival, now, iterations, preemptions, decision)

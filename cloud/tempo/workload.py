@@ -86,3 +86,28 @@ def _workflow(wid: str, t: float, rng: random.Random, trace: Sequence[TraceReque
             calls.append(Call(cid, t, *lengths(rng.choice(trace)), slo, before, gap))
         before = ids
     return calls
+
+
+class Releases:
+    """Which calls become ready as others finish: a workflow's later stages wait for the calls
+    they depend on (their arrival is then that finish plus their ``gap_s``)."""
+
+    def __init__(self, calls: Sequence[Call]) -> None:
+        self.by_id = {c.id: c for c in calls}
+        self._waiting_on = {c.id: len(c.after) for c in calls}
+        self._children: dict[str, list[Call]] = {}
+        for c in calls:
+            for a in c.after:
+                self._children.setdefault(a, []).append(c)
+
+    def roots(self) -> list[Call]:
+        return [c for c in self.by_id.values() if not c.after]
+
+    def finished(self, call_id: str) -> list[Call]:
+        """The calls that ``call_id`` finishing makes ready."""
+        ready = []
+        for child in self._children.get(call_id, ()):
+            self._waiting_on[child.id] -= 1
+            if self._waiting_on[child.id] == 0:
+                ready.append(child)
+        return ready
