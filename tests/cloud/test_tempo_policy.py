@@ -116,8 +116,14 @@ def test_policies_are_deterministic_across_processes() -> None:
     code = "import json, tests.cloud.test_tempo_policy as t; print(json.dumps(t.summaries()))"
     root = Path(__file__).resolve().parents[2]
     runs = [
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
-                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=root,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout  # fmt: skip
         for seed in ("1", "2")
     ]
     assert runs[0] == runs[1] == json.dumps(summaries()) + "\n"

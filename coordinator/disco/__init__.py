@@ -1,0 +1,1 @@
+"""DiSCo: device/cloud dispatch within a cost budget and token-level migration of live answers."""
