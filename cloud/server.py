@@ -222,7 +222,10 @@ async def _complete(request: web.Request, req: ChatCompletionRequest | Completio
     answer = await open_answer(state, req)
     try:
         chat = isinstance(req, ChatCompletionRequest)
-        return await respond(request, answer, state.name, chat, req.stream, req.include_usage, lambda first: None)
+        return await respond(
+            request, answer, state.name, chat, req.stream, req.include_usage, lambda first: None, None,
+            req.return_token_ids,
+        )  # fmt: skip
     finally:
         await answer.close()  # a client that left: the engine aborts the request and frees its blocks
 

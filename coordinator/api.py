@@ -122,6 +122,7 @@ def _job(
         prompt=prompt,
         fill_context=fill,
         pin=request.headers.get(PIN_HEADER),
+        resume_tokens=tuple(req.resume_tokens),
     )
 
 
@@ -140,7 +141,10 @@ async def _serve(
                 state.metrics.tokens.labels(route.endpoint).inc()
 
             headers = {PIN_HEADER: route.endpoint}
-            return await respond(request, route, job.model, chat, req.stream, req.include_usage, on_token, headers)
+            return await respond(
+                request, route, job.model, chat, req.stream, req.include_usage, on_token, headers,
+                req.return_token_ids,
+            )  # fmt: skip
     finally:
         state.metrics.in_flight.dec()
 

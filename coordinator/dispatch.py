@@ -140,6 +140,7 @@ class Dispatcher:
             prompt=job.prompt,
             sampling=job.sampling,
             clamp_max_tokens=job.fill_context,
+            resume_tokens=list(job.resume_tokens),
         )
         events = await stack.enter_async_context(rec.client.generate(req))
         rec.in_flight[job.model] += 1

@@ -33,6 +33,7 @@ class Job:
     prompt: str | list[int] | None = None
     fill_context: bool = False  # the client gave no max_tokens: stop at the context's end
     pin: str | None = None  # serve only on this endpoint ("device:<id>" / "cloud:<name>")
+    resume_tokens: tuple[int, ...] = ()  # generated elsewhere already: continue after them
 
 
 class DeviceRoute(Route):
@@ -85,17 +86,21 @@ class CloudRoute(Route):
                     self.completion_tokens = chunk["usage"]["completion_tokens"]
                 for choice in chunk.get("choices", []):
                     text = choice.get("delta", {}).get("content") if "delta" in choice else choice.get("text")
+                    ids = choice.get("delta", {}).get("token_ids") or []
                     if choice.get("finish_reason"):
                         self.finish_reason = choice["finish_reason"]
-                    if text:
+                    if len(ids) == 1:  # an edgeweave server: one token per chunk, with its id
+                        yield Delta(text or "", ids[0])
+                    elif text:
                         yield Delta(text)
         except (aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError) as e:
             raise EndpointFailed(f"{self.endpoint} failed mid-answer ({type(e).__name__})") from None
         raise EndpointFailed(f"{self.endpoint} closed the stream without [DONE]")
 
 
-def cloud_payload(job: Job) -> tuple[str, dict[str, object]]:
-    """The upstream path and body for ``job``."""
+def cloud_payload(job: Job, extensions: bool) -> tuple[str, dict[str, object]]:
+    """The upstream path and body for ``job`` (with edgeweave's request extensions if the
+    endpoint is an edgeweave cloud server)."""
     s = job.sampling
     body: dict[str, object] = {
         "model": job.model,
@@ -110,6 +115,12 @@ def cloud_payload(job: Job) -> tuple[str, dict[str, object]]:
         body["seed"] = s.seed
     if s.stop:
         body["stop"] = s.stop
+    if extensions:
+        body |= {"ignore_eos": s.ignore_eos, "resume_tokens": list(job.resume_tokens)}
+    elif job.resume_tokens:
+        raise EndpointFailed("resume_tokens need an edgeweave cloud server (extensions = true)")
+    if job.messages is not None and extensions:
+        body["return_token_ids"] = True
     if job.messages is not None:
         body["messages"] = [m.model_dump() for m in job.messages]
         return "/chat/completions", body
@@ -118,7 +129,7 @@ def cloud_payload(job: Job) -> tuple[str, dict[str, object]]:
 
 
 async def open_cloud(session: aiohttp.ClientSession, endpoint: CloudEndpoint, job: Job) -> aiohttp.ClientResponse:
-    path, body = cloud_payload(job)
+    path, body = cloud_payload(job, endpoint.extensions)
     headers = {"Authorization": f"Bearer {endpoint.api_key.get_secret_value()}"} if endpoint.api_key else {}
     try:
         resp = await session.post(

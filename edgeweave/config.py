@@ -150,6 +150,7 @@ class CloudEndpoint(_Strict):
     url: AnyHttpUrl  # base URL, e.g. http://gpu-box:8000/v1
     api_key: SecretStr | None = None
     models: list[str] = Field(min_length=1)
+    extensions: bool = True  # an edgeweave cloud server: takes resume_tokens, ignore_eos, return_token_ids
 
 
 class DiscoveryConfig(_Strict):

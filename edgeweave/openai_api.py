@@ -42,6 +42,7 @@ class _Request(BaseModel):
     ignore_eos: bool = False  # extension: generate max_tokens tokens
     resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
     slo: Slo | None = None  # extension: the request's SLO (edgeweave.slo); none: latency with server defaults
+    return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
 
     @field_validator("n")
     @classmethod
@@ -168,6 +169,7 @@ class ChatCompletion(_Response):
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    token_ids: list[int] | None = None  # extension, when the request asked (return_token_ids)
 
 
 class ChunkChoice(BaseModel):

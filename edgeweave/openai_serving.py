@@ -70,13 +70,15 @@ async def respond(
     include_usage: bool,
     on_token: OnToken,
     headers: dict[str, str] | None = None,
+    token_ids: bool = False,
 ) -> web.StreamResponse:
-    """The aiohttp response for ``answer``: a JSON body, or SSE chunks as they come."""
+    """The aiohttp response for ``answer``: a JSON body, or SSE chunks as they come (chat chunks
+    with each token's id if ``token_ids``)."""
     if not stream:
         return web.json_response(await collect(answer, model, chat, on_token), headers=headers)
     resp = await sse.open_stream(request, headers or {})
     try:
-        async for chunk in sse_chunks(answer, model, chat, include_usage, on_token):
+        async for chunk in sse_chunks(answer, model, chat, include_usage, on_token, token_ids):
             await resp.write(chunk)
     except ConnectionResetError:
         log.info("client left a stream on %s: cancelling it there", answer.endpoint)
@@ -113,16 +115,16 @@ async def collect(answer: Answer, model: str, chat: bool, on_token: OnToken) -> 
 
 
 async def sse_chunks(
-    answer: Answer, model: str, chat: bool, include_usage: bool, on_token: OnToken
+    answer: Answer, model: str, chat: bool, include_usage: bool, on_token: OnToken, token_ids: bool = False
 ) -> AsyncIterator[bytes]:
     """The answer as encoded SSE events: role, content deltas, finish, usage, ``[DONE]``
     (or an ``error`` event if the producer breaks off)."""
     cid = new_id("chatcmpl" if chat else "cmpl")
 
-    def chunk(text: str | None, finish: str | None = None, role: bool = False) -> bytes:
+    def chunk(text: str | None, finish: str | None = None, role: bool = False, ids: list[int] | None = None) -> bytes:
         body: BaseModel
         if chat:
-            delta = ChunkDelta(role="assistant" if role else None, content=text)
+            delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids)
             body = ChatCompletionChunk(
                 id=cid,
                 model=model,
@@ -145,7 +147,9 @@ async def sse_chunks(
         async for delta in answer.deltas():
             on_token(first)
             first = False
-            if delta.text:
+            if token_ids and chat and delta.token_id is not None:
+                yield chunk(delta.text, ids=[delta.token_id])  # even an empty text: a partial UTF-8 character
+            elif delta.text:
                 yield chunk(delta.text)
         yield chunk(None, finish=answer.finish_reason)
         if include_usage:

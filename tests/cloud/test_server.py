@@ -207,3 +207,45 @@ def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
             assert resp.headers["X-Edgeweave-Endpoint"] == "cloud:gpu"
     assert body["choices"][0]["message"]["content"] == reference[COMMANDS[1]]
     assert body["usage"]["completion_tokens"] > 0
+
+
+def _stream_ids(url: str, key: str, body: dict[str, object], pin: str) -> tuple[list[int], str]:
+    req = urllib.request.Request(
+        url + "/v1/chat/completions",
+        data=json.dumps({**body, "stream": True, "return_token_ids": True}).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "X-Edgeweave-Endpoint": pin},
+    )
+    ids: list[int] = []
+    text = ""
+    with urllib.request.urlopen(req) as resp:
+        assert resp.headers["X-Edgeweave-Endpoint"] == pin
+        for line in resp:
+            data = line.decode().removeprefix("data: ").strip()
+            if not data or data == "[DONE]":
+                continue
+            for choice in json.loads(data)["choices"]:
+                ids += choice["delta"].get("token_ids") or []
+                text += choice["delta"].get("content") or ""
+    return ids, text
+
+
+def test_an_answer_resumes_on_the_device_or_the_cloud_with_the_same_tokens(
+    server: ServiceProcess, reference: dict[str, str], tmp_path: Path
+) -> None:
+    """The base of migration: the coordinator forwards resume_tokens to either endpoint, and
+    streams token ids from both; greedy continuations match the unmigrated answer."""
+    from edgeweave.cluster_files import DeviceProfile
+
+    with LocalCluster(tmp_path) as cluster:
+        (phone,) = cluster.start_devices((DeviceProfile("phone-1", "phone", "torch", threads=1, model=MODEL),))
+        cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=(("gpu", server.url + "/v1", KEY, MODEL),))
+        cluster.wait_until(lambda up: "phone-1" in up, timeout_s=30)
+        body = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60,
+                "temperature": 0}  # fmt: skip
+        full, text = _stream_ids(cluster.url, cluster.api_key, body, "cloud:gpu")
+        assert text == reference[COMMANDS[2]] and len(full) > 8
+        k = len(full) // 3
+        rest = {**body, "resume_tokens": full[:k], "max_tokens": 60 - k}
+        for pin in ("device:phone-1", "cloud:gpu"):
+            ids, _ = _stream_ids(cluster.url, cluster.api_key, rest, pin)
+            assert ids == full[k:], pin
