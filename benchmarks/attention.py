@@ -26,7 +26,6 @@ algorithm, and the GPU run is the one to quote.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import random
@@ -41,8 +40,8 @@ import torch.nn.functional as F
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel is defined
 
-from benchmarks.results_io import RESULTS, save_result  # noqa: E402
-from edgeweave.traces import AZURE_CONV, CREDIT, load_trace  # noqa: E402
+from benchmarks.results_io import RESULTS, parser, save_result  # noqa: E402
+from edgeweave.traces import CREDIT, load_trace  # noqa: E402
 from kernels.batch import AttnBatch, slots_of  # noqa: E402
 from kernels.packed_tables import PackedTables, build_tables  # noqa: E402
 from kernels.packing import DriftMonitor, Plan, SeqWork, capacity_for, plan_groups  # noqa: E402
@@ -299,9 +298,7 @@ def plot(rows: dict[str, dict[str, float]], waste: dict[str, float], device: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer and smaller batches; same code path")
-    ap.add_argument("--trace", default=str(AZURE_CONV), help="CSV with TIMESTAMP,ContextTokens,GeneratedTokens")
+    ap = parser(__doc__, "fewer and smaller batches", trace=True)
     args = ap.parse_args(argv)
     from rich.console import Console
 

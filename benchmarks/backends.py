@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results_io import RESULTS, save_result
+from benchmarks.results_io import RESULTS, parser, save_result
 
 MODELS = ("weave-home-device", "weave-home-cloud")
 KINDS = ("torch", "llamacpp", "executorch")
@@ -115,8 +115,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds and held-out commands; same code path")
+    ap = parser(__doc__, "fewer rounds and held-out commands")
     ap.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--decode-tokens", type=int, default=64)

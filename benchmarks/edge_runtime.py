@@ -19,7 +19,6 @@ Writes ``benchmarks/results/edge_runtime.json`` (flat ``summary``) and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
-from benchmarks.results_io import RESULTS, save_result
+from benchmarks.results_io import RESULTS, parser, save_result
 from coordinator.device_client import DeviceClient
 from edgeweave.auth import ClusterKey
 from edgeweave.cluster_files import DeviceProfile
@@ -160,8 +159,7 @@ def plot(discovery: list[float], overhead: dict[str, float], ramp: list[dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds; same code path")
+    ap = parser(__doc__, "fewer rounds")
     args = ap.parse_args(argv)
     rounds = 4 if args.quick else 12
     discovery_rounds = 3 if args.quick else 7

@@ -23,7 +23,6 @@ Reports throughput (generated tokens / makespan), TTFT and TBT p50/p99.
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import time
@@ -31,12 +30,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.results_io import RESULTS, save_result
+from benchmarks.results_io import RESULTS, parser, save_result
 from cloud.engine.engine import LLMEngine
 from cloud.tempo.workload import fit_to_context
 from edgeweave.config import EngineOptions
 from edgeweave.sampling import SamplingParams
-from edgeweave.traces import AZURE_CONV, CREDIT, load_trace
+from edgeweave.traces import CREDIT, load_trace
 
 MODEL = "weave-home-cloud"
 MAX_SEQS = 16
@@ -139,9 +138,7 @@ def plot(ttfts: dict[str, list[float]], tput: dict[str, float], path: str) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer requests; same code path")
-    ap.add_argument("--trace", default=str(AZURE_CONV), help="CSV with TIMESTAMP,ContextTokens,GeneratedTokens")
+    ap = parser(__doc__, "fewer requests", trace=True)
     ap.add_argument("--load", type=float, default=1.0, help="offered load as a fraction of measured capacity")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

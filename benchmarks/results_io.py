@@ -1,12 +1,16 @@
-"""Where benchmarks write: ``benchmarks/results/NAME.json`` with a flat ``summary``."""
+"""What every benchmark shares: its command line (``--quick``, ``--trace``) and where it
+writes (``benchmarks/results/NAME.json`` with a flat ``summary``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from edgeweave.traces import AZURE_CONV
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -23,3 +27,12 @@ def save_result(name: str, quick: bool, summary: dict[str, Any], **details: Any)
     }
     path.write_text(json.dumps(body, indent=2))
     return path
+
+
+def parser(doc: str, quick_help: str, trace: bool = False) -> argparse.ArgumentParser:
+    """``--quick`` (same code path, a smaller workload) and, for trace-driven ones, ``--trace``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"{quick_help}; same code path")
+    if trace:
+        ap.add_argument("--trace", default=str(AZURE_CONV), help="CSV with TIMESTAMP,ContextTokens,GeneratedTokens")
+    return ap

@@ -27,7 +27,6 @@ the engine's saturated throughput).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import statistics
@@ -37,7 +36,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmarks.results_io import RESULTS, save_result
+from benchmarks.results_io import RESULTS, parser, save_result
 from cloud.engine.engine import LLMEngine
 from cloud.engine.scheduler import FCFS, Policy, SeqView
 from cloud.tempo.baselines import EDF, LAS, SRTF, PriorityClasses
@@ -52,7 +51,7 @@ from cloud.tempo.workload import Call, Releases, fit_to_context, mixed_workload
 from edgeweave.config import EngineOptions
 from edgeweave.sampling import SamplingParams
 from edgeweave.slo import SLO_TYPES
-from edgeweave.traces import AZURE_CONV, CREDIT, TraceRequest, load_trace
+from edgeweave.traces import CREDIT, TraceRequest, load_trace
 
 MODEL = "weave-home-cloud"
 OPTIONS = EngineOptions(kv_cache_mb=64, max_num_seqs=16, max_batched_tokens=512, policy="fcfs")
@@ -250,9 +249,7 @@ def plot(loads: list[float], table: dict[float, dict[str, dict]], step: StepTime
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="fewer requests and loads; same code path")
-    ap.add_argument("--trace", default=str(AZURE_CONV), help="CSV with TIMESTAMP,ContextTokens,GeneratedTokens")
+    ap = parser(__doc__, "fewer requests and loads", trace=True)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from rich.console import Console
