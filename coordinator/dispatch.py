@@ -80,6 +80,13 @@ class Dispatcher:
                 out.append(Candidate(f"cloud:{c.name}", "cloud", self.cloud_in_flight[c.name], None))
         return out
 
+    def fallback(self, model: str, endpoint: str) -> str | None:
+        """Where an answer on ``endpoint`` would move: the policy's best other endpoint, the other
+        tier first (a device's answer goes to the cloud, a cloud answer to a device)."""
+        ranked = self.policy.rank([c for c in self.candidates(model) if c.endpoint != endpoint])
+        tier = endpoint.split(":", 1)[0]
+        return next((e for e in ranked if not e.startswith(tier + ":")), ranked[0] if ranked else None)
+
     @asynccontextmanager
     async def open(self, job: Job) -> AsyncIterator[Route]:
         candidates = self.candidates(job.model)

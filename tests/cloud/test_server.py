@@ -209,43 +209,94 @@ def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
     assert body["usage"]["completion_tokens"] > 0
 
 
-def _stream_ids(url: str, key: str, body: dict[str, object], pin: str) -> tuple[list[int], str]:
-    req = urllib.request.Request(
-        url + "/v1/chat/completions",
-        data=json.dumps({**body, "stream": True, "return_token_ids": True}).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", "X-Edgeweave-Endpoint": pin},
-    )
-    ids: list[int] = []
-    text = ""
-    with urllib.request.urlopen(req) as resp:
-        assert resp.headers["X-Edgeweave-Endpoint"] == pin
-        for line in resp:
+def _stream(
+    url: str, key: str, body: dict[str, object], pin: str, migrate_after: int | None = None
+) -> Iterator[tuple[str, list[int]]]:
+    """(endpoint, token ids) per chunk of a streamed chat answer through the coordinator."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", "X-Edgeweave-Endpoint": pin}
+    if migrate_after is not None:
+        headers["X-Edgeweave-Migrate-After"] = str(migrate_after)
+    data = json.dumps({**body, "stream": True, "return_token_ids": True}).encode()
+    try:
+        r = urllib.request.urlopen(urllib.request.Request(url + "/v1/chat/completions", data=data, headers=headers))
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"HTTP {e.code}: {e.read().decode()}") from None
+    with r:
+        for line in r:
             data = line.decode().removeprefix("data: ").strip()
             if not data or data == "[DONE]":
                 continue
-            for choice in json.loads(data)["choices"]:
-                ids += choice["delta"].get("token_ids") or []
-                text += choice["delta"].get("content") or ""
-    return ids, text
+            chunk = json.loads(data)
+            assert "error" not in chunk, chunk
+            for choice in chunk["choices"]:
+                yield chunk["system_fingerprint"], choice["delta"].get("token_ids") or []
 
 
-def test_an_answer_resumes_on_the_device_or_the_cloud_with_the_same_tokens(
-    server: ServiceProcess, reference: dict[str, str], tmp_path: Path
-) -> None:
-    """The base of migration: the coordinator forwards resume_tokens to either endpoint, and
-    streams token ids from both; greedy continuations match the unmigrated answer."""
+def _ids(chunks: Iterator[tuple[str, list[int]]]) -> tuple[list[int], list[str]]:
+    ids, endpoints = [], []
+    for endpoint, new in chunks:
+        ids += new
+        endpoints += [endpoint] * len(new)
+    return ids, endpoints
+
+
+@pytest.fixture()
+def hybrid(server: ServiceProcess, tmp_path: Path) -> Iterator[tuple[LocalCluster, ServiceProcess]]:
+    """A coordinator with a phone serving the cloud model on the torch backend, and the cloud."""
     from edgeweave.cluster_files import DeviceProfile
 
     with LocalCluster(tmp_path) as cluster:
         (phone,) = cluster.start_devices((DeviceProfile("phone-1", "phone", "torch", threads=1, model=MODEL),))
         cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=(("gpu", server.url + "/v1", KEY, MODEL),))
         cluster.wait_until(lambda up: "phone-1" in up, timeout_s=30)
-        body = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60,
-                "temperature": 0}  # fmt: skip
-        full, text = _stream_ids(cluster.url, cluster.api_key, body, "cloud:gpu")
-        assert text == reference[COMMANDS[2]] and len(full) > 8
-        k = len(full) // 3
-        rest = {**body, "resume_tokens": full[:k], "max_tokens": 60 - k}
-        for pin in ("device:phone-1", "cloud:gpu"):
-            ids, _ = _stream_ids(cluster.url, cluster.api_key, rest, pin)
-            assert ids == full[k:], pin
+        yield cluster, phone
+
+
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60, "temperature": 0}
+
+
+def test_an_answer_resumes_on_the_device_or_the_cloud_with_the_same_tokens(
+    hybrid: tuple[LocalCluster, ServiceProcess], reference: dict[str, str]
+) -> None:
+    """The coordinator forwards resume_tokens to either endpoint and streams token ids from both;
+    greedy continuations match the unmigrated answer."""
+    cluster, _ = hybrid
+    full, _ = _ids(_stream(cluster.url, cluster.api_key, BODY, "cloud:gpu"))
+    assert len(full) > 8
+    k = len(full) // 3
+    rest = {**BODY, "resume_tokens": full[:k], "max_tokens": 60 - k}
+    for pin in ("device:phone-1", "cloud:gpu"):
+        ids, _ = _ids(_stream(cluster.url, cluster.api_key, rest, pin))
+        assert ids == full[k:], pin
+
+
+def test_a_live_answer_migrates_both_ways_without_losing_or_repeating_a_token(
+    hybrid: tuple[LocalCluster, ServiceProcess],
+) -> None:
+    cluster, _ = hybrid
+    full, _ = _ids(_stream(cluster.url, cluster.api_key, BODY, "cloud:gpu"))
+    for start, other in (("device:phone-1", "cloud:gpu"), ("cloud:gpu", "device:phone-1")):
+        ids, endpoints = _ids(_stream(cluster.url, cluster.api_key, BODY, start, migrate_after=5))
+        assert ids == full, start
+        assert endpoints[0] == start and endpoints[-1] == other and endpoints.index(other) >= 5
+    metrics = urllib.request.urlopen(cluster.url + "/metrics").read().decode()
+    assert re.search(r'edgeweave_coordinator_migrations_total\{reason="forced",source="device:phone-1",'
+                     r'target="cloud:gpu"\} 1.0', metrics), metrics  # fmt: skip
+
+
+def test_killing_the_device_mid_answer_completes_it_from_the_cloud(
+    hybrid: tuple[LocalCluster, ServiceProcess],
+) -> None:
+    cluster, phone = hybrid
+    body = {**BODY, "ignore_eos": True}  # 60 tokens: the cloud fixture holds 128 in all
+    full, _ = _ids(_stream(cluster.url, cluster.api_key, body, "cloud:gpu"))
+    chunks = _stream(cluster.url, cluster.api_key, body, "device:phone-1")
+    ids: list[int] = []
+    endpoints: list[str] = []
+    for endpoint, new in chunks:
+        ids += new
+        endpoints += [endpoint] * len(new)
+        if len(ids) == 3:
+            phone.kill()
+    assert ids == full and len(ids) == 60
+    assert endpoints[0] == "device:phone-1" and endpoints[-1] == "cloud:gpu"
