@@ -4,7 +4,9 @@ Starts a coordinator and three device daemons as separate processes (a
 "phone" on ExecuTorch, a "pi" on llama.cpp with one thread, a "jetson" on
 torch), waits for mDNS discovery, then sends smart-home commands through the
 official ``openai`` client with streaming, showing a live table of the
-devices and the answers as they stream.  ``--serve`` keeps the cluster up
+devices and the answers as they stream.  Last, one answer is moved mid-stream
+from the jetson to another device (DiSCo's token-level migration) and the
+move is printed.  ``--serve`` keeps the cluster up
 until SIGTERM; its first stdout line is ``coordinator: <URL> api-key: <KEY>``.
 """
 
@@ -106,6 +108,36 @@ async def _ask(client: AsyncOpenAI, answer: Answer) -> None:
     answer.done = True
 
 
+MIGRATE_AFTER = 6
+
+
+async def _migrate(client: AsyncOpenAI, console: Console) -> None:
+    """One answer started on the jetson and moved to another device after a few tokens."""
+    stream = await client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": COMMANDS[0]}],
+        temperature=0,
+        max_tokens=200,
+        stream=True,
+        extra_headers={"X-Edgeweave-Endpoint": "device:jetson-1", "X-Edgeweave-Migrate-After": str(MIGRATE_AFTER)},
+    )
+    parts: list[tuple[str, str]] = []
+    async for chunk in stream:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                parts.append((chunk.system_fingerprint or "", choice.delta.content))
+    source = parts[0][0]
+    moved = next((i for i, (endpoint, _) in enumerate(parts) if endpoint != source), None)
+    if moved is None:
+        console.print(f"\nmigration: the answer stayed on {source} (no other device could take it)")
+        return
+    before, after = "".join(t for _, t in parts[:moved]), "".join(t for _, t in parts[moved:])
+    console.print(
+        f"\nmigration: the answer began on [bold]{source}[/] and moved to [bold]{parts[-1][0]}[/] after "
+        f"{moved} chunks, one uninterrupted stream: [dim]{before}[/]|{after}"
+    )
+
+
 async def _converse(cluster: LocalCluster, console: Console) -> None:
     client = AsyncOpenAI(base_url=cluster.url + "/v1", api_key=cluster.api_key, max_retries=3)
     answers = [Answer(c) for c in COMMANDS]
@@ -117,6 +149,7 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
             await asyncio.sleep(0.25)
         await asyncio.gather(*tasks)
         live.update(Group(await asyncio.to_thread(_devices_table, cluster), _answers_table(answers)))
+    await _migrate(client, console)
     await client.close()
 
 

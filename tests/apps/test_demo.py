@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     for call in ("lights.dim(", "door.lock(", "thermostat.set(", "speaker.play("):
         assert call in out, out
     assert "device:" in out  # which device served each answer
+    assert re.search(r"migration: the answer began on device:jetson-1 and moved to device:(phone|pi)-1", out), out
 
 
 def _descendants_alive(pid: int) -> list[psutil.Process]:
