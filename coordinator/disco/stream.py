@@ -82,7 +82,6 @@ class MigratingAnswer(Answer):
     ) -> None:
         super().__init__(job.pin or "")
         self.job = job
-        self.migrations: list[Migration] = []
         self._open_route = open_route
         self._decide = decide
         self._fallback = fallback
@@ -108,7 +107,7 @@ class MigratingAnswer(Answer):
             await self._src.close()
             self._src = None
 
-    async def _open_target(self, target: str, ids: list[int]) -> tuple[_Leg, Delta | None]:
+    async def _open_target(self, target: str, ids: tuple[int, ...]) -> tuple[_Leg, Delta | None]:
         s = self.job.sampling
         job = replace(
             self.job,
@@ -126,17 +125,28 @@ class MigratingAnswer(Answer):
 
     async def deltas(self) -> AsyncIterator[Delta]:
         assert self._src is not None, "start() first"
-        ids: list[int | None] = []
+        ids: list[int] = []
+        sent = 0
+        resumable = True  # every token sent so far has a known id
         held: list[Delta] = []
         first_at: float | None = None
         meta: tuple[str, float, Reason] | None = None
         nxt: asyncio.Future[object] | None = asyncio.ensure_future(anext(self._src.it, _END))
 
+        def send(d: Delta) -> Delta:
+            nonlocal sent, resumable
+            sent += 1
+            if d.token_id is None:
+                resumable = False
+            else:
+                ids.append(d.token_id)
+            return d
+
         def begin(to: tuple[str, Reason] | None) -> None:
             nonlocal meta
-            if to is None or self._target is not None or None in ids:
+            if to is None or self._target is not None or not resumable:
                 return  # no target, one already starting, or a token id unknown: cannot resume
-            self._target = asyncio.ensure_future(self._open_target(to[0], ids))  # type: ignore[arg-type]
+            self._target = asyncio.ensure_future(self._open_target(to[0], tuple(ids)))
             meta = (to[0], time.monotonic(), to[1])
 
         def fallback(reason: Reason) -> tuple[str, Reason] | None:
@@ -164,8 +174,7 @@ class MigratingAnswer(Answer):
                         if nxt is None:
                             raise EndpointFailed(f"{self.endpoint} failed and {to} could not take over ({e})") from None
                         for d in held:  # the source goes on: release what it held back
-                            ids.append(d.token_id)
-                            yield d
+                            yield send(d)
                         held.clear()
                         continue
                     if nxt is not None:
@@ -173,15 +182,13 @@ class MigratingAnswer(Answer):
                         with contextlib.suppress(BaseException):
                             await nxt
                     await self._src.close()
-                    migration = Migration(self.endpoint, to, len(ids), len(held), time.monotonic() - since, reason)
-                    self.migrations.append(migration)
+                    migration = Migration(self.endpoint, to, sent, len(held), time.monotonic() - since, reason)
                     self._on_migration(migration)
                     self._src, held, self.endpoint = leg, [], to
                     nxt = None
                     if head is None:
                         break
-                    ids.append(head.token_id)
-                    yield head
+                    yield send(head)
                     nxt = asyncio.ensure_future(anext(self._src.it, _END))
                     continue
                 assert nxt is not None
@@ -195,8 +202,7 @@ class MigratingAnswer(Answer):
                     continue
                 if item is _END:
                     for d in held:  # a target was still starting: the source finished first
-                        ids.append(d.token_id)
-                        yield d
+                        yield send(d)
                     break
                 delta: Delta = item  # type: ignore[assignment]
                 nxt = asyncio.ensure_future(anext(self._src.it, _END))
@@ -205,11 +211,10 @@ class MigratingAnswer(Answer):
                     continue
                 now = time.monotonic()
                 first_at = first_at or now
-                ids.append(delta.token_id)
-                yield delta
-                begin(self._decide(self.endpoint, len(ids), now - first_at))
+                yield send(delta)
+                begin(self._decide(self.endpoint, sent, now - first_at))
             self.finish_reason = self._src.route.finish_reason
-            self.completion_tokens = len(ids)
+            self.completion_tokens = sent
         finally:
             if nxt is not None and not nxt.done():
                 nxt.cancel()
