@@ -92,22 +92,29 @@ def engine_shape() -> EngineShape:
 
 
 # --- 4. policies in the simulator ------------------------------------------------------------
-def policies(bound: LengthBound, calls: Sequence[Call], library: GraphLibrary) -> list[Policy]:
+POLICIES = ("fcfs", "priority", "edf", "srtf", "las", "tempo", "oracle")
+
+
+def make(name: str, bound: LengthBound, calls: Sequence[Call], library: GraphLibrary) -> Policy:
+    """A fresh policy object (Tempo's get their own copy of the warmed workflow-graph store)."""
     b, t = OPTIONS.max_num_seqs, OPTIONS.max_batched_tokens
-    truth = {c.id: c.output_tokens for c in calls}
-    return [
-        FCFS(),
-        PriorityClasses(),
-        EDF(),
-        SRTF(BoundLengths(bound)),
-        LAS(),
-        Tempo(BoundLengths(bound), b, t, library=copy.deepcopy(library)),
-        Tempo(TrueLengths(truth), b, t, library=copy.deepcopy(library), name="oracle"),
-    ]
-
-
-def fresh(name: str, bound: LengthBound, calls: Sequence[Call], library: GraphLibrary) -> Policy:
-    return next(p for p in policies(bound, calls, library) if p.name == name)
+    match name:
+        case "fcfs":
+            return FCFS()
+        case "priority":
+            return PriorityClasses()
+        case "edf":
+            return EDF()
+        case "srtf":
+            return SRTF(BoundLengths(bound))
+        case "las":
+            return LAS()
+        case "tempo":
+            return Tempo(BoundLengths(bound), b, t, library=copy.deepcopy(library))
+        case "oracle":
+            truth = {c.id: c.output_tokens for c in calls}
+            return Tempo(TrueLengths(truth), b, t, library=copy.deepcopy(library), name="oracle")
+    raise ValueError(f"unknown policy {name!r}")
 
 
 def offered_span(calls: Sequence[Call]) -> float:
@@ -288,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         calls = at_rate(window, args.seed, load * capacity)
         span = offered_span(calls)
         table[load] = {}
-        for policy in policies(bound, calls, library):
+        for policy in (make(name, bound, calls, library) for name in POLICIES):
             with console.status(f"4. load {load}: {policy.name} on {len(calls)} calls"):
                 table[load][policy.name] = outcome_row(simulate(calls, policy, shape, step), span)
         row = table[load]
@@ -317,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     sim_live: dict[str, dict] = {}
     for name in ("fcfs", "tempo"):
         with console.status(f"6. live engine: {name} on {len(live_calls)} calls"):
-            ledger, ttft, tput = serve_live(live_calls, fresh(name, bound, live_calls, library))
+            ledger, ttft, tput = serve_live(live_calls, make(name, bound, live_calls, library))
         live[name] = outcome_row(ledger, live_span, ttft) | {"throughput_tok_s": tput}
-        sim = simulate(live_calls, fresh(name, bound, live_calls, library), shape, step)
+        sim = simulate(live_calls, make(name, bound, live_calls, library), shape, step)
         sim_live[name] = outcome_row(sim, live_span)
         say(f"live {name}: {live[name]['service_gain']} useful tokens (simulated: {sim_live[name]['service_gain']})")
 
