@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import aiohttp
 
 from coordinator.device_client import NotTrusted, Refused, Unreachable
-from coordinator.placement import Candidate, PlacementPolicy
+from coordinator.placement import Candidate, PlacementPolicy, Tier
 from coordinator.registry import DeviceRecord, Registry
 from coordinator.routes import CloudRoute, DeviceRoute, EndpointFailed, Job, Route, open_cloud
 from edgeweave.config import CloudEndpoint
@@ -73,12 +73,29 @@ class Dispatcher:
             info = rec.model(model)
             assert info is not None
             out.append(
-                Candidate(f"device:{rec.id}", "device", rec.load_of(model), 1 + info.max_queue, rec.decode_tok_s(model))
+                Candidate(
+                    f"device:{rec.id}",
+                    "device",
+                    rec.load_of(model),
+                    1 + info.max_queue,
+                    rec.decode_tok_s(model),
+                    rec.joules_per_token(model),
+                )
             )
         for c in self.cloud.values():
             if model in c.models:
                 out.append(Candidate(f"cloud:{c.name}", "cloud", self.cloud_in_flight[c.name], None))
         return out
+
+    def tiers(self, model: str) -> set[Tier]:
+        """The tiers with an endpoint serving ``model`` now."""
+        return {c.tier for c in self.candidates(model)}
+
+    def best(self, model: str, tier: Tier) -> Candidate | None:
+        """The policy's first choice on ``tier``."""
+        on_tier = {c.endpoint: c for c in self.candidates(model) if c.tier == tier}
+        ranked = self.policy.rank(list(on_tier.values()))
+        return on_tier[ranked[0]] if ranked else None
 
     def fallback(self, model: str, endpoint: str) -> str | None:
         """Where an answer on ``endpoint`` would move: the policy's best other endpoint, the other
@@ -99,8 +116,11 @@ class Dispatcher:
             raise ApiError(
                 404, f"model {job.model!r} is not served; available: {served}", param="model", code="model_not_found"
             )
+        ranked = self.policy.rank(candidates)
+        if job.tiers:
+            ranked = [e for tier in job.tiers for e in ranked if e.startswith(tier + ":")]
         retry_after: list[float] = []
-        for endpoint in self.policy.rank(candidates):
+        for endpoint in ranked:
             tier, name = endpoint.split(":", 1)
             async with AsyncExitStack() as stack:
                 try:

@@ -27,6 +27,7 @@ class Candidate:
     in_flight: int  # requests running or queued there, as best known
     capacity: int | None  # requests it admits at once; None when it does not say
     decode_tok_s: float = 0.0  # measured; 0 when unknown
+    joules_per_token: float | None = None  # a device's measured marginal energy per token
 
     @property
     def utilisation(self) -> float:

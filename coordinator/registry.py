@@ -69,6 +69,12 @@ class DeviceRecord:
             return 0.0
         return max((b.decode_tok_s for b in self.telemetry.backends if b.model == model), default=0.0)
 
+    def joules_per_token(self, model: str) -> float | None:
+        if self.telemetry is None:
+            return None
+        measured = [b.joules_per_token for b in self.telemetry.backends if b.model == model and b.joules_per_token > 0]
+        return measured[0] if measured else None
+
     def view(self) -> dict[str, object]:
         return {
             "id": self.id,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from coordinator.device_client import DeviceError, Unreachable, refusal
+from coordinator.placement import Tier
 from edgeweave import sse
 from edgeweave.config import CloudEndpoint
 from edgeweave.openai_serving import Answer as Route
@@ -34,6 +35,7 @@ class Job:
     fill_context: bool = False  # the client gave no max_tokens: stop at the context's end
     pin: str | None = None  # serve only on this endpoint ("device:<id>" / "cloud:<name>")
     resume_tokens: tuple[int, ...] = ()  # generated elsewhere already: continue after them
+    tiers: tuple[Tier, ...] = ()  # serve on these tiers only, in this order (empty: any, the policy's order)
 
 
 class DeviceRoute(Route):

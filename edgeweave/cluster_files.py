@@ -51,6 +51,7 @@ def coordinator_toml(
     mdns: bool = True,
     static: tuple[str, ...] = (),
     cloud: tuple[tuple[str, str, str, str], ...] = (),  # (name, url, api key, model)
+    disco: str = "",  # the [coordinator.disco] table's lines
 ) -> str:
     keys = f"api_keys = [{_q(api_key)}]\n" if api_key else ""
     text = (
@@ -61,7 +62,7 @@ def coordinator_toml(
     for name, url, key, model in cloud:
         text += f"\n[[coordinator.cloud]]\nname = {_q(name)}\nurl = {_q(url)}\n"
         text += f"api_key = {_q(key)}\nmodels = [{_q(model)}]\n"
-    return text
+    return text + (f"\n[coordinator.disco]\n{disco}" if disco else "")
 
 
 def cloud_toml(

@@ -159,6 +159,23 @@ class DiscoveryConfig(_Strict):
     static: list[AnyHttpUrl] = Field(default_factory=list)  # device base URLs, for networks without multicast
 
 
+class DiscoConfig(_Strict):
+    """``[coordinator.disco]``: how chat answers are split between devices and the cloud (DiSCo)."""
+
+    constrained: Literal["cloud", "device"] = "cloud"  # the tier whose spend the budget bounds
+    budget: float = Field(default=0.5, ge=0.0, le=1.0)  # its share of the offered prompt tokens
+    tail: float = Field(default=0.1, gt=0.0, le=1.0)  # device-constrained: budget spent on the TTFT tail first
+    usd_per_prompt_token: float = Field(default=0.15e-6, ge=0.0)  # cloud price (GPT-4o-mini class)
+    usd_per_output_token: float = Field(default=0.6e-6, ge=0.0)
+    usd_per_joule: float = Field(default=1e-6, ge=0.0)  # device: battery wear (~$50 / 500 cycles of 15 Wh)
+    default_joules_per_token: float = Field(default=0.5, gt=0.0)  # until a device reports its own
+    reading_tok_s: float = Field(default=4.5, gt=0.0)  # the reader's pace: the buffer that hides a migration
+    migrate: bool = True  # move answers mid-stream when it pays (failures and stalls move them regardless)
+    stall_s: float = Field(default=10.0, gt=0.0)  # an endpoint silent this long mid-answer: the answer moves
+    cloud_ttft_s: float = Field(default=0.5, gt=0.0)  # prior for the cloud's TTFT until measured
+    device_prefill_tok_s: float = Field(default=100.0, gt=0.0)  # prior until a device reports its own
+
+
 class CoordinatorConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -172,6 +189,7 @@ class CoordinatorConfig(_Strict):
     placement: Literal["least-loaded"] = "least-loaded"
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     cloud: list[CloudEndpoint] = Field(default_factory=list)
+    disco: DiscoConfig = Field(default_factory=DiscoConfig)
 
     @model_validator(mode="after")
     def _removal_after_down(self) -> CoordinatorConfig:

@@ -54,11 +54,13 @@ class LocalCluster:
         mdns: bool = True,
         static: tuple[str, ...] = (),
         cloud: tuple[tuple[str, str, str, str], ...] = (),
+        disco: str = "",
     ) -> ServiceProcess:
-        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints."""
+        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints; ``disco``: the
+        ``[coordinator.disco]`` table's lines."""
         path = write(
             self.workdir / "coordinator.toml",
-            coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns=mdns, static=static, cloud=cloud),
+            coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, cloud, disco),
         )
         self.coordinator = spawn(
             "coordinator", ["coordinator", "serve", "--config", str(path)], self.workdir / "coordinator.log"

@@ -12,7 +12,15 @@ import time
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from edgeweave.protocol import Message
 from edgeweave.sampling import SamplingParams
@@ -43,6 +51,7 @@ class _Request(BaseModel):
     resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
     slo: Slo | None = None  # extension: the request's SLO (edgeweave.slo); none: latency with server defaults
     return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
+    prefer: Literal["device", "cloud", "auto"] = "auto"  # extension (coordinator): where to answer; auto: DiSCo
 
     @field_validator("n")
     @classmethod
@@ -127,10 +136,19 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    cost_usd: float | None = None  # extension: what the coordinator's endpoints spent on the answer
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_cost(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        out: dict[str, object] = handler(self)
+        if out.get("cost_usd") is None:
+            out.pop("cost_usd", None)
+        return out
 
     @classmethod
-    def of(cls, prompt: int, completion: int) -> Usage:
-        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+    def of(cls, prompt: int, completion: int, cost_usd: float | None = None) -> Usage:
+        total = prompt + completion
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cost_usd=cost_usd)
 
 
 def new_id(prefix: str) -> str:

@@ -53,6 +53,7 @@ class Answer:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    cost_usd: float | None = None  # what producing it cost, where known (the coordinator's DiSCo)
 
     def deltas(self) -> AsyncIterator[Delta]:
         raise NotImplementedError
@@ -96,7 +97,8 @@ async def collect(answer: Answer, model: str, chat: bool, on_token: OnToken) -> 
             parts.append(delta.text)
     except AnswerFailed as e:
         raise ApiError(502, str(e), code="endpoint_failed") from None
-    text, usage, finish = "".join(parts), Usage.of(answer.prompt_tokens, answer.completion_tokens), answer.finish_reason
+    text, finish = "".join(parts), answer.finish_reason
+    usage = Usage.of(answer.prompt_tokens, answer.completion_tokens, answer.cost_usd)
     body: BaseModel
     if chat:
         choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
@@ -153,7 +155,7 @@ async def sse_chunks(
                 yield chunk(delta.text)
         yield chunk(None, finish=answer.finish_reason)
         if include_usage:
-            usage = Usage.of(answer.prompt_tokens, answer.completion_tokens)
+            usage = Usage.of(answer.prompt_tokens, answer.completion_tokens, answer.cost_usd)
             tail: BaseModel = (
                 ChatCompletionChunk(id=cid, model=model, choices=[], usage=usage)
                 if chat

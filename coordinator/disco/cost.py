@@ -1,84 +1,85 @@
-"""DiSCo's unified cost: server money and device energy on one scale.
+"""DiSCo's unified cost: cloud money and device energy on one scale.
 
-The server bills tokens (``server_usd_per_prompt_token``,
-``server_usd_per_output_token``: what a hosted endpoint charges or what a
-GPU-hour works out to per token).  The device pays energy, from a FLOPs
-model: a token costs ``flops_per_token`` (``2 * parameters``, the matmuls of a
-decoder), and a joule buys ``flops_per_joule``, derived from the device's
-measured profile: its marginal joules per decoded token (busy power over
-measured decode speed, :mod:`device.telemetry`) divided into the FLOPs of a
-token.  Prefill is charged at the same FLOPs per token (it is faster per
-token, but does the same arithmetic).  An exchange rate (``usd_per_joule``:
-electricity plus battery wear) joins the two.
+The cloud bills tokens (``usd_per_prompt_token``, ``usd_per_output_token``:
+what a hosted endpoint charges, or what a GPU-hour works out to per token).
+The device pays energy.  Its marginal joules per decoded token are measured
+(:mod:`device.telemetry`: busy power from the device's linear power model
+over its measured decode speed).  To carry a profile measured on one model to
+another (the benchmark scales the tiny model to a phone-class one) a FLOPs
+model is used: a decoder token costs ``2 * parameters`` FLOPs and the device's
+FLOPs per joule stays what was measured, so joules per token scale with the
+parameter count.  Prefill is charged at the same energy per token (it is
+faster per token but does the same arithmetic).  An exchange rate
+(``usd_per_joule``: electricity plus battery wear) joins the two sides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Side = Literal["device", "server"]
+from coordinator.placement import Tier
 
 
 @dataclass(frozen=True)
 class DeviceEnergy:
-    flops_per_token: float
-    flops_per_joule: float
+    joules_per_token: float
+
+    def __post_init__(self) -> None:
+        if self.joules_per_token <= 0:
+            raise ValueError(f"joules_per_token must be positive, got {self.joules_per_token}")
 
     @classmethod
-    def from_profile(cls, parameters: int, joules_per_token: float) -> DeviceEnergy:
-        """From a model's parameter count and the device's measured marginal J per decoded token."""
-        if parameters <= 0 or joules_per_token <= 0:
-            raise ValueError("parameters and joules_per_token must be positive")
-        flops = 2.0 * parameters
-        return cls(flops, flops / joules_per_token)
+    def scaled(cls, joules_per_token: float, measured_parameters: int, parameters: int) -> DeviceEnergy:
+        """A profile measured on a ``measured_parameters`` model, for a ``parameters`` model on the
+        same device: FLOPs per joule is the device's, FLOPs per token is ``2 * parameters``."""
+        if measured_parameters <= 0 or parameters <= 0:
+            raise ValueError("parameter counts must be positive")
+        flops_per_joule = 2.0 * measured_parameters / joules_per_token
+        return cls(2.0 * parameters / flops_per_joule)
 
     def joules(self, tokens: int) -> float:
-        return tokens * self.flops_per_token / self.flops_per_joule
+        return tokens * self.joules_per_token
 
 
 @dataclass(frozen=True)
 class CostModel:
-    server_usd_per_prompt_token: float
-    server_usd_per_output_token: float
+    usd_per_prompt_token: float  # cloud
+    usd_per_output_token: float  # cloud
     device: DeviceEnergy
     usd_per_joule: float
 
-    def server(self, prompt_tokens: int, output_tokens: int) -> float:
-        return prompt_tokens * self.server_usd_per_prompt_token + output_tokens * self.server_usd_per_output_token
+    def cost(self, tier: Tier, prefill_tokens: int, output_tokens: int) -> float:
+        if tier == "cloud":
+            return prefill_tokens * self.usd_per_prompt_token + output_tokens * self.usd_per_output_token
+        return self.device.joules(prefill_tokens + output_tokens) * self.usd_per_joule
 
-    def device_usd(self, prompt_tokens: int, output_tokens: int) -> float:
-        return self.device.joules(prompt_tokens + output_tokens) * self.usd_per_joule
-
-    def cost(self, side: Side, prompt_tokens: int, output_tokens: int) -> float:
-        return (
-            self.server(prompt_tokens, output_tokens)
-            if side == "server"
-            else self.device_usd(prompt_tokens, output_tokens)
-        )
-
-    def per_output_token(self, side: Side) -> float:
-        return self.cost(side, 0, 1)
+    def per_output_token(self, tier: Tier) -> float:
+        return self.cost(tier, 0, 1)
 
 
 @dataclass
 class Spend:
-    """Cost spent so far, per side, and the prompt tokens each side processed (the budget's unit)."""
+    """Cost spent so far per tier, and the prompt tokens each tier processed (the budget's unit)."""
 
-    usd: dict[str, float]
-    prompt_tokens: dict[str, int]
+    usd: dict[Tier, float]
+    prompt_tokens: dict[Tier, int]
     offered_prompt_tokens: int = 0
 
     @classmethod
     def empty(cls) -> Spend:
-        return cls({"device": 0.0, "server": 0.0}, {"device": 0, "server": 0})
+        return cls({"device": 0.0, "cloud": 0.0}, {"device": 0, "cloud": 0})
 
-    def charge(self, model: CostModel, side: Side, prompt_tokens: int, output_tokens: int) -> float:
-        c = model.cost(side, prompt_tokens, output_tokens)
-        self.usd[side] += c
-        self.prompt_tokens[side] += prompt_tokens
+    def offer(self, prompt_tokens: int) -> None:
+        self.offered_prompt_tokens += prompt_tokens
+
+    def charge(self, costs: CostModel, tier: Tier, prompt_tokens: int, output_tokens: int, resumed: int = 0) -> float:
+        """Charge one endpoint's part of an answer; ``resumed`` tokens were prefilled too but belong
+        to the answer, not the prompt (they do not count against the budget)."""
+        c = costs.cost(tier, prompt_tokens + resumed, output_tokens)
+        self.usd[tier] += c
+        self.prompt_tokens[tier] += prompt_tokens
         return c
 
-    def budget_used(self, side: Side) -> float:
-        """E[I(l) * l] / E[l] so far on ``side``: the fraction of offered prompt tokens it took."""
-        return self.prompt_tokens[side] / max(self.offered_prompt_tokens, 1)
+    def budget_used(self, tier: Tier) -> float:
+        """E[I(l) * l] / E[l] so far on ``tier``: the fraction of offered prompt tokens it took."""
+        return self.prompt_tokens[tier] / max(self.offered_prompt_tokens, 1)

@@ -18,7 +18,8 @@ TTFTs (:class:`ServerTTFT`, a sliding window).
   run on the device alone; ``l_th`` is the smallest threshold whose long
   prompts fit the budget.
 
-Both refit from the profiles as measurements arrive (``observe_*``).
+Both refit from the profiles as measurements arrive (``observe_*``): after every one of
+the first ``REFIT_EVERY``, then every ``REFIT_EVERY``.
 """
 
 from __future__ import annotations
@@ -122,10 +123,11 @@ class _Controller(abc.ABC):
         bisect.insort(self._lengths, prompt_tokens)
         if len(self._lengths) > 20_000:
             del self._lengths[:: len(self._lengths) // 10_000]  # thin evenly, keeping the shape
+        self._tick()
 
     def _tick(self) -> None:
         self._seen += 1
-        if self._seen % REFIT_EVERY == 0:
+        if self._seen <= REFIT_EVERY or self._seen % REFIT_EVERY == 0:  # every time while the profiles are young
             if len({n for n, _ in self._device_samples}) >= 2:
                 self.device = DeviceTTFT.fit(list(self._device_samples))
             self.refit()

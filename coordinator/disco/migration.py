@@ -1,38 +1,42 @@
-"""DiSCo's migration controller: when a live answer should move to the other endpoint.
+"""DiSCo's migration controller: when a live answer should move to the other tier.
 
 The reader consumes tokens at ``reading_tok_s`` (about 4-5 tokens/s for
-people); both endpoints generate faster, so a buffer of generated but not yet
-read tokens builds up.  A migration costs time ``t_m`` (the target prefills
-prompt + generated tokens, plus a network round trip): it is hidden if the
-buffer covers ``reading_tok_s * t_m`` tokens.  It pays if the per-token cost
-saved over the estimated remaining tokens beats the target's prefill cost.
-No KV is transferred: the target is sent the token ids and prefills them.
-
-A stream that stalls (no token for ``stall_s``) or fails migrates regardless
-of cost: that is the failure path.
+people); both tiers generate faster, so a buffer of generated but not yet read
+tokens builds up.  A migration costs time ``t_m`` (the target prefills prompt
++ generated tokens, plus a network round trip): it is hidden if the buffer
+covers ``reading_tok_s * t_m`` tokens.  It pays if the per-token cost saved
+over the estimated remaining tokens beats the target's prefill cost.  The
+target must also decode at least at reading pace, or the reader would catch
+up with it.  No KV is transferred: the target is sent the token ids and
+prefills them.  (Failures and stalls move an answer regardless of cost: that
+is the mechanism's job, :mod:`coordinator.disco.stream`.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coordinator.disco.cost import CostModel, Side
+from coordinator.disco.cost import CostModel
+from coordinator.placement import Tier
+
+
+def other(tier: Tier) -> Tier:
+    return "device" if tier == "cloud" else "cloud"
 
 
 @dataclass(frozen=True)
 class StreamState:
-    source: Side
+    source: Tier
     prompt_tokens: int
     generated: int  # tokens the client has been sent
     since_first_token_s: float  # the reader started at the first token
-    remaining_estimate: int  # tokens still to come (e.g. an output-length bound minus generated)
+    remaining_estimate: float  # tokens still to come (expected)
 
 
 @dataclass(frozen=True)
 class MigrationPolicy:
-    costs: CostModel
+    costs: CostModel  # the device side priced for the device the answer would run on
     reading_tok_s: float = 4.5
-    stall_s: float = 2.0
     min_generated: int = 4  # do not migrate before the answer has started properly
 
     def buffer(self, s: StreamState) -> float:
@@ -40,16 +44,13 @@ class MigrationPolicy:
         return s.generated - self.reading_tok_s * s.since_first_token_s
 
     def saving(self, s: StreamState) -> float:
-        """$ saved by finishing on the other side, net of its prefill."""
-        target: Side = "device" if s.source == "server" else "server"
+        """$ saved by finishing on the other tier, net of its prefill."""
+        target = other(s.source)
         per_token = self.costs.per_output_token(s.source) - self.costs.per_output_token(target)
         return per_token * s.remaining_estimate - self.costs.cost(target, s.prompt_tokens + s.generated, 0)
 
-    def should_migrate(self, s: StreamState, migration_s: float) -> bool:
-        """Migrate now if the buffer hides ``migration_s`` and the move pays."""
-        if s.generated < self.min_generated or s.remaining_estimate <= 0:
+    def should_migrate(self, s: StreamState, migration_s: float, target_tok_s: float) -> bool:
+        """Migrate now if the buffer hides ``migration_s``, the target keeps reading pace, and the move pays."""
+        if s.generated < self.min_generated or s.remaining_estimate <= 0 or target_tok_s < self.reading_tok_s:
             return False
         return self.buffer(s) >= self.reading_tok_s * migration_s and self.saving(s) > 0
-
-    def stalled(self, since_last_token_s: float) -> bool:
-        return since_last_token_s > self.stall_s

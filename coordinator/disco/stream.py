@@ -9,6 +9,8 @@ back; at that first token the source is closed, the held tokens are dropped
 (they were *delayed*: the target regenerates their positions) and the stream
 continues from the target.  If the target fails instead, the held tokens are
 released and the source goes on.  No token is lost or repeated, in order.
+The answer starts as DiSCo's plan says: on one tier, or racing both
+(:func:`coordinator.disco.legs.race`).
 """
 
 from __future__ import annotations
@@ -17,17 +19,18 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from coordinator.routes import EndpointFailed, Job, Route
+from coordinator.disco.legs import END, Leg, OpenRoute, race
+from coordinator.disco.migration import other
+from coordinator.disco.policy import Plan
+from coordinator.routes import EndpointFailed, Job
 from edgeweave.http_errors import ApiError
 from edgeweave.openai_serving import Answer, Delta
 
 Reason = Literal["cost", "failure", "stall", "forced"]
-OpenRoute = Callable[[Job], AbstractAsyncContextManager[Route]]
-_END = object()
+Decide = Callable[[str, int, float], tuple[str, Reason] | None]  # (source, tokens sent, s since first) -> target
 
 
 @dataclass(frozen=True)
@@ -40,36 +43,9 @@ class Migration:
     reason: Reason
 
 
-class _Leg:
-    """One endpoint's part of the answer: its route, kept open by its own exit stack."""
-
-    def __init__(self, route: Route, stack: AsyncExitStack) -> None:
-        self.route = route
-        self.stack = stack
-        self.it = route.deltas()
-
-    @classmethod
-    async def open(cls, open_route: OpenRoute, job: Job) -> _Leg:
-        stack = AsyncExitStack()
-        try:
-            route = await stack.enter_async_context(open_route(job))
-        except BaseException:
-            await stack.aclose()
-            raise
-        return cls(route, stack)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.it.aclose()  # type: ignore[attr-defined]
-        await self.stack.aclose()
-
-
-Decide = Callable[[str, int, float], tuple[str, Reason] | None]  # (source, tokens sent, s since first) -> target
-
-
 class MigratingAnswer(Answer):
-    """Serves ``job`` (opened through ``open_route``), moving it when ``decide`` names a target,
-    or to ``fallback(source)`` when the source fails or stalls for ``stall_s``."""
+    """Serves ``job`` (opened through ``open_route``) as ``plan`` says, moving it when ``decide``
+    names a target, or to ``fallback(source)`` when the source fails or stalls for ``stall_s``."""
 
     def __init__(
         self,
@@ -79,35 +55,52 @@ class MigratingAnswer(Answer):
         fallback: Callable[[str], str | None],
         stall_s: float,
         on_migration: Callable[[Migration], None] = lambda m: None,
+        settle: Callable[[MigratingAnswer], float] | None = None,
     ) -> None:
         super().__init__(job.pin or "")
         self.job = job
+        self.legs: list[Leg] = []  # every endpoint that worked on the answer, losers of races included
         self._open_route = open_route
         self._decide = decide
         self._fallback = fallback
         self._stall_s = stall_s
         self._on_migration = on_migration
-        self._src: _Leg | None = None
-        self._target: asyncio.Task[tuple[_Leg, Delta | None]] | None = None
+        self._settle = settle
+        self._src: Leg | None = None
+        self._target: asyncio.Task[Leg] | None = None
 
-    async def start(self) -> None:
-        """Open the first endpoint: refusals and bad input surface here, before any response."""
-        self._src = await _Leg.open(self._open_route, self.job)
-        self.endpoint = self._src.route.endpoint
+    async def start(self, plan: Plan | None = None) -> None:
+        """Open the answer where ``plan`` says (anywhere if None or the job is pinned); refusals and
+        bad input surface here, before any response.  A race returns at the first token."""
+        if plan is None or self.job.pin is not None:
+            self._src = await self._open(self.job)
+        elif plan.second is None:
+            self._src = await self._open(replace(self.job, tiers=(plan.first, other(plan.first))))
+        else:
+            first, second = replace(self.job, tiers=(plan.first,)), replace(self.job, tiers=(plan.second,))
+            self._src, legs = await race(self._open_route, first, second, plan.second_after_s)
+            self.legs.extend(legs)
+        self.endpoint = self._src.endpoint
         self.prompt_tokens = self._src.route.prompt_tokens
+
+    async def _open(self, job: Job) -> Leg:
+        leg = await Leg.open(self._open_route, job)
+        self.legs.append(leg)
+        return leg
 
     async def close(self) -> None:
         if self._target is not None:
             self._target.cancel()
             with contextlib.suppress(BaseException):
-                leg, _ = await self._target
-                await leg.close()
+                await self._target
             self._target = None
-        if self._src is not None:
-            await self._src.close()
-            self._src = None
+        for leg in self.legs:
+            await leg.close()
+        self._src = None
+        if self._settle is not None:  # once: what the answer cost, all its legs counted
+            self.cost_usd, self._settle = self._settle(self), None
 
-    async def _open_target(self, target: str, ids: tuple[int, ...]) -> tuple[_Leg, Delta | None]:
+    async def _open_target(self, target: str, ids: tuple[int, ...]) -> Leg:
         s = self.job.sampling
         job = replace(
             self.job,
@@ -115,13 +108,9 @@ class MigratingAnswer(Answer):
             resume_tokens=(*self.job.resume_tokens, *ids),
             sampling=s.model_copy(update={"max_tokens": max(s.max_tokens - len(ids), 1)}),
         )
-        leg = await _Leg.open(self._open_route, job)
-        try:
-            first = await anext(leg.it, None)
-        except BaseException:
-            await leg.close()
-            raise
-        return leg, first
+        leg = await self._open(job)
+        await leg.peek()
+        return leg
 
     async def deltas(self) -> AsyncIterator[Delta]:
         assert self._src is not None, "start() first"
@@ -131,7 +120,7 @@ class MigratingAnswer(Answer):
         held: list[Delta] = []
         first_at: float | None = None
         meta: tuple[str, float, Reason] | None = None
-        nxt: asyncio.Future[object] | None = asyncio.ensure_future(anext(self._src.it, _END))
+        nxt: asyncio.Future[object] | None = asyncio.ensure_future(self._src.next())
 
         def send(d: Delta) -> Delta:
             nonlocal sent, resumable
@@ -169,7 +158,7 @@ class MigratingAnswer(Answer):
                     to, since, reason = meta
                     self._target = None
                     try:
-                        leg, head = target.result()
+                        leg = target.result()
                     except (EndpointFailed, ApiError, OSError) as e:
                         if nxt is None:
                             raise EndpointFailed(f"{self.endpoint} failed and {to} could not take over ({e})") from None
@@ -182,14 +171,9 @@ class MigratingAnswer(Answer):
                         with contextlib.suppress(BaseException):
                             await nxt
                     await self._src.close()
-                    migration = Migration(self.endpoint, to, sent, len(held), time.monotonic() - since, reason)
-                    self._on_migration(migration)
+                    self._on_migration(Migration(self.endpoint, to, sent, len(held), time.monotonic() - since, reason))
                     self._src, held, self.endpoint = leg, [], to
-                    nxt = None
-                    if head is None:
-                        break
-                    yield send(head)
-                    nxt = asyncio.ensure_future(anext(self._src.it, _END))
+                    nxt = asyncio.ensure_future(self._src.next())
                     continue
                 assert nxt is not None
                 try:
@@ -200,12 +184,12 @@ class MigratingAnswer(Answer):
                     if self._target is None:
                         raise
                     continue
-                if item is _END:
+                if item is END:
                     for d in held:  # a target was still starting: the source finished first
                         yield send(d)
                     break
                 delta: Delta = item  # type: ignore[assignment]
-                nxt = asyncio.ensure_future(anext(self._src.it, _END))
+                nxt = asyncio.ensure_future(self._src.next())
                 if self._target is not None:
                     held.append(delta)
                     continue
@@ -213,8 +197,12 @@ class MigratingAnswer(Answer):
                 first_at = first_at or now
                 yield send(delta)
                 begin(self._decide(self.endpoint, sent, now - first_at))
-            self.finish_reason = self._src.route.finish_reason
+            route = self._src.route
+            self.finish_reason = route.finish_reason
             self.completion_tokens = sent
+            if not self.prompt_tokens:  # a cloud endpoint says at the end, resumed tokens included
+                resumed_here = len(self._src.job.resume_tokens) - len(self.job.resume_tokens)
+                self.prompt_tokens = max(route.prompt_tokens - resumed_here, 0)
         finally:
             if nxt is not None and not nxt.done():
                 nxt.cancel()

@@ -9,6 +9,9 @@ import pytest
 from coordinator.disco.cost import CostModel, DeviceEnergy, Spend
 from coordinator.disco.dispatch_policy import Decision, DeviceConstrained, DeviceTTFT, ServerConstrained, ServerTTFT
 from coordinator.disco.migration import MigrationPolicy, StreamState
+from coordinator.disco.policy import DiscoPolicy, OutputLengths, Plan
+from coordinator.disco.runtime import PromptSize
+from edgeweave.config import DiscoConfig
 
 # server TTFTs: 0.1 .. 1.0 s, ten of each -> P(T > 0.9) = 0.1
 SERVER = [round(0.1 * k, 1) for k in range(1, 11) for _ in range(10)]
@@ -17,16 +20,20 @@ DEVICE = DeviceTTFT(0.05, 0.001)  # 0.15 s at 100 tokens, 1.05 s at 1000
 
 
 def test_device_energy_from_a_measured_profile_and_the_exchange_rate() -> None:
-    energy = DeviceEnergy.from_profile(parameters=1_000_000, joules_per_token=0.02)
-    assert energy.flops_per_token == 2e6 and energy.flops_per_joule == pytest.approx(1e8)
-    costs = CostModel(1e-6, 4e-6, energy, usd_per_joule=1e-5)
-    assert costs.server(100, 10) == pytest.approx(100e-6 + 40e-6)
-    assert costs.device_usd(100, 10) == pytest.approx(110 * 0.02 * 1e-5)
+    # measured 0.02 J/token on a 1M-parameter model: 1e8 FLOPs/J; a 3M-parameter one costs 3x
+    energy = DeviceEnergy.scaled(0.02, measured_parameters=1_000_000, parameters=3_000_000)
+    assert energy.joules_per_token == pytest.approx(0.06)
+    costs = CostModel(1e-6, 4e-6, DeviceEnergy(0.02), usd_per_joule=1e-5)
+    assert costs.cost("cloud", 100, 10) == pytest.approx(100e-6 + 40e-6)
+    assert costs.cost("device", 100, 10) == pytest.approx(110 * 0.02 * 1e-5)
     spend = Spend.empty()
-    spend.offered_prompt_tokens = 400
-    total = spend.charge(costs, "server", 100, 10) + spend.charge(costs, "device", 300, 5)
+    spend.offer(400)
+    total = spend.charge(costs, "cloud", 100, 10) + spend.charge(costs, "device", 300, 5, resumed=20)
+    assert total == pytest.approx(140e-6 + 325 * 0.02 * 1e-5)  # resumed tokens are prefilled, and paid for
     assert sum(spend.usd.values()) == pytest.approx(total)  # the budget is the sum of the requests' costs
-    assert spend.budget_used("device") == 0.75 and spend.budget_used("server") == 0.25
+    assert spend.budget_used("device") == 0.75 and spend.budget_used("cloud") == 0.25
+    with pytest.raises(ValueError, match="positive"):
+        DeviceEnergy(0.0)
 
 
 def test_device_ttft_fit_and_server_distribution() -> None:
@@ -76,17 +83,80 @@ def test_controllers_refit_online_from_measurements() -> None:
     assert c.device.per_token_s == pytest.approx(0.002)
 
 
-COSTS = CostModel(2e-6, 8e-6, DeviceEnergy.from_profile(1_000_000, 0.05), usd_per_joule=2e-5)  # device 1e-6 $/token
+COSTS = CostModel(2e-6, 8e-6, DeviceEnergy(0.05), usd_per_joule=2e-5)  # device 1e-6 $/token
 
 
 def test_migration_needs_a_covering_buffer_and_a_saving() -> None:
     policy = MigrationPolicy(COSTS, reading_tok_s=5.0)
-    s = StreamState("server", prompt_tokens=100, generated=40, since_first_token_s=2.0, remaining_estimate=200)
+    s = StreamState("cloud", prompt_tokens=100, generated=40, since_first_token_s=2.0, remaining_estimate=200)
     assert policy.buffer(s) == 30  # 40 sent, 10 read
     # saving: (8e-6 - 1e-6) * 200 - device prefill of 140 tokens (1.4e-4) = 1.26e-3 > 0
     assert policy.saving(s) == pytest.approx(7e-6 * 200 - 140e-6)
-    assert policy.should_migrate(s, migration_s=5.9)  # 30 tokens >= 5 tok/s * 5.9 s
-    assert not policy.should_migrate(s, migration_s=6.1)  # the reader would catch up
+    assert policy.should_migrate(s, migration_s=5.9, target_tok_s=20)  # 30 tokens >= 5 tok/s * 5.9 s
+    assert not policy.should_migrate(s, migration_s=6.1, target_tok_s=20)  # the reader would catch up
+    assert not policy.should_migrate(s, migration_s=1.0, target_tok_s=4)  # ... with a device slower than reading
     back = StreamState("device", 100, 40, 2.0, 200)
-    assert policy.saving(back) < 0 and not policy.should_migrate(back, 0.1)  # the device is cheaper
-    assert policy.stalled(2.5) and not policy.stalled(0.5)
+    assert policy.saving(back) < 0 and not policy.should_migrate(back, 0.1, 100)  # the device is cheaper
+
+
+def _policy(**kw: object) -> DiscoPolicy:
+    cfg = DiscoConfig(usd_per_prompt_token=2e-6, usd_per_output_token=8e-6, usd_per_joule=2e-5, **kw)  # type: ignore[arg-type]
+    return DiscoPolicy(cfg)
+
+
+def test_plans_follow_the_controller_the_tiers_up_and_the_clients_preference() -> None:
+    p = _policy(constrained="cloud", budget=0.5)
+    for n in LENGTHS[:-1]:
+        p.plan("m", n, {"device", "cloud"})
+    # the 1000-token prompt is half the 2000 offered: it races, shorter ones stay on the device
+    assert p.plan("m", 1000, {"device", "cloud"}) == Plan("device", "cloud")
+    assert p.plan("m", 100, {"device", "cloud"}) == Plan("device")
+    assert p.plan("m", 1000, {"cloud"}) == Plan("cloud")  # no device up: no race
+    assert p.plan("m", 100, {"device", "cloud"}, prefer="cloud") == Plan("cloud")
+    assert p.plan("m", 100, {"cloud"}, prefer="device") == Plan("cloud")  # a preference, not a pin
+    assert p.spend.offered_prompt_tokens == 1000 + 1000 + 100 + 1000 + 100 + 100
+    d = _policy(constrained="device", budget=0.1, cloud_ttft_s=0.9)  # server first, device after its P90
+    plan = d.plan("m", 500, {"device", "cloud"})
+    assert plan == Plan("cloud", "device", pytest.approx(0.9)) and plan.label == "cloud-then-device"
+    with pytest.raises(ValueError, match="no tier"):
+        d.plan("m", 10, set())
+
+
+def test_remaining_length_is_the_mean_residual_of_finished_answers() -> None:
+    out = OutputLengths()
+    for n in range(10, 110, 10):  # 10, 20, ..., 100
+        out.add(n)
+    assert out.remaining(45, max_tokens=1000) == pytest.approx((5 + 15 + 25 + 35 + 45 + 55) / 6)
+    assert out.remaining(45, max_tokens=80) == pytest.approx((5 + 15 + 25 + 35 + 35 + 35) / 6)
+    assert out.remaining(100, 1000) == 0.0  # nothing seen ran longer
+    assert OutputLengths().remaining(0, 100) == 0.0  # too few answers to price a migration
+
+
+def test_policy_migrates_cloud_answers_to_a_cheaper_device_once_lengths_are_known() -> None:
+    p = _policy(reading_tok_s=5.0, device_prefill_tok_s=1000.0)  # device 1e-6 $/token at 0.05 J/token
+    p.plan("m", 100, {"device", "cloud"})
+    args = ("m", "cloud", 100, 40, 2.0, 1000)
+    assert not p.should_migrate(*args, target_tok_s=20, device_joules_per_token=0.05)  # no lengths yet
+    for _ in range(10):
+        p.observe_answer("m", 300)
+    # 260 tokens to come: (8e-6 - 1e-6) * 260 - 140 prefilled * 1e-6 > 0; migration 0.14 s hidden by 30 tokens
+    assert p.should_migrate(*args, target_tok_s=20, device_joules_per_token=0.05)
+    assert not p.should_migrate("m", "device", 100, 40, 2.0, 1000, 1e9, 0.05)  # the cloud costs more
+    assert not _policy(migrate=False).should_migrate(*args, target_tok_s=20)
+
+
+def test_charges_add_up_per_tier_and_price_each_device_by_its_energy() -> None:
+    p = _policy()
+    p.plan("m", 100, {"device", "cloud"})
+    a = p.charge("cloud", 100, 10)
+    b = p.charge("device", 100, 30, resumed=10, joules_per_token=0.05)
+    assert a == pytest.approx(100 * 2e-6 + 10 * 8e-6) and b == pytest.approx(140 * 0.05 * 2e-5)
+    assert p.spend.usd == {"cloud": pytest.approx(a), "device": pytest.approx(b)}
+    assert p.spend.budget_used("cloud") == 1.0 and p.spend.budget_used("device") == 1.0
+
+
+def test_prompt_size_learns_characters_per_token() -> None:
+    sizes = PromptSize()
+    assert sizes.estimate(400) == 100  # the prior: 4 characters a token
+    sizes.observe(300, 100)
+    assert sizes.estimate(300) == 100 and sizes.estimate(1) == 1
