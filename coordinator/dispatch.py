@@ -79,7 +79,7 @@ class Dispatcher:
                     rec.load_of(model),
                     1 + info.max_queue,
                     rec.decode_tok_s(model),
-                    rec.joules_per_token(model),
+                    rec.energy(model),
                 )
             )
         for c in self.cloud.values():

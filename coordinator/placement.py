@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from coordinator.disco.cost import DeviceEnergy
 
 Tier = Literal["device", "cloud"]
 
@@ -27,7 +30,7 @@ class Candidate:
     in_flight: int  # requests running or queued there, as best known
     capacity: int | None  # requests it admits at once; None when it does not say
     decode_tok_s: float = 0.0  # measured; 0 when unknown
-    joules_per_token: float | None = None  # a device's measured marginal energy per token
+    energy: DeviceEnergy | None = None  # a device's measured marginal energy per token
 
     @property
     def utilisation(self) -> float:

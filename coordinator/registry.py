@@ -26,6 +26,7 @@ from typing import Literal
 import aiohttp
 
 from coordinator.device_client import DeviceClient, NotTrusted, Refused, Unreachable
+from coordinator.disco.cost import DeviceEnergy
 from coordinator.discovery import Sighting
 from edgeweave.auth import ClusterKey
 from edgeweave.config import CoordinatorConfig
@@ -69,11 +70,15 @@ class DeviceRecord:
             return 0.0
         return max((b.decode_tok_s for b in self.telemetry.backends if b.model == model), default=0.0)
 
-    def joules_per_token(self, model: str) -> float | None:
+    def energy(self, model: str) -> DeviceEnergy | None:
+        """Marginal energy per decoded and prefilled token, once the device has measured both speeds."""
         if self.telemetry is None:
             return None
-        measured = [b.joules_per_token for b in self.telemetry.backends if b.model == model and b.joules_per_token > 0]
-        return measured[0] if measured else None
+        for b in self.telemetry.backends:
+            if b.model == model and b.joules_per_token > 0 and b.prefill_tok_s > 0:
+                busy_w = b.joules_per_token * b.decode_tok_s
+                return DeviceEnergy.measured(busy_w, b.decode_tok_s, b.prefill_tok_s)
+        return None
 
     def view(self) -> dict[str, object]:
         return {

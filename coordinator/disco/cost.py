@@ -2,43 +2,64 @@
 
 The cloud bills tokens (``usd_per_prompt_token``, ``usd_per_output_token``:
 what a hosted endpoint charges, or what a GPU-hour works out to per token).
-The device pays energy.  Its marginal joules per decoded token are measured
-(:mod:`device.telemetry`: busy power from the device's linear power model
-over its measured decode speed).  To carry a profile measured on one model to
-another (the benchmark scales the tiny model to a phone-class one) a FLOPs
-model is used: a decoder token costs ``2 * parameters`` FLOPs and the device's
-FLOPs per joule stays what was measured, so joules per token scale with the
-parameter count.  Prefill is charged at the same energy per token (it is
-faster per token but does the same arithmetic).  An exchange rate
-(``usd_per_joule``: electricity plus battery wear) joins the two sides.
+The device pays energy: power times time.  Its marginal joules per decoded
+token are measured (:mod:`device.telemetry`: the busy power of the device's
+linear power model, ``max_w - idle_w``, over its measured decode speed), and
+per prefilled token likewise over its measured prefill speed.  To
+carry a profile measured on small models to a bigger one (the benchmark
+scales the tiny models to a phone-class one), :class:`ComputeProfile` fits a
+token's time as a fixed overhead plus its FLOPs (``2 * parameters`` for a
+decoder) over the device's measured FLOP rate; energy follows at the same
+busy power.  An exchange rate (``usd_per_joule``: electricity plus battery
+wear) joins the two sides.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from coordinator.placement import Tier
 
 
 @dataclass(frozen=True)
 class DeviceEnergy:
-    joules_per_token: float
+    joules_per_token: float  # decoded
+    joules_per_prefill_token: float
 
     def __post_init__(self) -> None:
-        if self.joules_per_token <= 0:
-            raise ValueError(f"joules_per_token must be positive, got {self.joules_per_token}")
+        if self.joules_per_token <= 0 or self.joules_per_prefill_token <= 0:
+            raise ValueError(f"joules per token must be positive, got {self}")
 
     @classmethod
-    def scaled(cls, joules_per_token: float, measured_parameters: int, parameters: int) -> DeviceEnergy:
-        """A profile measured on a ``measured_parameters`` model, for a ``parameters`` model on the
-        same device: FLOPs per joule is the device's, FLOPs per token is ``2 * parameters``."""
-        if measured_parameters <= 0 or parameters <= 0:
-            raise ValueError("parameter counts must be positive")
-        flops_per_joule = 2.0 * measured_parameters / joules_per_token
-        return cls(2.0 * parameters / flops_per_joule)
+    def measured(cls, busy_w: float, decode_tok_s: float, prefill_tok_s: float) -> DeviceEnergy:
+        return cls(busy_w / decode_tok_s, busy_w / prefill_tok_s)
 
-    def joules(self, tokens: int) -> float:
-        return tokens * self.joules_per_token
+    def joules(self, prefill_tokens: int, output_tokens: int) -> float:
+        return prefill_tokens * self.joules_per_prefill_token + output_tokens * self.joules_per_token
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    """Seconds per token on one device: ``overhead_s + 2 * parameters / flops_per_s``."""
+
+    overhead_s: float
+    flops_per_s: float
+
+    @classmethod
+    def fit(cls, samples: Sequence[tuple[int, float]]) -> ComputeProfile:
+        """Least squares over (parameters, seconds per token) measured on two or more models."""
+        if len({p for p, _ in samples}) < 2:
+            raise ValueError("need tokens timed on two or more model sizes")
+        slope, intercept = np.polyfit([2.0 * p for p, _ in samples], [s for _, s in samples], 1)
+        if slope <= 0:
+            raise ValueError("bigger models were not slower: no FLOP rate to fit")
+        return cls(float(max(intercept, 0.0)), float(1.0 / slope))
+
+    def seconds(self, parameters: int) -> float:
+        return self.overhead_s + 2.0 * parameters / self.flops_per_s
 
 
 @dataclass(frozen=True)
@@ -51,7 +72,7 @@ class CostModel:
     def cost(self, tier: Tier, prefill_tokens: int, output_tokens: int) -> float:
         if tier == "cloud":
             return prefill_tokens * self.usd_per_prompt_token + output_tokens * self.usd_per_output_token
-        return self.device.joules(prefill_tokens + output_tokens) * self.usd_per_joule
+        return self.device.joules(prefill_tokens, output_tokens) * self.usd_per_joule
 
     def per_output_token(self, tier: Tier) -> float:
         return self.cost(tier, 0, 1)

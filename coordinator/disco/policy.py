@@ -14,6 +14,7 @@ remaining-length estimate a migration is priced on.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -46,26 +47,34 @@ class Plan:
 
 
 class OutputLengths:
-    """Completion lengths of the latest finished answers."""
+    """Completion lengths of the latest finished answers (asked about on every streamed token:
+    prefix sums make that a pair of binary searches)."""
 
     def __init__(self, window: int = 2000) -> None:
         self._recent: deque[int] = deque(maxlen=window)
         self._sorted: list[int] = []
+        self._prefix: list[int] | None = None  # prefix[i] = sum(sorted[:i]), rebuilt after changes
 
     def add(self, tokens: int) -> None:
         if len(self._recent) == self._recent.maxlen:
             del self._sorted[bisect.bisect_left(self._sorted, self._recent[0])]
         self._recent.append(tokens)
         bisect.insort(self._sorted, tokens)
+        self._prefix = None
 
     def remaining(self, generated: int, max_tokens: int) -> float:
         """E[min(L, max_tokens) - generated | L > generated]; 0 while too few answers are known."""
-        if len(self._sorted) < MIN_LENGTHS:
+        xs = self._sorted
+        if len(xs) < MIN_LENGTHS:
             return 0.0
-        longer = self._sorted[bisect.bisect_right(self._sorted, generated) :]
-        if not longer:
+        if self._prefix is None:
+            self._prefix = [0, *itertools.accumulate(xs)]
+        lo = bisect.bisect_right(xs, generated)
+        if lo == len(xs) or max_tokens <= generated:
             return 0.0
-        return sum(min(n, max_tokens) - generated for n in longer) / len(longer)
+        hi = max(bisect.bisect_right(xs, max_tokens), lo)  # lengths in (generated, max_tokens] count as they are
+        capped = (self._prefix[hi] - self._prefix[lo]) + (len(xs) - hi) * max_tokens
+        return capped / (len(xs) - lo) - generated
 
 
 @dataclass
@@ -127,12 +136,11 @@ class DiscoPolicy:
         if model in self._models:
             self._models[model].outputs.add(completion_tokens)
 
-    def costs(self, joules_per_token: float | None = None) -> CostModel:
-        """The cost model with the device side priced for one device (its measured J/token)."""
-        jpt = joules_per_token or self.cfg.default_joules_per_token
-        return CostModel(
-            self.cfg.usd_per_prompt_token, self.cfg.usd_per_output_token, DeviceEnergy(jpt), self.cfg.usd_per_joule
-        )
+    def costs(self, device: DeviceEnergy | None = None) -> CostModel:
+        """The cost model with the device side priced for one device (its measured energy)."""
+        jpt = self.cfg.default_joules_per_token
+        energy = device or DeviceEnergy(jpt, jpt)
+        return CostModel(self.cfg.usd_per_prompt_token, self.cfg.usd_per_output_token, energy, self.cfg.usd_per_joule)
 
     def charge(
         self,
@@ -140,10 +148,10 @@ class DiscoPolicy:
         prompt_tokens: int,
         output_tokens: int,
         resumed: int = 0,
-        joules_per_token: float | None = None,
+        device: DeviceEnergy | None = None,
     ) -> float:
-        """Account one endpoint's part of an answer; returns its cost in $."""
-        return self.spend.charge(self.costs(joules_per_token), tier, prompt_tokens, output_tokens, resumed)
+        """Account one endpoint's part of an answer (``device``: that device's energy); returns $."""
+        return self.spend.charge(self.costs(device), tier, prompt_tokens, output_tokens, resumed)
 
     def should_migrate(
         self,
@@ -154,10 +162,10 @@ class DiscoPolicy:
         since_first_token_s: float,
         max_tokens: int,
         target_tok_s: float,
-        device_joules_per_token: float | None = None,
+        device: DeviceEnergy | None = None,
     ) -> bool:
         """Whether an answer streaming from ``source`` should move to the other tier now (for cost);
-        ``device_joules_per_token`` prices the device involved, source or target."""
+        ``device`` is the energy of the device involved, source or target."""
         st = self._models.get(model)
         if not self.cfg.migrate or st is None:
             return False
@@ -165,5 +173,5 @@ class DiscoPolicy:
         s = StreamState(source, prompt_tokens, sent, since_first_token_s, remaining)
         ctl = st.controller
         migration_s = ctl.device(prompt_tokens + sent) if source == "cloud" else ctl.server.mean()
-        policy = MigrationPolicy(self.costs(device_joules_per_token), self.cfg.reading_tok_s)
+        policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
         return policy.should_migrate(s, migration_s, target_tok_s)

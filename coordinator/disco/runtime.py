@@ -101,10 +101,10 @@ class Served:
             return None
         device = there if there.tier == "device" else d.best(model, "device")
         target_tok_s = there.decode_tok_s if there.tier == "device" else math.inf
-        jpt = device.joules_per_token if device is not None else None
+        energy = device.energy if device is not None else None
         prompt = self.answer.prompt_tokens or self.estimate
         ok = self.rt.policy.should_migrate(
-            model, here, prompt, sent, since_first_s, self.job.sampling.max_tokens, target_tok_s, jpt
+            model, here, prompt, sent, since_first_s, self.job.sampling.max_tokens, target_tok_s, energy
         )
         return (there.endpoint, "cost") if ok else None
 
@@ -124,10 +124,10 @@ class Served:
             tier = tier_of(leg.endpoint)
             resumed = len(leg.job.resume_tokens) - len(self.job.resume_tokens)
             prefill = leg.route.prompt_tokens or prompt + resumed
-            jpt = None
+            energy = None
             if tier == "device" and (rec := rt.dispatcher.registry.devices.get(leg.endpoint.split(":", 1)[1])):
-                jpt = rec.joules_per_token(model)
-            cost = rt.policy.charge(tier, prefill - resumed, leg.generated, resumed, jpt)
+                energy = rec.energy(model)
+            cost = rt.policy.charge(tier, prefill - resumed, leg.generated, resumed, energy)
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
             if leg.ttft_s is not None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from coordinator.disco.cost import CostModel, DeviceEnergy, Spend
+from coordinator.disco.cost import ComputeProfile, CostModel, DeviceEnergy, Spend
 from coordinator.disco.dispatch_policy import Decision, DeviceConstrained, DeviceTTFT, ServerConstrained, ServerTTFT
 from coordinator.disco.migration import MigrationPolicy, StreamState
 from coordinator.disco.policy import DiscoPolicy, OutputLengths, Plan
@@ -20,10 +20,15 @@ DEVICE = DeviceTTFT(0.05, 0.001)  # 0.15 s at 100 tokens, 1.05 s at 1000
 
 
 def test_device_energy_from_a_measured_profile_and_the_exchange_rate() -> None:
-    # measured 0.02 J/token on a 1M-parameter model: 1e8 FLOPs/J; a 3M-parameter one costs 3x
-    energy = DeviceEnergy.scaled(0.02, measured_parameters=1_000_000, parameters=3_000_000)
-    assert energy.joules_per_token == pytest.approx(0.06)
-    costs = CostModel(1e-6, 4e-6, DeviceEnergy(0.02), usd_per_joule=1e-5)
+    # 1 ms + 2 FLOPs per parameter at 1 GFLOP/s: 3 ms at 1M parameters, 7 ms at 3M
+    profile = ComputeProfile.fit([(1_000_000, 0.003), (3_000_000, 0.007)])
+    assert profile.overhead_s == pytest.approx(0.001) and profile.flops_per_s == pytest.approx(1e9)
+    assert profile.seconds(500_000_000) == pytest.approx(1.001)
+    energy = DeviceEnergy.measured(busy_w=4.0, decode_tok_s=20.0, prefill_tok_s=200.0)
+    assert energy.joules(100, 10) == pytest.approx(100 * 0.02 + 10 * 0.2)
+    with pytest.raises(ValueError, match="two or more"):
+        ComputeProfile.fit([(1_000_000, 0.003)])
+    costs = CostModel(1e-6, 4e-6, DeviceEnergy(0.02, 0.02), usd_per_joule=1e-5)
     assert costs.cost("cloud", 100, 10) == pytest.approx(100e-6 + 40e-6)
     assert costs.cost("device", 100, 10) == pytest.approx(110 * 0.02 * 1e-5)
     spend = Spend.empty()
@@ -33,7 +38,7 @@ def test_device_energy_from_a_measured_profile_and_the_exchange_rate() -> None:
     assert sum(spend.usd.values()) == pytest.approx(total)  # the budget is the sum of the requests' costs
     assert spend.budget_used("device") == 0.75 and spend.budget_used("cloud") == 0.25
     with pytest.raises(ValueError, match="positive"):
-        DeviceEnergy(0.0)
+        DeviceEnergy(0.0, 1.0)
 
 
 def test_device_ttft_fit_and_server_distribution() -> None:
@@ -83,7 +88,7 @@ def test_controllers_refit_online_from_measurements() -> None:
     assert c.device.per_token_s == pytest.approx(0.002)
 
 
-COSTS = CostModel(2e-6, 8e-6, DeviceEnergy(0.05), usd_per_joule=2e-5)  # device 1e-6 $/token
+COSTS = CostModel(2e-6, 8e-6, DeviceEnergy(0.05, 0.05), usd_per_joule=2e-5)  # device 1e-6 $/token
 
 
 def test_migration_needs_a_covering_buffer_and_a_saving() -> None:
@@ -136,12 +141,13 @@ def test_policy_migrates_cloud_answers_to_a_cheaper_device_once_lengths_are_know
     p = _policy(reading_tok_s=5.0, device_prefill_tok_s=1000.0)  # device 1e-6 $/token at 0.05 J/token
     p.plan("m", 100, {"device", "cloud"})
     args = ("m", "cloud", 100, 40, 2.0, 1000)
-    assert not p.should_migrate(*args, target_tok_s=20, device_joules_per_token=0.05)  # no lengths yet
+    assert not p.should_migrate(*args, target_tok_s=20, device=DeviceEnergy(0.05, 0.05))  # no lengths yet
     for _ in range(10):
         p.observe_answer("m", 300)
     # 260 tokens to come: (8e-6 - 1e-6) * 260 - 140 prefilled * 1e-6 > 0; migration 0.14 s hidden by 30 tokens
-    assert p.should_migrate(*args, target_tok_s=20, device_joules_per_token=0.05)
-    assert not p.should_migrate("m", "device", 100, 40, 2.0, 1000, 1e9, 0.05)  # the cloud costs more
+    assert p.should_migrate(*args, target_tok_s=20, device=DeviceEnergy(0.05, 0.05))
+    cheap = DeviceEnergy(0.05, 0.05)
+    assert not p.should_migrate("m", "device", 100, 40, 2.0, 1000, 1e9, cheap)  # the cloud costs more
     assert not _policy(migrate=False).should_migrate(*args, target_tok_s=20)
 
 
@@ -149,7 +155,7 @@ def test_charges_add_up_per_tier_and_price_each_device_by_its_energy() -> None:
     p = _policy()
     p.plan("m", 100, {"device", "cloud"})
     a = p.charge("cloud", 100, 10)
-    b = p.charge("device", 100, 30, resumed=10, joules_per_token=0.05)
+    b = p.charge("device", 100, 30, resumed=10, device=DeviceEnergy(0.05, 0.05))
     assert a == pytest.approx(100 * 2e-6 + 10 * 8e-6) and b == pytest.approx(140 * 0.05 * 2e-5)
     assert p.spend.usd == {"cloud": pytest.approx(a), "device": pytest.approx(b)}
     assert p.spend.budget_used("cloud") == 1.0 and p.spend.budget_used("device") == 1.0

@@ -1,0 +1,138 @@
+"""DiSCo's request-level simulator: the live policy object on measured profiles, simulated time.
+
+Each request is served as the planner says (DiSCo's :meth:`DiscoPolicy.plan`
+or a baseline's), token by token: the device's TTFT is its fitted line at the
+prompt length (each request on its user's own device: no device queueing),
+the cloud's is drawn from measured TTFTs (queueing and network included);
+tokens then follow at each tier's measured time between tokens.  After every
+token the policy is asked whether to migrate, as the coordinator asks it; a
+migration takes the target's TTFT for prompt + tokens sent, during which the
+source's tokens are held back and then dropped (*delayed*), and the reader
+sees one gap.  Every leg is charged through the policy (race losers their
+prompt, migration targets their resumed prefix), and TTFTs and answer lengths
+are fed back to it, as the runtime does.  One answer migrates at most once (a
+move never pays in both directions).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from coordinator.disco.cost import DeviceEnergy
+from coordinator.disco.dispatch_policy import DeviceTTFT
+from coordinator.disco.migration import other
+from coordinator.disco.policy import DiscoPolicy, Plan
+from coordinator.placement import Tier
+
+MODEL = "sim"
+
+
+@dataclass(frozen=True)
+class Profiles:
+    device_ttft: DeviceTTFT
+    device_tbt_s: float
+    device_energy: DeviceEnergy
+    cloud_ttft_s: Sequence[float]  # measured, network included: drawn uniformly
+    cloud_tbt_s: float
+    context: int  # prompt + output tokens a request may use
+
+    def tbt(self, tier: Tier) -> float:
+        return self.device_tbt_s if tier == "device" else self.cloud_tbt_s
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, prompt_tokens: int) -> Plan: ...
+
+
+@dataclass
+class SimAnswer:
+    ttft_s: float
+    gaps_s: list[float]  # between consecutive tokens as the client receives them
+    cost_usd: float
+    migrated: bool = False
+    delayed_tokens: int = 0
+    first_tier: Tier = "device"
+
+
+def first_token(plan: Plan, device_s: float, cloud_s: float) -> tuple[Tier, float, Tier | None]:
+    """(winner, its TTFT from arrival, the loser if it was started)."""
+    ttft = {"device": device_s, "cloud": cloud_s}
+    if plan.second is None:
+        return plan.first, ttft[plan.first], None
+    first_done = ttft[plan.first]
+    if first_done <= plan.second_after_s:
+        return plan.first, first_done, None  # the second never started
+    second_done = plan.second_after_s + ttft[plan.second]
+    if first_done <= second_done:
+        return plan.first, first_done, plan.second
+    return plan.second, second_done, plan.first
+
+
+def serve(
+    policy: DiscoPolicy, planner: Planner | None, prompt: int, output: int, prof: Profiles, rng: random.Random
+) -> SimAnswer:
+    """One request: planned by ``planner`` (None: the policy itself), charged through ``policy``."""
+    if planner is None:
+        plan = policy.plan(MODEL, prompt, ("device", "cloud"))
+    else:
+        policy.spend.offer(prompt)
+        plan = planner.plan(prompt)
+    energy = prof.device_energy
+    cloud_s = rng.choice(prof.cloud_ttft_s)
+    device_s = prof.device_ttft(prompt)
+    src, ttft, loser = first_token(plan, device_s, cloud_s)
+    cost = 0.0
+    if loser is not None:
+        cost += policy.charge(loser, prompt, 0, 0, energy)
+    policy.observe_ttft(MODEL, src, prompt, device_s if src == "device" else cloud_s)
+    t, sent, generated, resumed = ttft, 1, 1, 0
+    out = SimAnswer(ttft, [], 0.0, first_tier=src)
+    tried = False
+    while sent < output:
+        tbt = prof.tbt(src)
+        target = other(src)
+        if not tried and policy.should_migrate(
+            MODEL, src, prompt, sent, t - ttft, prof.context - prompt, 1.0 / prof.tbt(target), energy
+        ):
+            migration_s = prof.device_ttft(prompt + sent) if target == "device" else rng.choice(prof.cloud_ttft_s)
+            held = math.floor(migration_s / tbt)
+            if held < output - sent:
+                policy.observe_ttft(MODEL, target, prompt + sent, migration_s)
+                cost += policy.charge(src, prompt, generated + held, resumed, energy)
+                tried, out.migrated, out.delayed_tokens = True, True, held
+                src, resumed, generated = target, sent, 1
+                t += migration_s
+                out.gaps_s.append(migration_s)
+                sent += 1
+                continue
+            # the source finishes while the target prefills: the target is closed, its prefill paid
+            cost += policy.charge(target, prompt, 0, sent, energy)
+            tried = True
+        t += tbt
+        out.gaps_s.append(tbt)
+        sent += 1
+        generated += 1
+    out.cost_usd = cost + policy.charge(src, prompt, generated, resumed, energy)
+    policy.observe_answer(MODEL, output)
+    return out
+
+
+def simulate(
+    policy: DiscoPolicy,
+    planner: Planner | None,
+    requests: Sequence[tuple[int, int]],
+    prof: Profiles,
+    seed: int = 0,
+) -> list[SimAnswer]:
+    """Serve (prompt tokens, output tokens) requests in order; request ``i`` draws its cloud
+    TTFTs from its own seeded stream, so every policy meets the same cloud."""
+    return [
+        serve(policy, planner, prompt, output, prof, random.Random(seed * 1_000_003 + i))
+        for i, (prompt, output) in enumerate(requests)
+    ]

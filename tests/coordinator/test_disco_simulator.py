@@ -1,0 +1,56 @@
+"""DiSCo's simulator on hand-made profiles: races, baselines and a migration, checked by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator.disco.baselines import AlwaysRace, Only, RandomSplit
+from coordinator.disco.cost import DeviceEnergy
+from coordinator.disco.dispatch_policy import DeviceTTFT
+from coordinator.disco.policy import DiscoPolicy, Plan
+from coordinator.disco.simulator import Profiles, first_token, simulate
+from edgeweave.config import DiscoConfig
+
+PROF = Profiles(DeviceTTFT(0.1, 0.001), 0.05, DeviceEnergy(0.01, 0.001), [0.5], 0.02, context=1000)
+PRICES = {"usd_per_prompt_token": 1e-6, "usd_per_output_token": 1e-3, "usd_per_joule": 1e-4}
+
+
+def _policy(**kw: object) -> DiscoPolicy:
+    return DiscoPolicy(DiscoConfig(**PRICES, **kw))  # type: ignore[arg-type]
+
+
+def test_the_first_token_wins_a_race_and_a_late_second_leg_may_never_start() -> None:
+    assert first_token(Plan("device", "cloud"), 0.2, 0.5) == ("device", 0.2, "cloud")
+    assert first_token(Plan("cloud", "device", 0.25), 0.2, 0.5) == ("device", pytest.approx(0.45), "cloud")
+    assert first_token(Plan("cloud", "device", 0.6), 0.2, 0.5) == ("cloud", 0.5, None)  # the device never started
+    assert first_token(Plan("cloud"), 0.2, 0.5) == ("cloud", 0.5, None)
+
+
+def test_single_endpoints_and_races_are_timed_and_charged_per_leg() -> None:
+    cloud = simulate(_policy(migrate=False), Only("cloud"), [(100, 5)], PROF)[0]
+    assert cloud.ttft_s == 0.5 and cloud.gaps_s == [0.02] * 4
+    assert cloud.cost_usd == pytest.approx(100e-6 + 5e-3)
+    policy = _policy(migrate=False)
+    raced = simulate(policy, AlwaysRace(), [(100, 5)], PROF)[0]  # the device: 0.1 + 0.1 s
+    assert raced.ttft_s == pytest.approx(0.2) and raced.gaps_s == [0.05] * 4
+    device = (100 * 0.001 + 5 * 0.01) * 1e-4
+    assert raced.cost_usd == pytest.approx(device + 100e-6)  # the cloud lost, after prefilling the prompt
+    assert policy.spend.budget_used("cloud") == 1.0 and policy.spend.budget_used("device") == 1.0
+    split = _policy(migrate=False)
+    simulate(split, RandomSplit("cloud", 0.3), [(100, 5)] * 1000, PROF)
+    assert split.spend.budget_used("cloud") == pytest.approx(0.3, abs=0.05)
+
+
+def test_a_dear_cloud_answer_moves_to_the_device_once_lengths_are_known() -> None:
+    policy = _policy()  # device TTFT prior: 100 tokens/s
+    served = simulate(policy, Only("cloud"), [(100, 50)] * 11, PROF)
+    assert not any(s.migrated for s in served[:10])  # fewer than ten finished answers: no estimate
+    s = served[10]
+    # at 6 tokens the buffer (6 - 4.5 * 5 * 0.02 = 5.55) covers the estimated 1.06 s move;
+    # the device takes 0.1 + 0.106 s, while the cloud makes 10 more tokens, dropped
+    assert s.migrated and s.delayed_tokens == 10
+    assert s.gaps_s[:5] == [0.02] * 5 and s.gaps_s[5] == pytest.approx(0.206) and s.gaps_s[6:] == [0.05] * 43
+    cloud = 100e-6 + 16e-3
+    device = (106 * 0.001 + 44 * 0.01) * 1e-4
+    assert s.cost_usd == pytest.approx(cloud + device)
+    assert s.cost_usd < served[9].cost_usd
