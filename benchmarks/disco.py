@@ -11,7 +11,10 @@ Trace-driven part (the live policy object, :mod:`coordinator.disco.simulator`):
   plus its FLOPs over the measured FLOP rate (:class:`ComputeProfile`) and
   extrapolated to the phone model; hardware factor 1 (this machine's two x86
   cores stand in for a phone's big cores).  Energy: the phone power model's
-  busy watts (``max_w - idle_w``) times the time per decoded token.
+  busy watts (``max_w - idle_w``) times the time per prefilled / decoded
+  token.  A what-if scenario (``llamacpp-npu``) has the same phone prefill
+  ``NPU_PREFILL_SPEEDUP`` (10) times faster at the same power, as phone NPUs
+  and GPUs do: stated, not measured.
 - **Cloud**: TTFTs of the real cloud engine (weave-home-cloud, continuous
   batching) replaying trace arrivals at 0.9 of its measured capacity, plus a
   network round trip drawn per request from a log-normal (median 60 ms,
@@ -44,7 +47,7 @@ import random
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,7 @@ PHONE_PARAMETERS = 494_000_000  # Qwen2.5-0.5B class
 PHONE_CONTEXT = 8192
 RTT_MEDIAN_S, RTT_SIGMA = 0.060, 0.5
 BUDGETS = (0.1, 0.3, 0.5, 0.7, 0.9)
+NPU_PREFILL_SPEEDUP = 10.0
 CLOUD_KEY = "disco-bench-cloud-key-0123"
 LIVE_MODEL = "weave-home-cloud"
 
@@ -221,6 +225,15 @@ def reductions(row: dict[str, Outcome], free: str) -> dict[str, float]:
     }
 
 
+def npu_prefill(prof: Profiles) -> Profiles:
+    """The same phone prefilling ``NPU_PREFILL_SPEEDUP`` times faster at the same power (a stated
+    what-if: phone NPUs and GPUs prefill an order of magnitude faster than their CPU cores)."""
+    ttft = DeviceTTFT(prof.device_ttft.intercept_s, prof.device_ttft.per_token_s / NPU_PREFILL_SPEEDUP)
+    e = prof.device_energy
+    energy = DeviceEnergy(e.joules_per_token, e.joules_per_prefill_token / NPU_PREFILL_SPEEDUP)
+    return replace(prof, device_ttft=ttft, device_energy=energy)
+
+
 # --- live ------------------------------------------------------------------------------------
 
 
@@ -349,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
-    n_sim, rounds, n_live = (1500, 1, 40) if args.quick else (6000, 3, 200)
+    n_sim, rounds, n_live = (1000, 1, 40) if args.quick else (4000, 3, 200)
     with console.status("timing the device backends on both tiny models"):
         phones = {kind: phone_profile(kind, rounds) for kind in BACKENDS}
     for p in phones.values():
@@ -368,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     reqs = [(r.prompt_tokens, r.output_tokens) for r in trace if r.prompt_tokens + r.output_tokens <= PHONE_CONTEXT]
     reqs = reqs[:n_sim]
     tables: dict[str, Any] = {}
-    for kind, p in phones.items():
-        prof = Profiles(p.ttft, p.tbt_s, p.energy, cloud_ttft, cloud_tbt, PHONE_CONTEXT)
+    scenarios = {
+        kind: Profiles(p.ttft, p.tbt_s, p.energy, cloud_ttft, cloud_tbt, PHONE_CONTEXT) for kind, p in phones.items()
+    }
+    scenarios["llamacpp-npu"] = npu_prefill(scenarios["llamacpp"])
+    for kind, prof in scenarios.items():
         with console.status(f"{len(reqs)} trace requests x every policy and budget ({kind} phone)"):
             tables[kind] = sweep(reqs, prof)
     main_table = tables["llamacpp"]
@@ -397,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             c: {b: reductions(tables[kind][c][b], "device" if c == "cloud" else "cloud") for b in BUDGETS}
             for c in ("cloud", "device")
         }
-        for kind in BACKENDS
+        for kind in scenarios
     }
     head = per_budget["llamacpp"]["cloud"][0.5]
     dev = per_budget["llamacpp"]["device"][0.5]
@@ -417,6 +433,13 @@ def main(argv: list[str] | None = None) -> int:
         "device_constrained_cost_reduction_with_migration": dev["cost_reduction_with_migration"],
         "executorch_mean_ttft_reduction": per_budget["executorch"]["cloud"][0.5]["mean_ttft_reduction"],
         "executorch_p99_ttft_reduction": per_budget["executorch"]["cloud"][0.5]["p99_ttft_reduction"],
+        "npu_prefill_cost_reduction_with_migration": per_budget["llamacpp-npu"]["cloud"][0.5][
+            "cost_reduction_with_migration"
+        ],
+        "npu_prefill_device_constrained_cost_reduction_with_migration": per_budget["llamacpp-npu"]["device"][0.5][
+            "cost_reduction_with_migration"
+        ],
+        "npu_prefill_mean_ttft_reduction": per_budget["llamacpp-npu"]["cloud"][0.5]["mean_ttft_reduction"],
         "live_disco_mean_ttft_s": live_out["disco"]["mean_ttft_s"],
         "live_device_only_mean_ttft_s": live_out["device-only"]["mean_ttft_s"],
         "live_cloud_only_mean_ttft_s": live_out["cloud-only"]["mean_ttft_s"],

@@ -43,8 +43,12 @@ def hybrid(server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:  # noqa:
 
 @pytest.fixture()
 def priced(server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:  # noqa: F811
-    """Cloud tokens dear, the phone's energy cheap, a slow reader, and a budget that races every prompt."""
-    disco = "budget = 1.0\nusd_per_output_token = 1e-3\nusd_per_joule = 1e-9\nreading_tok_s = 1.0\n"
+    """Cloud tokens dear, the phone's energy cheap, a slow reader, a budget that races every prompt, and
+    a device TTFT prior near the phone's (its own fit needs answers at two prompt lengths)."""
+    disco = (
+        "budget = 1.0\nusd_per_output_token = 1e-3\nusd_per_joule = 1e-9\nreading_tok_s = 1.0\n"
+        "device_prefill_tok_s = 5000.0\n"
+    )
     yield from _hybrid(server, tmp_path, disco)
 
 

@@ -42,15 +42,18 @@ def test_single_endpoints_and_races_are_timed_and_charged_per_leg() -> None:
 
 
 def test_a_dear_cloud_answer_moves_to_the_device_once_lengths_are_known() -> None:
-    policy = _policy()  # device TTFT prior: 100 tokens/s
+    policy = _policy(device_prefill_tok_s=1000.0)  # the policy's device TTFT prior: 1 ms a token
     served = simulate(policy, Only("cloud"), [(100, 50)] * 11, PROF)
     assert not any(s.migrated for s in served[:10])  # fewer than ten finished answers: no estimate
     s = served[10]
-    # at 6 tokens the buffer (6 - 4.5 * 5 * 0.02 = 5.55) covers the estimated 1.06 s move;
-    # the device takes 0.1 + 0.106 s, while the cloud makes 10 more tokens, dropped
+    # at 4 tokens the buffer (4 - 4.5 * 3 * 0.02 = 3.73) covers the estimated 0.104 s move, and the
+    # cloud's ~5 tokens meanwhile leave 41 of the 46 to come; the device takes 0.1 + 0.104 s, in which
+    # the cloud makes 10 tokens, dropped
     assert s.migrated and s.delayed_tokens == 10
-    assert s.gaps_s[:5] == [0.02] * 5 and s.gaps_s[5] == pytest.approx(0.206) and s.gaps_s[6:] == [0.05] * 43
-    cloud = 100e-6 + 16e-3
-    device = (106 * 0.001 + 44 * 0.01) * 1e-4
+    assert s.gaps_s[:3] == [0.02] * 3 and s.gaps_s[3] == pytest.approx(0.204) and s.gaps_s[4:] == [0.05] * 45
+    cloud = 100e-6 + 14e-3
+    device = (104 * 0.001 + 46 * 0.01) * 1e-4
     assert s.cost_usd == pytest.approx(cloud + device)
     assert s.cost_usd < served[9].cost_usd
+    slow = simulate(_policy(), Only("cloud"), [(100, 50)] * 11, PROF)  # prior 10 ms a token: a 1.04 s move
+    assert not slow[10].migrated  # the cloud would finish (50 tok/s) before the device took over
