@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.attention
 	$(PY) -m benchmarks.engine
 	$(PY) -m benchmarks.tempo
+	$(PY) -m benchmarks.disco
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -107,3 +107,16 @@ def test_cloud_files_need_no_cluster_secret_and_name_bad_engine_options(tmp_path
         assert field in out.stderr, out.stderr
     out = run_cli("cloud", "serve", "--config", str(bad))
     assert out.returncode == 2 and "cloud.engine.preemption" in out.stderr
+
+
+def test_disco_settings_are_checked_field_by_field(tmp_path: Path) -> None:
+    good = tmp_path / "co.toml"
+    good.write_text(coordinator_toml(SECRET, "ew-key", disco='constrained = "device"\nbudget = 0.3\n'))
+    out = run_cli("config", "check", str(good))
+    assert out.returncode == 0, out.stderr
+    bad = tmp_path / "bad-co.toml"
+    bad.write_text(coordinator_toml(SECRET, "ew-key", disco='constrained = "phone"\nbudget = 1.5\nreading_tok_s = 0\n'))
+    out = run_cli("config", "check", str(bad))
+    assert out.returncode == 2
+    for field in ("constrained", "budget", "reading_tok_s"):
+        assert f"coordinator.disco.{field}" in out.stderr, out.stderr
