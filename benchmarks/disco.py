@@ -166,6 +166,7 @@ class Outcome:
     device_share: float
     migrations: int
     delayed_per_migration: float
+    reader_stall_per_migration_s: float  # the reader's wait for tokens in a migrated answer
 
 
 def outcome(policy: DiscoPolicy, served: Sequence[SimAnswer]) -> Outcome:
@@ -181,6 +182,7 @@ def outcome(policy: DiscoPolicy, served: Sequence[SimAnswer]) -> Outcome:
         policy.spend.budget_used("device"),
         len(moved),
         statistics.mean(s.delayed_tokens for s in moved) if moved else 0.0,
+        statistics.mean(s.reader_stall_s for s in moved) if moved else 0.0,
     )
 
 
@@ -211,6 +213,16 @@ def sweep(reqs: Sequence[tuple[int, int]], prof: Profiles) -> dict[str, Any]:
     return table
 
 
+def decision_ms(reqs: Sequence[tuple[int, int]], n: int) -> float:
+    """Wall time of ``n`` dispatch decisions (prompt observed, thresholds refitted as they are live)."""
+    policy = DiscoPolicy(DiscoConfig())
+    tiers = ("device", "cloud")
+    start = time.perf_counter()
+    for i in range(n):
+        policy.plan("m", reqs[i % len(reqs)][0], tiers)
+    return 1000 * (time.perf_counter() - start)
+
+
 def reductions(row: dict[str, Outcome], free: str) -> dict[str, float]:
     """DiSCo against the best baseline at the same budget (the free tier alone, the random split)."""
     equal = [row[f"{free}-only"], row["random-split"]]
@@ -221,6 +233,7 @@ def reductions(row: dict[str, Outcome], free: str) -> dict[str, float]:
         "cost_reduction_with_migration": 1 - m.cost_usd / d.cost_usd,
         "p99_tbt_ratio": m.p99_tbt_s / d.p99_tbt_s,
         "tokens_delayed_per_migration": m.delayed_per_migration,
+        "reader_stall_per_migration_s": m.reader_stall_per_migration_s,
         "migrations": m.migrations,
     }
 
@@ -402,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                 *(f"{row[x].mean_ttft_s:.2f} / {row[x].p99_ttft_s:.2f} / {row[x].cost_usd:.2f}" for x in names),
             )
         console.print(t)
+    overhead_ms = decision_ms(reqs, 100_000)
+    console.print(f"100,000 dispatch decisions: {overhead_ms:.0f} ms")
     with console.status(f"live: {n_live} requests x 3 policies through the coordinator"):
         import tempfile
 
@@ -424,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         "cost_reduction_with_migration": head["cost_reduction_with_migration"],
         "tokens_delayed_per_migration": head["tokens_delayed_per_migration"],
         "p99_tbt_ratio": head["p99_tbt_ratio"],
+        "reader_stall_per_migration_s": head["reader_stall_per_migration_s"],
+        "migrations": head["migrations"],
         "mean_ttft_reduction_min": min(r["mean_ttft_reduction"] for r in every),
         "mean_ttft_reduction_max": max(r["mean_ttft_reduction"] for r in every),
         "p99_ttft_reduction_min": min(r["p99_ttft_reduction"] for r in every),
@@ -440,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
             "cost_reduction_with_migration"
         ],
         "npu_prefill_mean_ttft_reduction": per_budget["llamacpp-npu"]["cloud"][0.5]["mean_ttft_reduction"],
+        "decision_ms_per_100k_requests": overhead_ms,
         "live_disco_mean_ttft_s": live_out["disco"]["mean_ttft_s"],
         "live_device_only_mean_ttft_s": live_out["device-only"]["mean_ttft_s"],
         "live_cloud_only_mean_ttft_s": live_out["cloud-only"]["mean_ttft_s"],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -174,6 +173,5 @@ class DiscoPolicy:
         s = StreamState(source, prompt_tokens, sent, since_first_token_s, remaining)
         ctl = st.controller
         migration_s = ctl.device(prompt_tokens + sent) if source == "cloud" else ctl.server.mean()
-        source_tok_s = (sent - 1) / since_first_token_s if since_first_token_s > 0 else math.inf
         policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
-        return policy.should_migrate(s, migration_s, source_tok_s, target_tok_s)
+        return policy.should_migrate(s, migration_s, target_tok_s)

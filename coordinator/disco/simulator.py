@@ -6,9 +6,10 @@ prompt length (each request on its user's own device: no device queueing),
 the cloud's is drawn from measured TTFTs (queueing and network included);
 tokens then follow at each tier's measured time between tokens.  After every
 token the policy is asked whether to migrate, as the coordinator asks it; a
-migration takes the target's TTFT for prompt + tokens sent, during which the
-source's tokens are held back and then dropped (*delayed*), and the reader
-sees one gap.  Every leg is charged through the policy (race losers their
+move stops the source at once and takes the target's TTFT for prompt + tokens
+sent: the client sees one gap (the tokens the source would have made in it
+are *delayed*), the reader, reading at its pace, only stalls if the gap
+outlasts its buffer.  Every leg is charged through the policy (race losers their
 prompt, migration targets their resumed prefix), and TTFTs and answer lengths
 are fed back to it, as the runtime does.  One answer migrates at most once (a
 move never pays in both directions).
@@ -57,6 +58,7 @@ class SimAnswer:
     cost_usd: float
     migrated: bool = False
     delayed_tokens: int = 0
+    reader_stall_s: float = 0.0
     first_tier: Tier = "device"
 
 
@@ -101,26 +103,35 @@ def serve(
             MODEL, src, prompt, sent, t - ttft, prof.context - prompt, 1.0 / prof.tbt(target), energy
         ):
             migration_s = prof.device_ttft(prompt + sent) if target == "device" else rng.choice(prof.cloud_ttft_s)
-            held = math.floor(migration_s / tbt)
-            if held < output - sent:
-                policy.observe_ttft(MODEL, target, prompt + sent, migration_s)
-                cost += policy.charge(src, prompt, generated + held, resumed, energy)
-                tried, out.migrated, out.delayed_tokens = True, True, held
-                src, resumed, generated = target, sent, 1
-                t += migration_s
-                out.gaps_s.append(migration_s)
-                sent += 1
-                continue
-            # the source finishes while the target prefills: the target is closed, its prefill paid
-            cost += policy.charge(target, prompt, 0, sent, energy)
-            tried = True
+            policy.observe_ttft(MODEL, target, prompt + sent, migration_s)
+            cost += policy.charge(src, prompt, generated, resumed, energy)
+            tried, out.migrated = True, True
+            out.delayed_tokens = min(math.floor(migration_s / tbt), output - sent)
+            src, resumed, generated = target, sent, 1
+            t += migration_s
+            out.gaps_s.append(migration_s)
+            sent += 1
+            continue
         t += tbt
         out.gaps_s.append(tbt)
         sent += 1
         generated += 1
     out.cost_usd = cost + policy.charge(src, prompt, generated, resumed, energy)
+    out.reader_stall_s = reader_stall(ttft, out.gaps_s, policy.cfg.reading_tok_s)
     policy.observe_answer(MODEL, output)
     return out
+
+
+def reader_stall(ttft_s: float, gaps_s: Sequence[float], reading_tok_s: float) -> float:
+    """Seconds a reader at ``reading_tok_s`` waits for tokens after the first one."""
+    delivered = read = ttft_s
+    stall = 0.0
+    for gap in gaps_s:
+        delivered += gap
+        due = read + 1.0 / reading_tok_s
+        stall += max(0.0, delivered - due)
+        read = max(delivered, due)
+    return stall
 
 
 def simulate(

@@ -3,12 +3,15 @@
 The client reads one stream.  When the answer should move (the migration
 controller says it pays, the source failed or stalled, or a caller forced it),
 the target is opened with the prompt plus every token id sent so far as
-``resume_tokens`` (it prefills them: no KV is transferred).  Until the target
-produces its first token, tokens still arriving from the source are held
-back; at that first token the source is closed, the held tokens are dropped
-(they were *delayed*: the target regenerates their positions) and the stream
-continues from the target.  If the target fails instead, the held tokens are
-released and the source goes on.  No token is lost or repeated, in order.
+``resume_tokens`` (it prefills them: no KV is transferred).  A move for cost
+stops the source at once (the reader's buffer covers the move; if the target
+fails, the answer resumes on the source the same way).  Otherwise, until the
+target produces its first token, tokens still arriving from the source are
+held back; at that first token the source is closed, the held tokens are
+dropped (they were *delayed*: the target regenerates their positions) and the
+stream continues from the target; if the target fails instead, the held
+tokens are released and the source goes on.  No token is lost or repeated, in
+order.
 The answer starts as DiSCo's plan says: on one tier, or racing both
 (:func:`coordinator.disco.legs.race`).
 """
@@ -120,6 +123,7 @@ class MigratingAnswer(Answer):
         held: list[Delta] = []
         first_at: float | None = None
         meta: tuple[str, float, Reason] | None = None
+        stopped: str | None = None  # the source, closed at a move for cost
         nxt: asyncio.Future[object] | None = asyncio.ensure_future(self._src.next())
 
         def send(d: Delta) -> Delta:
@@ -160,6 +164,10 @@ class MigratingAnswer(Answer):
                     try:
                         leg = target.result()
                     except (EndpointFailed, ApiError, OSError) as e:
+                        if stopped is not None:  # a move for cost failed: resume where the answer was
+                            begin((stopped, "failure"))
+                            stopped = None
+                            continue
                         if nxt is None:
                             raise EndpointFailed(f"{self.endpoint} failed and {to} could not take over ({e})") from None
                         for d in held:  # the source goes on: release what it held back
@@ -172,7 +180,7 @@ class MigratingAnswer(Answer):
                             await nxt
                     await self._src.close()
                     self._on_migration(Migration(self.endpoint, to, sent, len(held), time.monotonic() - since, reason))
-                    self._src, held, self.endpoint = leg, [], to
+                    self._src, held, self.endpoint, stopped = leg, [], to, None
                     nxt = asyncio.ensure_future(self._src.next())
                     continue
                 assert nxt is not None
@@ -197,6 +205,13 @@ class MigratingAnswer(Answer):
                 first_at = first_at or now
                 yield send(delta)
                 begin(self._decide(self.endpoint, sent, now - first_at))
+                if self._target is not None and meta is not None and meta[2] == "cost":
+                    # the reader's buffer covers the move: stop paying the source now
+                    nxt.cancel()
+                    with contextlib.suppress(BaseException):
+                        await nxt
+                    await self._src.close()
+                    nxt, stopped = None, self.endpoint
             route = self._src.route
             self.finish_reason = route.finish_reason
             self.completion_tokens = sent

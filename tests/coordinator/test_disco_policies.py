@@ -95,16 +95,13 @@ def test_migration_needs_a_covering_buffer_and_a_saving() -> None:
     policy = MigrationPolicy(COSTS, reading_tok_s=5.0)
     s = StreamState("cloud", prompt_tokens=100, generated=40, since_first_token_s=2.0, remaining_estimate=200)
     assert policy.buffer(s) == 30  # 40 sent, 10 read
-    # saving: (8e-6 - 1e-6) * 200 - 20 tokens the cloud makes in 1 s at 20 tok/s (8e-6 each)
-    # - device prefill of 140 tokens (1.4e-4) = 1.1e-3 > 0
-    assert policy.saving(s, migration_s=1.0, source_tok_s=20) == pytest.approx(7e-6 * 200 - 20 * 8e-6 - 140e-6)
-    assert policy.saving(s, migration_s=10.0, source_tok_s=20) == pytest.approx(-140e-6)  # the cloud finishes first
-    assert policy.should_migrate(s, migration_s=5.9, source_tok_s=20, target_tok_s=20)  # 30 >= 5 tok/s * 5.9 s
-    assert not policy.should_migrate(s, 6.1, 20, 20)  # the reader would catch up
-    assert not policy.should_migrate(s, 5.9, 40, 20)  # the cloud would be done (236 tokens) before the device
-    assert not policy.should_migrate(s, 1.0, 20, target_tok_s=4)  # a device slower than reading
+    # saving: (8e-6 - 1e-6) * 200 - device prefill of 140 tokens (1.4e-4) = 1.26e-3 > 0
+    assert policy.saving(s) == pytest.approx(7e-6 * 200 - 140e-6)
+    assert policy.should_migrate(s, migration_s=5.9, target_tok_s=20)  # 30 tokens >= 5 tok/s * 5.9 s
+    assert not policy.should_migrate(s, migration_s=6.1, target_tok_s=20)  # the reader would catch up
+    assert not policy.should_migrate(s, migration_s=1.0, target_tok_s=4)  # a device slower than reading
     back = StreamState("device", 100, 40, 2.0, 200)
-    assert policy.saving(back, 0.1, 20) < 0 and not policy.should_migrate(back, 0.1, 20, 100)  # the device is cheaper
+    assert policy.saving(back) < 0 and not policy.should_migrate(back, 0.1, 100)  # the device is cheaper
 
 
 def _policy(**kw: object) -> DiscoPolicy:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from coordinator.disco.baselines import AlwaysRace, Only, RandomSplit
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
 from coordinator.disco.policy import DiscoPolicy, Plan
-from coordinator.disco.simulator import Profiles, first_token, simulate
+from coordinator.disco.simulator import Profiles, first_token, reader_stall, simulate
 from edgeweave.config import DiscoConfig
 
 PROF = Profiles(DeviceTTFT(0.1, 0.001), 0.05, DeviceEnergy(0.01, 0.001), [0.5], 0.02, context=1000)
@@ -46,14 +48,23 @@ def test_a_dear_cloud_answer_moves_to_the_device_once_lengths_are_known() -> Non
     served = simulate(policy, Only("cloud"), [(100, 50)] * 11, PROF)
     assert not any(s.migrated for s in served[:10])  # fewer than ten finished answers: no estimate
     s = served[10]
-    # at 4 tokens the buffer (4 - 4.5 * 3 * 0.02 = 3.73) covers the estimated 0.104 s move, and the
-    # cloud's ~5 tokens meanwhile leave 41 of the 46 to come; the device takes 0.1 + 0.104 s, in which
-    # the cloud makes 10 tokens, dropped
+    # at 4 tokens the buffer (4 - 4.5 * 3 * 0.02 = 3.73) covers the estimated 0.104 s move; the cloud
+    # stops there, the device takes 0.1 + 0.104 s (the cloud would have made 10 tokens meanwhile)
     assert s.migrated and s.delayed_tokens == 10
     assert s.gaps_s[:3] == [0.02] * 3 and s.gaps_s[3] == pytest.approx(0.204) and s.gaps_s[4:] == [0.05] * 45
-    cloud = 100e-6 + 14e-3
+    assert s.reader_stall_s == 0.0  # both tiers outpace a reader at 4.5 tokens/s
+    cloud = 100e-6 + 4e-3
     device = (104 * 0.001 + 46 * 0.01) * 1e-4
     assert s.cost_usd == pytest.approx(cloud + device)
-    assert s.cost_usd < served[9].cost_usd
-    slow = simulate(_policy(), Only("cloud"), [(100, 50)] * 11, PROF)  # prior 10 ms a token: a 1.04 s move
-    assert not slow[10].migrated  # the cloud would finish (50 tok/s) before the device took over
+    assert s.cost_usd < 0.1 * served[9].cost_usd
+    crawl = replace(PROF, device_tbt_s=0.5)  # 2 tokens/s: the reader would catch up with the device
+    assert not any(
+        a.migrated for a in simulate(_policy(device_prefill_tok_s=1000.0), Only("cloud"), [(100, 50)] * 11, crawl)
+    )
+
+
+def test_a_reader_stalls_only_when_tokens_come_later_than_it_reads() -> None:
+    assert reader_stall(0.5, [0.1, 0.1], reading_tok_s=5.0) == 0.0  # 10 tokens/s outpace 5
+    # first token read at 0.0; the next delivered at 0.2 (due 0.2), then at 1.2 (due 0.4: 0.8 s of
+    # waiting), then at 1.3 (due 1.4: on time)
+    assert reader_stall(0.0, [0.2, 1.0, 0.1], reading_tok_s=5.0) == pytest.approx(0.8)
