@@ -1,0 +1,1 @@
+"""Dora: QoE-aware hybrid (data x pipeline) parallelism across heterogeneous edge devices."""
