@@ -1,5 +1,6 @@
-"""Dora's partitioner (pure): hybrid data x pipeline plans over heterogeneous devices, their
-predicted latency, throughput and energy, and the compact Pareto set of those meeting the QoE.
+"""Dora's partitioner (pure): hybrid data x pipeline plans over heterogeneous devices and their
+predicted latency, throughput and energy in closed form (:mod:`coordinator.dora.planner` re-scores
+them with the contention-aware schedule and keeps the Pareto set that meets the QoE).
 
 A plan is ``p`` data-parallel pipelines, each a chain of devices holding
 contiguous layer ranges, the batch split between pipelines in proportion to
@@ -36,7 +37,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
+from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
 MICRO_BATCHES = (1, 2, 4, 8)
 MAX_PIPELINES = 4
@@ -212,21 +213,3 @@ def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Work
                         if plan not in seen:
                             seen.add(plan)
                             yield plan
-
-
-def pareto(scored: Sequence[tuple[Plan, Estimate]]) -> list[tuple[Plan, Estimate]]:
-    """The plans no other plan dominates (one per distinct estimate), fastest first."""
-    front: list[tuple[Plan, Estimate]] = []
-    for plan, est in sorted(scored, key=lambda x: (x[1].latency_s, x[1].energy_j, -x[1].throughput)):
-        if not any(e.dominates(est) or e == est for _, e in front):
-            front = [(p, e) for p, e in front if not est.dominates(e)] + [(plan, est)]
-    return front
-
-
-def partition(
-    model: ModelProfile, devices: Sequence[DeviceProfile], net: Network, work: Workload, qoe: QoE
-) -> list[tuple[Plan, Estimate]]:
-    """The Pareto set (latency, throughput, energy) of the candidate plans that meet ``qoe``."""
-    by_name = {d.name: d for d in devices}
-    scored = [(plan, estimate(plan, model, by_name, net, work)) for plan in candidates(model, devices, work)]
-    return pareto([(p, e) for p, e in scored if qoe.met(e.latency_s, e.throughput)])
