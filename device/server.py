@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import edgeweave
+from device.dora_routes import add_routes
 from device.telemetry import TelemetrySampler
 from device.worker import ModelWorker, QueueFull, Ticket
 from edgeweave import sse
@@ -291,4 +292,5 @@ def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -
     app.router.add_get("/v1/telemetry", telemetry)
     app.router.add_post("/v1/generate", generate)
     app.router.add_post("/v1/cancel/{id}", cancel)
+    add_routes(app)
     return app

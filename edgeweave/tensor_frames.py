@@ -17,6 +17,9 @@ offset   size         field
 .        rest         the elements, C order, little-endian
 ======== ============ ==================================================
 
+Several frames travel in one body as a uint32 count followed by each frame
+after its uint64 length (:func:`pack`).
+
 A frame whose length, dtype, rank or metadata does not add up is refused with
 :class:`FrameError` naming what is wrong; nothing is guessed.  Hosts are
 little-endian (x86, ARM), so tensors are framed as they lie in memory.
@@ -98,3 +101,27 @@ def decode(frame: bytes) -> tuple[torch.Tensor, dict[str, Any]]:
         return torch.empty(shape, dtype=dtype), meta
     flat = torch.frombuffer(bytearray(frame[at:]), dtype=torch.int16 if dtype == torch.bfloat16 else dtype)
     return (flat.view(torch.bfloat16) if dtype == torch.bfloat16 else flat).reshape(shape), meta
+
+
+def pack(frames: list[bytes]) -> bytes:
+    """Several frames in one body: a uint32 count, then each frame after its uint64 length."""
+    return struct.pack("<I", len(frames)) + b"".join(struct.pack("<Q", len(f)) + f for f in frames)
+
+
+def unpack(body: bytes) -> list[bytes]:
+    if len(body) < 4:
+        raise FrameError("a frame list needs at least its 4-byte count")
+    (count,) = struct.unpack_from("<I", body)
+    at, out = 4, []
+    for i in range(count):
+        if len(body) < at + 8:
+            raise FrameError(f"frame list ends before frame {i + 1} of {count}")
+        (n,) = struct.unpack_from("<Q", body, at)
+        at += 8
+        if len(body) < at + n:
+            raise FrameError(f"frame {i + 1} of {count} is cut short")
+        out.append(body[at : at + n])
+        at += n
+    if at != len(body):
+        raise FrameError(f"{len(body) - at} bytes after the last of {count} frames")
+    return out

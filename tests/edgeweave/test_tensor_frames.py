@@ -7,7 +7,7 @@ import struct
 import pytest
 import torch
 
-from edgeweave.tensor_frames import DTYPES, FrameError, decode, encode
+from edgeweave.tensor_frames import DTYPES, FrameError, decode, encode, pack, unpack
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -43,3 +43,14 @@ def test_damaged_frames_are_refused_with_the_reason() -> None:
         decode(encode(torch.ones(1))[:8] + struct.pack("<I", 2) + struct.pack("<Q", 1) + b"[]" + b"\x00" * 4)
     with pytest.raises(FrameError, match="cannot be framed"):
         encode(torch.ones(2, dtype=torch.complex64))
+
+
+def test_frame_lists_round_trip_and_refuse_truncation() -> None:
+    frames = [b"", encode(torch.ones(2)), encode(torch.zeros(0, 3), {"k": 1})]
+    assert unpack(pack(frames)) == frames
+    body = pack(frames)
+    for cut, reason in ((body[:2], "4-byte count"), (body[:10], "before frame 1"), (body[:-1], "cut short")):
+        with pytest.raises(FrameError, match=reason):
+            unpack(cut)
+    with pytest.raises(FrameError, match="1 bytes after"):
+        unpack(body + b"x")

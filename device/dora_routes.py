@@ -1,0 +1,238 @@
+"""The device daemon's Dora routes: pipeline stages served over the network in tensor frames,
+and per-layer profiling on the device itself.
+
+``POST /v1/dora/profile`` times every decoder layer of a model on this device
+(forward and backward, per sample) and reports the bytes at each cut and each
+layer's weights: the profile Dora's partitioner plans from.
+``POST /v1/dora/stages`` loads a layer range as stage ``id`` (``lr`` > 0: for
+training); then, per stage, bodies and answers are tensor frames
+(:mod:`edgeweave.tensor_frames`):
+
+- ``/infer``: hidden states (or token ids) in, the next stage's input out;
+- ``/forward``: the same in training (meta ``key``: the micro-batch), kept for backward;
+- ``/loss`` (last stage): frames [input, targets] (meta ``key``, ``total``), answer
+  [loss share, gradient for the previous stage];
+- ``/backward``: the next stage's gradient (meta ``key``), answer [gradient] or [];
+- ``GET``/``POST /gradients``: the stage's gradients, one frame per parameter (meta ``name``);
+- ``/step``: the optimizer step; ``DELETE``: unload.
+
+Compute runs off the event loop, one call at a time per stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from device.stage import Stage, StageWorker
+from edgeweave.errors import EdgeweaveError, ModelFileError, UsageError
+from edgeweave.http_errors import ApiError, parse_body
+from edgeweave.models.checkpoint import load_checkpoint
+from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
+T = TypeVar("T")
+
+
+class StageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    model: str = Field(min_length=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+    lr: float = Field(default=0.0, ge=0.0)
+
+
+class ProfileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    batch: int = Field(default=2, ge=1, le=256)
+    seq_len: int = Field(default=32, ge=1, le=8192)
+    rounds: int = Field(default=3, ge=1, le=100)
+
+
+@dataclass
+class _Served:
+    worker: StageWorker
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+STAGES = web.AppKey("dora_stages", dict)
+
+
+def _checkpoint(model: str) -> Any:
+    try:
+        return resolve_checkpoint(model)
+    except ModelFileError as e:
+        raise ApiError(400, f"model: {e}", param="model") from None
+
+
+async def load_stage(request: web.Request) -> web.Response:
+    req = await parse_body(request, StageRequest)
+    path = _checkpoint(req.model)
+    try:
+        stage = await asyncio.to_thread(Stage.load, path, req.start, req.end)
+    except UsageError as e:
+        raise ApiError(400, str(e), param="end") from None
+    request.app[STAGES][req.id] = _Served(StageWorker(stage, req.lr))
+    params = sum(p.numel() for p in stage.parameters())
+    return web.json_response({"id": req.id, "parameters": params, "first": stage.first, "last": stage.last})
+
+
+async def drop_stage(request: web.Request) -> web.Response:
+    _served(request)
+    del request.app[STAGES][request.match_info["id"]]
+    return web.json_response({"id": request.match_info["id"], "deleted": True})
+
+
+def _served(request: web.Request) -> _Served:
+    sid = request.match_info["id"]
+    served = request.app[STAGES].get(sid)
+    if served is None:
+        raise ApiError(404, f"no stage {sid!r} is loaded here", param="id")
+    return served
+
+
+async def _frames(request: web.Request) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    try:
+        return [decode(f) for f in unpack(await request.read())]
+    except FrameError as e:
+        raise ApiError(400, f"body: {e}", param="body") from None
+
+
+async def _run(served: _Served, fn: Callable[[], T]) -> T:
+    async with served.lock:
+        try:
+            return await asyncio.to_thread(fn)
+        except KeyError as e:
+            raise ApiError(400, f"key: no forward pass is waiting for micro-batch {e}", param="key") from None
+        except (RuntimeError, IndexError, ValueError) as e:  # shapes or ids that do not fit the stage
+            raise ApiError(400, f"body: the stage cannot take this tensor ({e})", param="body") from None
+        except EdgeweaveError as e:
+            raise ApiError(400, str(e)) from None
+
+
+def _reply(frames: list[bytes]) -> web.Response:
+    return web.Response(body=pack(frames), content_type=CONTENT_TYPE)
+
+
+def _one(frames: list[tuple[torch.Tensor, dict[str, Any]]], n: int = 1) -> None:
+    if len(frames) != n:
+        raise ApiError(400, f"body: expected {n} tensor frame(s), got {len(frames)}", param="body")
+
+
+async def infer(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    out = await _run(served, lambda: served.worker.infer(frames[0][0]))
+    return _reply([encode(out)])
+
+
+async def forward(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    (x, meta) = frames[0]
+    out = await _run(served, lambda: served.worker.forward(str(meta.get("key")), x))
+    return _reply([encode(out)])
+
+
+async def loss(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames, 2)
+    (x, meta), (targets, _) = frames
+    total = meta.get("total")
+    if not isinstance(total, int) or total < 1:
+        raise ApiError(400, "total: the step's target count must be a positive integer", param="total")
+    share, grad = await _run(served, lambda: served.worker.loss(str(meta.get("key")), x, targets, total))
+    return _reply([encode(torch.tensor(share))] + ([encode(grad)] if grad is not None else []))
+
+
+async def backward(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    (grad, meta) = frames[0]
+    out = await _run(served, lambda: served.worker.backward(str(meta.get("key")), grad))
+    return _reply([encode(out)] if out is not None else [])
+
+
+async def get_gradients(request: web.Request) -> web.Response:
+    served = _served(request)
+    grads = await _run(served, served.worker.gradients)
+    return _reply([encode(g, {"name": n}) for n, g in grads.items()])
+
+
+async def set_gradients(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    grads = {str(meta.get("name")): g for g, meta in frames}
+    await _run(served, lambda: served.worker.set_gradients(grads))
+    return web.json_response({"ok": True})
+
+
+async def step(request: web.Request) -> web.Response:
+    served = _served(request)
+    await _run(served, served.worker.step)
+    return web.json_response({"ok": True})
+
+
+def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int]]:
+    """Per-sample forward and backward seconds of every decoder layer (medians), bytes at each cut
+    and each layer's weight bytes; the embedding and the head are counted in the first and last."""
+    full = load_checkpoint(_checkpoint(model))
+    cfg = full.config
+    seq_len = min(seq_len, cfg.max_seq_len)
+    cos, sin = full.rope_cos[:seq_len], full.rope_sin[:seq_len]
+    fwd: list[float] = []
+    bwd: list[float] = []
+    for i, layer in enumerate(full.model.layers):
+        f_times, b_times = [], []
+        for _ in range(rounds):
+            h = torch.randn(batch, seq_len, cfg.dim, requires_grad=True)
+            t0 = time.perf_counter()
+            out = layer(h, cos, sin, None, None)
+            if i == cfg.n_layers - 1:
+                out = full.lm_head(full.model.norm(out))
+            t1 = time.perf_counter()
+            out.sum().backward()
+            t2 = time.perf_counter()
+            f_times.append((t1 - t0) / batch)
+            b_times.append((t2 - t1) / batch)
+        fwd.append(sorted(f_times)[rounds // 2])
+        bwd.append(sorted(b_times)[rounds // 2])
+
+    def size(module: torch.nn.Module) -> int:
+        return sum(p.numel() * p.element_size() for p in module.parameters())
+
+    weights = [size(layer) for layer in full.model.layers]
+    weights[0] += size(full.model.embed_tokens)
+    weights[-1] += size(full.model.norm) + size(full.lm_head)
+    activation = [seq_len * cfg.dim * 4] * cfg.n_layers  # float32 hidden states per sample
+    activation[-1] = seq_len * cfg.vocab_size * 4
+    return {"forward_s": fwd, "backward_s": bwd, "activation_bytes": activation, "weight_bytes": weights}
+
+
+async def profile(request: web.Request) -> web.Response:
+    req = await parse_body(request, ProfileRequest)
+    _checkpoint(req.model)
+    result = await asyncio.to_thread(profile_layers, req.model, req.batch, req.seq_len, req.rounds)
+    return web.json_response({"model": req.model, "batch": req.batch, "seq_len": req.seq_len, **result})
+
+
+def add_routes(app: web.Application) -> None:
+    app[STAGES] = {}
+    app.router.add_post("/v1/dora/profile", profile)
+    app.router.add_post("/v1/dora/stages", load_stage)
+    app.router.add_delete("/v1/dora/stages/{id}", drop_stage)
+    app.router.add_post("/v1/dora/stages/{id}/infer", infer)
+    app.router.add_post("/v1/dora/stages/{id}/forward", forward)
+    app.router.add_post("/v1/dora/stages/{id}/loss", loss)
+    app.router.add_post("/v1/dora/stages/{id}/backward", backward)
+    app.router.add_get("/v1/dora/stages/{id}/gradients", get_gradients)
+    app.router.add_post("/v1/dora/stages/{id}/gradients", set_gradients)
+    app.router.add_post("/v1/dora/stages/{id}/step", step)
