@@ -2,7 +2,8 @@
 
 ``/v1/chat/completions`` and ``/v1/completions`` (SSE streaming or not, usage
 filled), ``/v1/models``, plus ``/v1/devices`` (the registry with live
-telemetry), ``/health`` and ``/metrics``.  Client API keys (``Authorization:
+telemetry), ``/v1/dora/plan`` and ``/v1/dora/run`` (:mod:`coordinator.dora.api`),
+``/health`` and ``/metrics``.  Client API keys (``Authorization:
 Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
 """
 
@@ -19,6 +20,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime
 from coordinator.dispatch import PIN_HEADER, Dispatcher
+from coordinator.dora.api import add_routes as add_dora_routes
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.registry import Registry
 from coordinator.routes import Job
@@ -173,4 +175,5 @@ def create_app(state: CoordinatorState, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/devices", devices)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    add_dora_routes(app, state.registry)
     return app

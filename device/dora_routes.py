@@ -3,7 +3,8 @@ and per-layer profiling on the device itself.
 
 ``POST /v1/dora/profile`` times every decoder layer of a model on this device
 (forward and backward, per sample) and reports the bytes at each cut and each
-layer's weights: the profile Dora's partitioner plans from.
+layer's weights: the profile Dora's partitioner plans from; ``POST
+/v1/dora/echo`` sends the body back (link probes).
 ``POST /v1/dora/stages`` loads a layer range as stage ``id`` (``lr`` > 0: for
 training); then, per stage, bodies and answers are tensor frames
 (:mod:`edgeweave.tensor_frames`):
@@ -224,8 +225,14 @@ async def profile(request: web.Request) -> web.Response:
     return web.json_response({"model": req.model, "batch": req.batch, "seq_len": req.seq_len, **result})
 
 
+async def echo(request: web.Request) -> web.Response:
+    """The body back: the coordinator times it to measure this device's link."""
+    return web.Response(body=await request.read(), content_type="application/octet-stream")
+
+
 def add_routes(app: web.Application) -> None:
     app[STAGES] = {}
+    app.router.add_post("/v1/dora/echo", echo)
     app.router.add_post("/v1/dora/profile", profile)
     app.router.add_post("/v1/dora/stages", load_stage)
     app.router.add_delete("/v1/dora/stages/{id}", drop_stage)

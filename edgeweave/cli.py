@@ -207,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(func=_cmd_train_length)
 
+    from coordinator.dora.cli import add_parser as add_dora
+
+    add_dora(sub, _Parser)
+
     p = sub.add_parser("config", help="config files")
     verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     v = verbs.add_parser("check", help="validate a config file, reporting every problem")

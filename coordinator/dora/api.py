@@ -1,0 +1,104 @@
+"""The coordinator's Dora routes: ``POST /v1/dora/plan`` and ``POST /v1/dora/run``.
+
+Both measure the devices that are up (:mod:`coordinator.dora.service`) and
+plan with :func:`coordinator.dora.planner.partition`; ``plan`` answers the
+Pareto set with each plan's predicted latency, throughput and energy, ``run``
+also executes one of them (``plan``: its index) on the devices and reports the
+measured batch time next to the prediction.  The blocking work runs off the
+event loop.  Bad input is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.planner import partition
+from coordinator.dora.profiles import QoE, Workload
+from coordinator.dora.service import Member, measure, run
+from coordinator.registry import Registry
+from edgeweave.errors import EdgeweaveError
+from edgeweave.http_errors import ApiError, parse_body
+
+REGISTRY = web.AppKey("dora_registry", Registry)
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    training: bool = False
+    batch: int = Field(default=8, ge=1, le=4096)
+    seq_len: int = Field(default=32, ge=1, le=8192)
+    max_latency_s: float | None = Field(default=None, gt=0)
+    min_throughput: float | None = Field(default=None, gt=0)
+
+
+class RunRequest(PlanRequest):
+    plan: int = Field(default=0, ge=0)  # index into the Pareto set, fastest first
+    steps: int = Field(default=3, ge=1, le=100)
+
+
+def _members(registry: Registry) -> list[Member]:
+    out = []
+    for rec in sorted(registry.devices.values(), key=lambda r: r.id):
+        if rec.state != "up":
+            continue
+        t = rec.telemetry
+        free_mb = (t.memory_total_mb - t.memory_used_mb) if t is not None else rec.info.memory_mb / 2
+        out.append(Member(rec.id, rec.url, int(free_mb * 2**20), rec.info.power_idle_w, rec.info.power_max_w))
+    if not out:
+        raise ApiError(503, "no device is up to plan over", code="unavailable")
+    return out
+
+
+def _describe(plan: Plan, est: Estimate) -> dict[str, Any]:
+    return {
+        "pipelines": [
+            {"samples": p.samples, "stages": [{"device": s.device, "layers": [s.start, s.end]} for s in p.stages]}
+            for p in plan.pipelines
+        ],
+        "micro_batches": plan.micro_batches,
+        "latency_s": est.latency_s,
+        "throughput": est.throughput,
+        "energy_j": est.energy_j,
+    }
+
+
+def _plan(registry: Registry, req: PlanRequest) -> tuple[list[Member], list[tuple[Plan, Estimate]]]:
+    members = _members(registry)
+    try:
+        model, devices, net = measure(members, registry.key, req.model, req.seq_len)
+    except EdgeweaveError as e:
+        raise ApiError(400, str(e), param="model") from None
+    qoe = QoE(req.max_latency_s, req.min_throughput)
+    return members, partition(model, devices, net, Workload(req.training, req.batch), qoe)
+
+
+async def plan_route(request: web.Request) -> web.Response:
+    req = await parse_body(request, PlanRequest)
+    _, front = await asyncio.to_thread(_plan, request.app[REGISTRY], req)
+    return web.json_response({"object": "list", "data": [_describe(p, e) for p, e in front]})
+
+
+async def run_route(request: web.Request) -> web.Response:
+    req = await parse_body(request, RunRequest)
+
+    def go() -> dict[str, Any]:
+        members, front = _plan(request.app[REGISTRY], req)
+        if req.plan >= len(front):
+            raise ApiError(400, f"plan: {req.plan} is past the {len(front)} plans that meet the QoE", param="plan")
+        plan, est = front[req.plan]
+        measured = run(plan, members, request.app[REGISTRY].key, req.model, req.training, req.seq_len, req.steps)
+        return {**_describe(plan, est), "measured": measured}
+
+    return web.json_response(await asyncio.to_thread(go))
+
+
+def add_routes(app: web.Application, registry: Registry) -> None:
+    app[REGISTRY] = registry
+    app.router.add_post("/v1/dora/plan", plan_route)
+    app.router.add_post("/v1/dora/run", run_route)

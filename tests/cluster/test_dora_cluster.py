@@ -1,0 +1,55 @@
+"""``edgeweave dora plan`` and ``dora run`` against a live cluster: a coordinator and two device
+daemons as processes; profiles measured on the devices, a plan run on them for real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeweave.cluster_files import DeviceProfile
+from edgeweave.local_cluster import LocalCluster
+from tests.cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("dora-cluster")) as c:
+        devices = c.start_devices(
+            (DeviceProfile("pi-1", "pi", "llamacpp", threads=1), DeviceProfile("jetson-1", "jetson", "llamacpp")),
+            advertise=False,
+        )
+        c.start_coordinator(mdns=False, static=tuple(d.url for d in devices))
+        c.wait_until(lambda up: {"pi-1", "jetson-1"} <= set(up), timeout_s=30)
+        yield c
+
+
+def _cli(c: LocalCluster, *args: str) -> tuple[int, str, str]:
+    out = run_cli("dora", *args, "--url", c.url, "--api-key", c.api_key, "--seq-len", "16", timeout=300)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_plan_lists_the_pareto_set_over_the_measured_devices(cluster: LocalCluster, tmp_path: Path) -> None:
+    code, out, err = _cli(cluster, "plan", "--batch", "4")
+    assert code == 0, err
+    assert "pi-1[" in out or "jetson-1[" in out
+    assert "latency s" in out and "energy J" in out
+
+
+def test_run_executes_a_plan_on_the_devices_inference_and_training(cluster: LocalCluster) -> None:
+    code, out, err = _cli(cluster, "run", "--batch", "4", "--steps", "2")
+    assert code == 0, err
+    assert "measured" in out
+    code, out, err = _cli(cluster, "run", "--training", "--batch", "4", "--steps", "2")
+    assert code == 0, err
+    assert "losses: " in out
+
+
+def test_bad_requests_name_the_field_and_exit_2(cluster: LocalCluster) -> None:
+    code, _, err = _cli(cluster, "plan", "--batch", "0")
+    assert code == 2 and "batch" in err
+    code, _, err = _cli(cluster, "plan", "--model", "no-such-model")
+    assert code == 2 and "model" in err
+    code, _, err = _cli(cluster, "run", "--plan", "99")
+    assert code == 2 and "plan: 99" in err
