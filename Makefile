@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.engine
 	$(PY) -m benchmarks.tempo
 	$(PY) -m benchmarks.disco
+	$(PY) -m benchmarks.dora
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
