@@ -24,6 +24,22 @@ def _batch(n: int, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return seq[:, :-1], targets
 
 
+class Reference:
+    """Single-process training of the whole model, as the distributed steps should go."""
+
+    def __init__(self) -> None:
+        self.model = load_checkpoint(CKPT).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
+
+    def step(self, tokens: torch.Tensor, targets: torch.Tensor) -> float:
+        logits = self.model(tokens)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss)
+
+
 def test_pipeline_inference_equals_the_whole_model() -> None:
     whole = load_checkpoint(CKPT)
     tokens, _ = _batch(4, 24, seed=0)
@@ -37,20 +53,14 @@ def test_pipeline_inference_equals_the_whole_model() -> None:
 
 def test_pipeline_and_data_parallel_training_follow_single_process_training() -> None:
     torch.manual_seed(0)
-    ref = load_checkpoint(CKPT).train()
-    opt = torch.optim.AdamW(ref.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
+    ref = Reference()
     cuts = (((0, 3), (3, 6)), ((0, 1), (1, 4), (4, 6)))  # two pipelines, cut differently
     pipes = [[StageWorker(Stage.load(CKPT, a, b), lr=1e-3) for a, b in cut] for cut in cuts]
     for step in range(4):
         tokens, targets = _batch(6, 16, seed=10 + step)
-        logits = ref(tokens)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        got = train_step(pipes, (4, 2), tokens, targets, micro_batches=2)
-        assert got == pytest.approx(float(loss), rel=1e-5), step
-    expected = dict(ref.named_parameters())
+        loss = ref.step(tokens, targets)
+        assert train_step(pipes, (4, 2), tokens, targets, micro_batches=2) == pytest.approx(loss, rel=1e-5), step
+    expected = dict(ref.model.named_parameters())
     for pipe in pipes:
         for worker in pipe:
             for name, p in worker.stage.global_parameters().items():
