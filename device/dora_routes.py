@@ -87,6 +87,17 @@ async def load_stage(request: web.Request) -> web.Response:
     return web.json_response({"id": req.id, "parameters": params, "first": stage.first, "last": stage.last})
 
 
+async def list_stages(request: web.Request) -> web.Response:
+    stages = request.app[STAGES]
+    return web.json_response(
+        {
+            "data": [
+                {"id": sid, "layers": [s.worker.stage.start, s.worker.stage.end]} for sid, s in sorted(stages.items())
+            ]
+        }
+    )
+
+
 async def drop_stage(request: web.Request) -> web.Response:
     _served(request)
     del request.app[STAGES][request.match_info["id"]]
@@ -235,6 +246,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/dora/echo", echo)
     app.router.add_post("/v1/dora/profile", profile)
     app.router.add_post("/v1/dora/stages", load_stage)
+    app.router.add_get("/v1/dora/stages", list_stages)
     app.router.add_delete("/v1/dora/stages/{id}", drop_stage)
     app.router.add_post("/v1/dora/stages/{id}/infer", infer)
     app.router.add_post("/v1/dora/stages/{id}/forward", forward)

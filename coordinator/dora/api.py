@@ -4,18 +4,21 @@ Both measure the devices that are up (:mod:`coordinator.dora.service`) and
 plan with :func:`coordinator.dora.planner.partition`; ``plan`` answers the
 Pareto set with each plan's predicted latency, throughput and energy, ``run``
 also executes one of them (``plan``: its index) on the devices and reports the
-measured batch time next to the prediction.  The blocking work runs off the
-event loop.  Bad input is a 400 naming the field.
+measured batch time next to the prediction; if a device of the plan leaves
+mid-run, the run re-plans with Dora's adapter over those left (the first
+plan of its mix) and carries on.  The blocking work runs off the event loop.  Bad input is a 400 naming the field.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator.dora.adapter import Adapter, Conditions
 from coordinator.dora.partitioner import Estimate, Plan
 from coordinator.dora.planner import partition
 from coordinator.dora.profiles import QoE, Workload
@@ -39,7 +42,7 @@ class PlanRequest(BaseModel):
 
 class RunRequest(PlanRequest):
     plan: int = Field(default=0, ge=0)  # index into the Pareto set, fastest first
-    steps: int = Field(default=3, ge=1, le=100)
+    steps: int = Field(default=3, ge=1, le=10_000)
 
 
 def _members(registry: Registry) -> list[Member]:
@@ -68,31 +71,51 @@ def _describe(plan: Plan, est: Estimate) -> dict[str, Any]:
     }
 
 
-def _plan(registry: Registry, req: PlanRequest) -> tuple[list[Member], list[tuple[Plan, Estimate]]]:
+@dataclass(frozen=True)
+class _Planned:
+    members: list[Member]
+    front: list[tuple[Plan, Estimate]]
+    adapter: Adapter  # for re-planning mid-run, on the same measurements
+
+
+def _plan(registry: Registry, req: PlanRequest) -> _Planned:
     members = _members(registry)
     try:
         model, devices, net = measure(members, registry.key, req.model, req.seq_len)
     except EdgeweaveError as e:
         raise ApiError(400, str(e), param="model") from None
-    qoe = QoE(req.max_latency_s, req.min_throughput)
-    return members, partition(model, devices, net, Workload(req.training, req.batch), qoe)
+    qoe, work = QoE(req.max_latency_s, req.min_throughput), Workload(req.training, req.batch)
+    return _Planned(members, partition(model, devices, net, work, qoe), Adapter(model, devices, net, work, qoe))
 
 
 async def plan_route(request: web.Request) -> web.Response:
     req = await parse_body(request, PlanRequest)
-    _, front = await asyncio.to_thread(_plan, request.app[REGISTRY], req)
-    return web.json_response({"object": "list", "data": [_describe(p, e) for p, e in front]})
+    planned = await asyncio.to_thread(_plan, request.app[REGISTRY], req)
+    return web.json_response({"object": "list", "data": [_describe(p, e) for p, e in planned.front]})
 
 
 async def run_route(request: web.Request) -> web.Response:
     req = await parse_body(request, RunRequest)
 
+    registry = request.app[REGISTRY]
+
+    def present() -> frozenset[str]:
+        return frozenset(r.id for r in list(registry.devices.values()) if r.state == "up")
+
     def go() -> dict[str, Any]:
-        members, front = _plan(request.app[REGISTRY], req)
+        planned = _plan(registry, req)
+        front, net = planned.front, planned.adapter.net
         if req.plan >= len(front):
             raise ApiError(400, f"plan: {req.plan} is past the {len(front)} plans that meet the QoE", param="plan")
         plan, est = front[req.plan]
-        measured = run(plan, members, request.app[REGISTRY].key, req.model, req.training, req.seq_len, req.steps)
+
+        def replan(left: frozenset[str]) -> Plan | None:
+            mix = planned.adapter.observe(Conditions(net.shared_bytes_s, left))
+            return mix.parts[0][0] if mix else None
+
+        measured = run(
+            plan, planned.members, registry.key, req.model, req.training, req.seq_len, req.steps, replan, present
+        )
         return {**_describe(plan, est), "measured": measured}
 
     return web.json_response(await asyncio.to_thread(go))

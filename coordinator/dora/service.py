@@ -7,14 +7,16 @@ model, and each link from echo round trips (a 1-byte echo gives the latency,
 a 1 MiB one the bandwidth).  The access point's capacity is taken as the
 slowest link measured (every transfer crosses it).  A run loads the plan's
 stages on its devices, times pipeline inference on a random batch (or
-training steps), and unloads them.
+training steps), and unloads them; when a device of the plan leaves mid-run,
+it re-plans over those left and carries on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +26,11 @@ import torch
 from coordinator.dora.driver import infer, train_step
 from coordinator.dora.partitioner import Plan
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network
-from coordinator.dora.remote import RemoteStage, call, profile
+from coordinator.dora.remote import RemoteStage, StageError, call, profile
 from edgeweave.auth import ClusterKey
 
 PROBE_BYTES = 1 << 20
+DEPARTURE_WAIT_S = 15.0  # the registry marks a silent device down within a few heartbeats
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,28 @@ def measure(
     return model_profile, devices, net
 
 
+def _load(plan: Plan, urls: dict[str, str], key: ClusterKey, model: str, lr: float) -> list[list[RemoteStage]]:
+    run_id = uuid.uuid4().hex[:8]
+    pipes: list[list[RemoteStage]] = []
+    try:
+        for p, pipe in enumerate(plan.pipelines):
+            pipes.append([])
+            for i, s in enumerate(pipe.stages):
+                sid = f"run-{run_id}-{p}-{i}"
+                pipes[-1].append(RemoteStage.load(urls[s.device], key, sid, model, s.start, s.end, lr))
+    except StageError:
+        _unload(pipes)
+        raise
+    return pipes
+
+
+def _unload(pipes: list[list[RemoteStage]]) -> None:
+    for pipe in pipes:
+        for stage in pipe:
+            with contextlib.suppress(StageError):  # a device that left keeps nothing of ours
+                stage.unload()
+
+
 def run(
     plan: Plan,
     members: Sequence[Member],
@@ -88,35 +113,65 @@ def run(
     training: bool,
     seq_len: int,
     steps: int,
+    replan: Callable[[frozenset[str]], Plan | None] | None = None,
+    present: Callable[[], frozenset[str]] | None = None,
 ) -> dict[str, Any]:
-    """Load the plan's stages, time ``steps`` batches through them, unload; returns what was measured."""
+    """Load the plan's stages, time ``steps`` batches through them, unload; returns what was measured.
+
+    If a stage call fails and ``present`` soon shows a device of the plan gone, ``replan`` gives the
+    plan for those left, its stages are loaded, and the batch is run again from the start (an
+    inference request is restarted; a training run goes on from the model's checkpoint, since the
+    weights trained so far were partly on the device that left)."""
     urls = {m.id: m.url for m in members}
-    run_id = uuid.uuid4().hex[:8]
     lr = 1e-3 if training else 0.0
-    pipes: list[list[RemoteStage]] = []
+    pipes = _load(plan, urls, key, model, lr)
+    batch = sum(p.samples for p in plan.pipelines)
+    g = torch.Generator().manual_seed(0)
+    times, losses, replans = [], [], 0
     try:
-        for p, pipe in enumerate(plan.pipelines):
-            pipes.append([])
-            for i, s in enumerate(pipe.stages):
-                sid = f"run-{run_id}-{p}-{i}"
-                pipes[-1].append(RemoteStage.load(urls[s.device], key, sid, model, s.start, s.end, lr))
-        batch = sum(p.samples for p in plan.pipelines)
-        g = torch.Generator().manual_seed(0)
-        times, losses = [], []
         for _ in range(steps):
             seq = torch.randint(8, 264, (batch, seq_len + 1), generator=g)
             tokens, targets = seq[:, :-1], seq[:, 1:]
-            t0 = time.perf_counter()
-            if training:
-                shares = [p.samples for p in plan.pipelines]
-                losses.append(train_step(pipes, shares, tokens, targets, plan.micro_batches))
-            else:
-                parts = tokens.split([p.samples for p in plan.pipelines])
-                with ThreadPoolExecutor(len(pipes)) as pool:  # pipelines run side by side
-                    list(pool.map(lambda pp: infer(pp[0], pp[1], plan.micro_batches), zip(pipes, parts, strict=True)))
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    loss = _batch(plan, pipes, tokens, targets, training)
+                    if loss is not None:
+                        losses.append(loss)
+                    break
+                except StageError:
+                    if replan is None or present is None:
+                        raise
+                    left = _wait_for_departure(set(plan.devices), present)
+                    new = replan(left)
+                    if new is None:
+                        raise StageError(f"no plan meets the QoE with {sorted(left)}") from None
+                    _unload(pipes)
+                    plan, pipes, replans = new, _load(new, urls, key, model, lr), replans + 1
             times.append(time.perf_counter() - t0)
-        return {"batch_s": sorted(times)[len(times) // 2], "steps": steps, "losses": losses}
+        return {"batch_s": sorted(times)[len(times) // 2], "steps": steps, "losses": losses, "replans": replans}
     finally:
-        for pipe_stages in pipes:
-            for stage in pipe_stages:
-                stage.unload()
+        _unload(pipes)
+
+
+def _batch(
+    plan: Plan, pipes: list[list[RemoteStage]], tokens: torch.Tensor, targets: torch.Tensor, training: bool
+) -> float | None:
+    shares = [p.samples for p in plan.pipelines]
+    if training:
+        return train_step(pipes, shares, tokens, targets, plan.micro_batches)
+    with ThreadPoolExecutor(len(pipes)) as pool:  # pipelines run side by side
+        list(pool.map(infer, pipes, tokens.split(shares), [plan.micro_batches] * len(pipes)))
+    return None
+
+
+def _wait_for_departure(needed: set[str], present: Callable[[], frozenset[str]]) -> frozenset[str]:
+    """Who is left once a device the plan needs is gone from the registry (a failure that is not a
+    departure, within ``DEPARTURE_WAIT_S``, is raised as it was)."""
+    deadline = time.monotonic() + DEPARTURE_WAIT_S
+    while time.monotonic() < deadline:
+        now = present()
+        if not needed <= now:
+            return now
+        time.sleep(0.2)
+    raise StageError(f"a stage call failed but every device of the plan ({sorted(needed)}) is still up")
