@@ -21,6 +21,7 @@ class DeviceProfile:
     max_queue: int = 4
     model: str = "weave-home-device"
     port: int = 0  # 0: any free port
+    host: str = "127.0.0.1"  # the address it binds (an emulated device: its namespace's)
 
 
 def new_secret() -> str:
@@ -39,7 +40,8 @@ def device_toml(p: DeviceProfile, secret: str, advertise: bool = True) -> str:
     threads = f"threads = {p.threads}\n" if p.threads else ""
     return (
         cluster_table(secret)
-        + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nport = {p.port}\nadvertise = {str(advertise).lower()}\n"
+        + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nhost = {_q(p.host)}\nport = {p.port}\n"
+        + f"advertise = {str(advertise).lower()}\n"
         + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}max_queue = {p.max_queue}\n"
     )
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,11 +93,14 @@ class ServiceProcess:
             self.proc.wait()
 
 
-def spawn(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> ServiceProcess:
-    """Start ``edgeweave ARGS`` (this interpreter) without waiting for readiness."""
+def spawn(
+    name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+) -> ServiceProcess:
+    """Start ``edgeweave ARGS`` (this interpreter) without waiting for readiness; ``prefix`` runs it
+    through another command that execs it in place (``ip netns exec NS``)."""
     log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeweave.cli", *args],
+        [*prefix, sys.executable, "-m", "edgeweave.cli", *args],
         stdout=subprocess.PIPE,
         stderr=log,
         stdin=subprocess.DEVNULL,
