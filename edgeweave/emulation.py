@@ -146,11 +146,13 @@ class Lan:
                 (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
                 (group / "cpu.cfs_quota_us").write_text(str(quota))
                 (group / "tasks").write_text(str(pid))
-            else:
+            elif (CGROUP_V2 / "cgroup.controllers").exists():
                 group = CGROUP_V2 / name
                 group.mkdir(exist_ok=True)
                 (group / "cpu.max").write_text(f"{quota} {PERIOD_US}")
                 (group / "cgroup.procs").write_text(str(pid))
+            else:
+                raise OSError("no cgroup v1 cpu controller or cgroup v2 hierarchy is mounted")
             self._cgroups.append(group)
         except OSError as e:
             self.notices.append(f"{host.name}: no CPU quota ({e}); it runs at this machine's full speed")
