@@ -30,8 +30,10 @@ phone leaves at 20 s; QoE is 1.5x the fastest plan's latency at the start;
 Dora's adapter re-plans when it sees the change (one heartbeat later, 1 s, plus
 its measured planning time); the baselines keep their plan and re-partition
 only when a device leaves (simulated).  Not yet here: live training and the
-edge cluster live, the traffic-analytics scenario (a CNN), and 16-32 device
-scale-out (only the planner's time at 8 x 32 is measured).
+edge cluster live, and the traffic-analytics scenario (a CNN).  Scale-out
+(simulated): 16 and 32 devices of the four kinds on a 200 Mbit/s access
+point, inference, batch 4 per device (``scale_out_*`` keys, with the time
+the whole comparison took).
 
     python -m benchmarks.dora [--quick]
 """
@@ -83,6 +85,7 @@ SCENARIOS = {
 }
 BATCH = 8
 QOE_SLACK = 1.5  # the QoE: this times the fastest plan's latency
+SCALE_OUT = (16, 32)  # simulated device counts (inference, a 200 Mbit/s access point, batch 4 per device)
 Baseline = Callable[[ModelProfile, Sequence[DeviceProfile], Network, Workload], Plan | None]
 BASELINES: dict[str, Baseline] = {
     "exo_ring": lambda m, d, n, w: baselines.exo_ring(m, d, w),
@@ -327,6 +330,17 @@ def main(argv: list[str] | None = None) -> int:
             )
     planner_s = planner_time(model, fwd, bwd, rounds)
     summary["planner_s_8x32"] = planner_s
+    for n in SCALE_OUT:  # a bigger home: the same kinds, repeated, on one access point
+        spec = [(f"d{i}", ("phone", "pi", "tv", "edge")[i % 4], 4) for i in range(n)]
+        t0 = time.perf_counter()
+        results[f"scale_out_{n}"] = compare(
+            model, devices_for(spec, fwd, bwd), Network(200e6 / 8, 0.003), Workload(False, 4 * n)
+        )
+        rows = {k: v for k, v in results[f"scale_out_{n}"].items() if isinstance(v, dict)}
+        summary[f"speedup_vs_best_external_baseline_scale_out_{n}"] = min(
+            v["speedup"] for k, v in rows.items() if k != "throughput_only"
+        )
+        summary[f"scale_out_{n}_s"] = time.perf_counter() - t0
     scenario = SCENARIOS["smart_home"]
     dyn = dynamic(model, devices_for(scenario[:-1], fwd, bwd), scenario[-1], planner_s)  # type: ignore[arg-type]
     for name, v in dyn.items():
