@@ -39,9 +39,9 @@ import numpy as np
 from benchmarks.results_io import RESULTS, parser, save_result
 from cloud.engine.engine import LLMEngine
 from cloud.engine.scheduler import FCFS, Policy, SeqView
-from cloud.tempo.baselines import EDF, LAS, SRTF, PriorityClasses
 from cloud.tempo.gain import GainLedger
 from cloud.tempo.length import LengthBound
+from cloud.tempo.policies import policy_named
 from cloud.tempo.policy import Tempo
 from cloud.tempo.remaining import BoundLengths, TrueLengths
 from cloud.tempo.simulator import EngineShape, SimOutcome, simulate
@@ -98,23 +98,10 @@ POLICIES = ("fcfs", "priority", "edf", "srtf", "las", "tempo", "oracle")
 def make(name: str, bound: LengthBound, calls: Sequence[Call], library: GraphLibrary) -> Policy:
     """A fresh policy object (Tempo's get their own copy of the warmed workflow-graph store)."""
     b, t = OPTIONS.max_num_seqs, OPTIONS.max_batched_tokens
-    match name:
-        case "fcfs":
-            return FCFS()
-        case "priority":
-            return PriorityClasses()
-        case "edf":
-            return EDF()
-        case "srtf":
-            return SRTF(BoundLengths(bound))
-        case "las":
-            return LAS()
-        case "tempo":
-            return Tempo(BoundLengths(bound), b, t, library=copy.deepcopy(library))
-        case "oracle":
-            truth = {c.id: c.output_tokens for c in calls}
-            return Tempo(TrueLengths(truth), b, t, library=copy.deepcopy(library), name="oracle")
-    raise ValueError(f"unknown policy {name!r}")
+    if name == "oracle":
+        truth = {c.id: c.output_tokens for c in calls}
+        return Tempo(TrueLengths(truth), b, t, library=copy.deepcopy(library), name="oracle")
+    return policy_named(name, BoundLengths(bound), b, t, copy.deepcopy(library) if name == "tempo" else None)
 
 
 def offered_span(calls: Sequence[Call]) -> float:
