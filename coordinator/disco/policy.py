@@ -107,10 +107,9 @@ class DiscoPolicy:
         if not tiers:
             raise ValueError("no tier serves the model")
         self.spend.offer(prompt_tokens)
-        st = self._models.get(model)
-        if st is None:
-            st = self._state(model, prompt_tokens)  # fitted on this first prompt
-        else:
+        known = model in self._models
+        st = self._state(model, prompt_tokens)  # a new model's controller is fitted on this first prompt
+        if known:
             st.controller.observe_prompt(prompt_tokens)
         if prefer != "auto":
             return Plan(prefer if prefer in tiers else other(prefer))
