@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from coordinator.device_client import refusal
 from edgeweave.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, ClusterKey
 from edgeweave.errors import EdgeweaveError
 from edgeweave.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
@@ -40,11 +41,7 @@ def call(url: str, key: ClusterKey, method: str, path: str, body: bytes = b"", j
     if not key.response_valid(headers[HEADER_NONCE], status, raw, sig):
         raise StageError(f"{url}{path}: the answer is not signed with the cluster key")
     if status != 200:
-        try:
-            message = json.loads(raw)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = raw[:200].decode(errors="replace")
-        raise StageError(f"{url}{path}: HTTP {status}: {message}")
+        raise StageError(f"{url}{path}: HTTP {status}: {refusal(status, raw, None).error.message}")
     return raw
 
 
