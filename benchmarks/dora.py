@@ -51,9 +51,8 @@ import numpy as np
 from benchmarks.results_io import RESULTS, parser, save_result
 from coordinator.dora import baselines
 from coordinator.dora.adapter import Adapter, Conditions
-from coordinator.dora.network import rescore
-from coordinator.dora.partitioner import Estimate, Plan, estimate
-from coordinator.dora.planner import partition
+from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 from device.dora_routes import profile_layers
 from edgeweave.config import DEFAULT_POWER
@@ -124,8 +123,7 @@ def devices_for(
 
 
 def scored(plan: Plan, model: ModelProfile, devices: Sequence[DeviceProfile], net: Network, work: Workload) -> Estimate:
-    by_name = {d.name: d for d in devices}
-    return rescore(plan, estimate(plan, model, by_name, net, work), model, by_name, net, work)
+    return score(plan, model, {d.name: d for d in devices}, net, work)
 
 
 def compare(model: ModelProfile, devices: list[DeviceProfile], net: Network, work: Workload) -> dict[str, Any]:

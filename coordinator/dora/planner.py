@@ -7,7 +7,7 @@ to how transfers queue on the shared access point).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from coordinator.dora.network import Order, rescore
 from coordinator.dora.partitioner import Estimate, Plan, candidates, estimate
@@ -33,10 +33,18 @@ def partition(
 ) -> list[tuple[Plan, Estimate]]:
     """The Pareto set (latency, throughput, energy) of the candidate plans that meet ``qoe``."""
     by_name = {d.name: d for d in devices}
-    scored = []
-    for plan in candidates(model, devices, work):
-        est = estimate(plan, model, by_name, net, work)
-        if order is not None:
-            est = rescore(plan, est, model, by_name, net, work, order)
-        scored.append((plan, est))
+    scored = [(plan, score(plan, model, by_name, net, work, order)) for plan in candidates(model, devices, work)]
     return pareto([(p, e) for p, e in scored if qoe.met(e.latency_s, e.throughput)])
+
+
+def score(
+    plan: Plan,
+    model: ModelProfile,
+    devices: Mapping[str, DeviceProfile],
+    net: Network,
+    work: Workload,
+    order: Order | None = "critical",
+) -> Estimate:
+    """The closed-form estimate, re-scored by the schedule in ``order`` (None: closed form only)."""
+    est = estimate(plan, model, devices, net, work)
+    return est if order is None else rescore(plan, est, model, devices, net, work, order)

@@ -6,9 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.dora.network import rescore
 from coordinator.dora.partitioner import Pipeline, Plan, Stage, candidates, cut, estimate, stage_memory
-from coordinator.dora.planner import partition
+from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 
 NET = Network(shared_bytes_s=10e6, latency_s=0.002)
@@ -64,7 +63,7 @@ def test_every_plan_places_each_layer_once_within_memory_and_the_set_is_pareto(
     assert len(front) <= len(plans)
     ests = [e for _, e in front]
     assert not any(a.dominates(b) for a in ests for b in ests)
-    every = [rescore(p, estimate(p, model, by_name, NET, work), model, by_name, NET, work) for p in plans]
+    every = [score(p, model, by_name, NET, work) for p in plans]
     assert all(any(f == e or f.dominates(e) for f in ests) for e in every)  # nothing better was dropped
     bound = min((e.latency_s for e in every), default=None)
     if bound is not None:
