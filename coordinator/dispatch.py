@@ -73,14 +73,7 @@ class Dispatcher:
             info = rec.model(model)
             assert info is not None
             out.append(
-                Candidate(
-                    f"device:{rec.id}",
-                    "device",
-                    rec.load_of(model),
-                    1 + info.max_queue,
-                    rec.decode_tok_s(model),
-                    rec.energy(model),
-                )
+                Candidate(f"device:{rec.id}", "device", rec.load_of(model), 1 + info.max_queue, rec.decode_tok_s(model))
             )
         for c in self.cloud.values():
             if model in c.models:

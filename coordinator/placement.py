@@ -15,10 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol
-
-if TYPE_CHECKING:
-    from coordinator.disco.cost import DeviceEnergy
+from typing import Literal, Protocol
 
 Tier = Literal["device", "cloud"]
 
@@ -30,7 +27,6 @@ class Candidate:
     in_flight: int  # requests running or queued there, as best known
     capacity: int | None  # requests it admits at once; None when it does not say
     decode_tok_s: float = 0.0  # measured; 0 when unknown
-    energy: DeviceEnergy | None = None  # a device's measured marginal energy per token
 
     @property
     def utilisation(self) -> float:

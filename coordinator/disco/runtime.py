@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 
+from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.migration import other
 from coordinator.disco.policy import DiscoPolicy, Plan, Prefer
 from coordinator.disco.stream import MigratingAnswer, Migration, Reason
@@ -63,6 +64,13 @@ class DiscoRuntime:
         plan = self.policy.plan(job.model, estimate, tiers, prefer) if tiers and job.pin is None else None
         return Served(self, job, plan, estimate, prompt_chars, forced_after)
 
+    def energy(self, endpoint: str, model: str) -> DeviceEnergy | None:
+        """The measured energy of the device at ``endpoint`` (None for the cloud or before it measured)."""
+        if tier_of(endpoint) != "device":
+            return None
+        rec = self.dispatcher.registry.devices.get(endpoint.split(":", 1)[1])
+        return rec.energy(model) if rec is not None else None
+
 
 class Served:
     """One answer under DiSCo: its migrations decided, its cost settled when it closes."""
@@ -99,9 +107,8 @@ class Served:
         there = d.best(model, other(here))
         if there is None:
             return None
-        device = there if there.tier == "device" else d.best(model, "device")
         target_tok_s = there.decode_tok_s if there.tier == "device" else math.inf
-        energy = device.energy if device is not None else None
+        energy = self.rt.energy(there.endpoint if there.tier == "device" else source, model)  # the device involved
         prompt = self.answer.prompt_tokens or self.estimate
         ok = self.rt.policy.should_migrate(
             model, here, prompt, sent, since_first_s, self.job.sampling.max_tokens, target_tok_s, energy
@@ -124,10 +131,7 @@ class Served:
             tier = tier_of(leg.endpoint)
             resumed = len(leg.job.resume_tokens) - len(self.job.resume_tokens)
             prefill = leg.route.prompt_tokens or prompt + resumed
-            energy = None
-            if tier == "device" and (rec := rt.dispatcher.registry.devices.get(leg.endpoint.split(":", 1)[1])):
-                energy = rec.energy(model)
-            cost = rt.policy.charge(tier, prefill - resumed, leg.generated, resumed, energy)
+            cost = rt.policy.charge(tier, prefill - resumed, leg.generated, resumed, rt.energy(leg.endpoint, model))
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
             if leg.ttft_s is not None:
