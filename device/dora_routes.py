@@ -1,7 +1,7 @@
 """The device daemon's Dora routes: pipeline stages served over the network in tensor frames,
 and per-layer profiling on the device itself.
 
-``POST /v1/dora/profile`` times every decoder layer of a model on this device
+``POST /v1/dora/profile`` times every layer of a model on this device
 (forward and backward, per sample) and reports the bytes at each cut and each
 layer's weights: the profile Dora's partitioner plans from; ``POST
 /v1/dora/echo`` sends the body back (link probes).
@@ -32,10 +32,9 @@ import torch
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from device.stage import Stage, StageWorker
+from device.stage import Stage, StageWorker, cut, load_model, sample_batch
 from edgeweave.errors import EdgeweaveError, ModelFileError, UsageError
 from edgeweave.http_errors import ApiError, parse_body
-from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
 
@@ -194,22 +193,24 @@ async def step(request: web.Request) -> web.Response:
 
 
 def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int]]:
-    """Per-sample forward and backward seconds of every decoder layer (medians), bytes at each cut
-    and each layer's weight bytes; the embedding and the head are counted in the first and last."""
-    full = load_checkpoint(_checkpoint(model))
-    cfg = full.config
-    seq_len = min(seq_len, cfg.max_seq_len)
-    cos, sin = full.rope_cos[:seq_len], full.rope_sin[:seq_len]
+    """Per-sample forward and backward seconds of every layer (medians, each layer timed as a
+    one-layer stage on the previous one's real output), bytes leaving each layer per sample and
+    each layer's weight bytes; the embedding and the head count in the first and last layer."""
+    path = _checkpoint(model)
+    full = load_model(path)
+    x, _ = sample_batch(path, batch, seq_len, torch.Generator().manual_seed(0))
     fwd: list[float] = []
     bwd: list[float] = []
-    for i, layer in enumerate(full.model.layers):
+    activation: list[int] = []
+    weights: list[int] = []
+    n = cut(full, 0, 1).n_layers
+    for i in range(n):
+        stage = cut(full, i, i + 1).train()
         f_times, b_times = [], []
         for _ in range(rounds):
-            h = torch.randn(batch, seq_len, cfg.dim, requires_grad=True)
+            inp = x if i == 0 else x.detach().requires_grad_()
             t0 = time.perf_counter()
-            out = layer(h, cos, sin, None, None)
-            if i == cfg.n_layers - 1:
-                out = full.lm_head(full.model.norm(out))
+            out = stage(inp)
             t1 = time.perf_counter()
             out.sum().backward()
             t2 = time.perf_counter()
@@ -217,15 +218,9 @@ def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[st
             b_times.append((t2 - t1) / batch)
         fwd.append(sorted(f_times)[rounds // 2])
         bwd.append(sorted(b_times)[rounds // 2])
-
-    def size(module: torch.nn.Module) -> int:
-        return sum(p.numel() * p.element_size() for p in module.parameters())
-
-    weights = [size(layer) for layer in full.model.layers]
-    weights[0] += size(full.model.embed_tokens)
-    weights[-1] += size(full.model.norm) + size(full.lm_head)
-    activation = [seq_len * cfg.dim * 4] * cfg.n_layers  # float32 hidden states per sample
-    activation[-1] = seq_len * cfg.vocab_size * 4
+        activation.append(out[0].numel() * out.element_size())
+        weights.append(sum(p.numel() * p.element_size() for p in stage.parameters()))
+        x = out.detach()
     return {"forward_s": fwd, "backward_s": bwd, "activation_bytes": activation, "weight_bytes": weights}
 
 

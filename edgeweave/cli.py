@@ -1,6 +1,6 @@
 """The ``edgeweave`` command line.
 
-Verbs: ``train`` (reproduce a weave-home checkpoint), ``eval`` (held-out
+Verbs: ``train`` (reproduce a weave-home checkpoint or weave-traffic-cnn), ``eval`` (held-out
 exact match), ``export`` (GGUF / ExecuTorch / ONNX / safetensors),
 ``generate`` (one prompt on one backend), ``device serve``, ``coordinator
 serve``, ``cloud serve``, ``tempo train-length``, ``config check`` and ``demo``.  Any user error is one line on stderr
@@ -32,7 +32,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edgeweave.models.config import PRESETS
     from edgeweave.models.registry import checkpoint_dir
     from edgeweave.models.train import train
+    from edgeweave.models.vision import NAME as VISION_NAME
 
+    if args.preset == VISION_NAME:
+        return _train_cnn(args)
     preset = PRESETS[args.preset]
     model, report = train(preset, steps=args.steps)
     out = save_checkpoint(model, args.out or checkpoint_dir(preset.name))
@@ -41,6 +44,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"loss {report.final_loss:.4f}, {report.seconds:.0f} s -> {out}"
     )
     return _report_eval(str(out), args.n, args.backend)
+
+
+def _train_cnn(args: argparse.Namespace) -> int:
+    from edgeweave.models.registry import checkpoint_dir
+    from edgeweave.models.vision import NAME, save_cnn, train_cnn
+
+    model, report = train_cnn(**({"steps": args.steps} if args.steps else {}))
+    out = save_cnn(model, args.out or checkpoint_dir(NAME))
+    print(
+        f"{NAME}: {report.parameters:,} parameters, {report.steps} steps, loss {report.final_loss:.4f}, "
+        f"{report.seconds:.0f} s -> {out}; accuracy {report.accuracy:.3f} on held-out frames"
+    )
+    return 0
 
 
 def _report_eval(model: str, n: int, backend_kind: str) -> int:
@@ -150,12 +166,13 @@ def _serve(role: str, path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeweave.models.config import PRESETS
+    from edgeweave.models.vision import NAME as VISION_NAME
 
     parser = _Parser(prog="edgeweave", description="edge-first device/cloud ML runtime")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a weave-home model from its preset (fixed seeds)")
-    p.add_argument("preset", choices=sorted(PRESETS))
+    p = sub.add_parser("train", help="train a weave-home model or weave-traffic-cnn (fixed seeds)")
+    p.add_argument("preset", choices=sorted([*PRESETS, VISION_NAME]))
     p.add_argument("--out", help="checkpoint directory (default: the committed weights directory)")
     p.add_argument("--steps", type=int, help="override the preset's step count")
     p.add_argument("--n", type=int, default=300, help="held-out commands to evaluate after training")

@@ -17,17 +17,18 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from coordinator.dora.driver import infer, train_step
+from coordinator.dora.driver import infer_plan, train_step
 from coordinator.dora.partitioner import Plan
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network
 from coordinator.dora.remote import RemoteStage, StageError, call, profile
+from device.stage import sample_batch
 from edgeweave.auth import ClusterKey
+from edgeweave.models.registry import resolve_checkpoint
 
 PROBE_BYTES = 1 << 20
 DEPARTURE_WAIT_S = 15.0  # the registry marks a silent device down within a few heartbeats
@@ -123,6 +124,7 @@ def run(
     inference request is restarted; a training run goes on from the model's checkpoint, since the
     weights trained so far were partly on the device that left)."""
     urls = {m.id: m.url for m in members}
+    checkpoint = resolve_checkpoint(model)  # the batch's shape comes from the model's config
     lr = 1e-3 if training else 0.0
     pipes = _load(plan, urls, key, model, lr)
     batch = sum(p.samples for p in plan.pipelines)
@@ -130,12 +132,11 @@ def run(
     times, losses, replans = [], [], 0
     try:
         for _ in range(steps):
-            seq = torch.randint(8, 264, (batch, seq_len + 1), generator=g)
-            tokens, targets = seq[:, :-1], seq[:, 1:]
+            inputs, targets = sample_batch(checkpoint, batch, seq_len, g)
             while True:
                 t0 = time.perf_counter()
                 try:
-                    loss = _batch(plan, pipes, tokens, targets, training)
+                    loss = _batch(plan, pipes, inputs, targets, training)
                     if loss is not None:
                         losses.append(loss)
                     break
@@ -155,13 +156,12 @@ def run(
 
 
 def _batch(
-    plan: Plan, pipes: list[list[RemoteStage]], tokens: torch.Tensor, targets: torch.Tensor, training: bool
+    plan: Plan, pipes: list[list[RemoteStage]], inputs: torch.Tensor, targets: torch.Tensor, training: bool
 ) -> float | None:
     shares = [p.samples for p in plan.pipelines]
     if training:
-        return train_step(pipes, shares, tokens, targets, plan.micro_batches)
-    with ThreadPoolExecutor(len(pipes)) as pool:  # pipelines run side by side
-        list(pool.map(infer, pipes, tokens.split(shares), [plan.micro_batches] * len(pipes)))
+        return train_step(pipes, shares, inputs, targets, plan.micro_batches)
+    infer_plan(pipes, shares, inputs, plan.micro_batches)
     return None
 
 

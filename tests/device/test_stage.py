@@ -1,5 +1,6 @@
-"""Dora's execution in-process: a model cut into stages computes what the whole model computes, and
-pipeline x data-parallel training follows single-process training."""
+"""Dora's execution in-process: a model (the language model or the traffic CNN) cut into stages
+computes what the whole model computes, and pipeline x data-parallel training follows single-process
+training."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from coordinator.dora.driver import infer, train_step
-from device.stage import IGNORE, Stage, StageWorker
+from device.stage import IGNORE, Stage, StageWorker, load_model
 from edgeweave.errors import UsageError
-from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.models.vision import NAME as CNN
+from edgeweave.models.vision import frames
 
 CKPT = resolve_checkpoint("weave-home-device")  # 6 decoder layers
+CNN_CKPT = resolve_checkpoint(CNN)  # 8 blocks
 
 
 def _batch(n: int, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,11 +27,15 @@ def _batch(n: int, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return seq[:, :-1], targets
 
 
+def _frames(n: int, t: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return frames(n, seed)
+
+
 class Reference:
     """Single-process training of the whole model, as the distributed steps should go."""
 
-    def __init__(self) -> None:
-        self.model = load_checkpoint(CKPT).train()
+    def __init__(self, checkpoint: object = CKPT) -> None:
+        self.model = load_model(checkpoint).train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.05)
 
     def step(self, tokens: torch.Tensor, targets: torch.Tensor) -> float:
@@ -40,10 +47,21 @@ class Reference:
         return float(loss)
 
 
-def test_pipeline_inference_equals_the_whole_model() -> None:
-    whole = load_checkpoint(CKPT)
-    tokens, _ = _batch(4, 24, seed=0)
-    stages = [StageWorker(Stage.load(CKPT, a, b)) for a, b in ((0, 2), (2, 5), (5, 6))]
+MODELS = pytest.mark.parametrize(
+    ("ckpt", "batch", "cuts"),
+    [
+        (CKPT, _batch, (((0, 2), (2, 5), (5, 6)), ((0, 3), (3, 6)), ((0, 1), (1, 4), (4, 6)))),
+        (CNN_CKPT, _frames, (((0, 3), (3, 7), (7, 8)), ((0, 5), (5, 8)), ((0, 1), (1, 6), (6, 8)))),
+    ],
+    ids=["decoder", "cnn"],
+)
+
+
+@MODELS
+def test_pipeline_inference_equals_the_whole_model(ckpt, batch, cuts) -> None:
+    whole = load_model(ckpt)
+    tokens, _ = batch(4, 24, seed=0)
+    stages = [StageWorker(Stage.load(ckpt, a, b)) for a, b in cuts[0]]
     with torch.no_grad():
         for micro in (1, 2, 4):
             expected = torch.cat([whole(mb) for mb in tokens.tensor_split(micro)])
@@ -51,13 +69,13 @@ def test_pipeline_inference_equals_the_whole_model() -> None:
         assert torch.allclose(infer(stages, tokens, 2), whole(tokens), atol=1e-5)  # batch size aside
 
 
-def test_pipeline_and_data_parallel_training_follow_single_process_training() -> None:
+@MODELS
+def test_pipeline_and_data_parallel_training_follow_single_process_training(ckpt, batch, cuts) -> None:
     torch.manual_seed(0)
-    ref = Reference()
-    cuts = (((0, 3), (3, 6)), ((0, 1), (1, 4), (4, 6)))  # two pipelines, cut differently
-    pipes = [[StageWorker(Stage.load(CKPT, a, b), lr=1e-3) for a, b in cut] for cut in cuts]
+    ref = Reference(ckpt)
+    pipes = [[StageWorker(Stage.load(ckpt, a, b), lr=1e-3) for a, b in cut] for cut in cuts[1:]]  # cut differently
     for step in range(4):
-        tokens, targets = _batch(6, 16, seed=10 + step)
+        tokens, targets = batch(6, 16, seed=10 + step)
         loss = ref.step(tokens, targets)
         assert train_step(pipes, (4, 2), tokens, targets, micro_batches=2) == pytest.approx(loss, rel=1e-5), step
     expected = dict(ref.model.named_parameters())
