@@ -97,7 +97,7 @@ BASELINES: dict[str, Baseline] = {
 
 def measured_model(rounds: int) -> tuple[ModelProfile, tuple[float, ...], tuple[float, ...]]:
     prof = profile_layers(MODEL, batch=2, seq_len=SEQ_LEN, rounds=rounds)
-    model = ModelProfile(MODEL, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]))  # type: ignore[arg-type]
+    model = ModelProfile(MODEL, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]), prof["input_bytes"])  # type: ignore[arg-type]
     return model, tuple(prof["forward_s"]), tuple(prof["backward_s"])  # type: ignore[arg-type]
 
 
@@ -259,10 +259,17 @@ def live(steps: int) -> dict[str, Any]:
                 plan = make(model, devices, net, work)
                 if plan is not None:
                     plans[name] = plan
-            out: dict[str, Any] = {"notices": lan.notices}
+            out: dict[str, Any] = {
+                "notices": lan.notices,
+                "measured_forward_ms_per_sample": {d.name: 1000 * sum(d.forward_s) for d in devices},
+                "measured_link_mbit": {d.name: 8e-6 * d.link_bytes_s for d in devices},
+                "measured_ap_mbit_latency_ms": [8e-6 * net.shared_bytes_s, 1000 * net.latency_s],
+            }
             for name, plan in plans.items():
                 measured = run(plan, members, key, MODEL, False, SEQ_LEN, steps)
                 out[name] = {
+                    "plan": [[(s.device, s.start, s.end) for s in p.stages] for p in plan.pipelines],
+                    "micro_batches": plan.micro_batches,
                     "batch_s": measured["batch_s"],
                     "predicted_s": scored(plan, model, devices, net, work).latency_s,
                 }

@@ -192,13 +192,15 @@ async def step(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int]]:
+def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int] | int]:
     """Per-sample forward and backward seconds of every layer (medians, each layer timed as a
-    one-layer stage on the previous one's real output), bytes leaving each layer per sample and
-    each layer's weight bytes; the embedding and the head count in the first and last layer."""
+    one-layer stage on the previous one's real output), bytes leaving each layer per sample, each
+    layer's weight bytes (the embedding and the head count in the first and last layer) and the
+    input's bytes per sample."""
     path = _checkpoint(model)
     full = load_model(path)
     x, _ = sample_batch(path, batch, seq_len, torch.Generator().manual_seed(0))
+    input_bytes = x[0].numel() * x.element_size()
     fwd: list[float] = []
     bwd: list[float] = []
     activation: list[int] = []
@@ -221,7 +223,13 @@ def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[st
         activation.append(out[0].numel() * out.element_size())
         weights.append(sum(p.numel() * p.element_size() for p in stage.parameters()))
         x = out.detach()
-    return {"forward_s": fwd, "backward_s": bwd, "activation_bytes": activation, "weight_bytes": weights}
+    return {
+        "forward_s": fwd,
+        "backward_s": bwd,
+        "activation_bytes": activation,
+        "weight_bytes": weights,
+        "input_bytes": input_bytes,
+    }
 
 
 async def profile(request: web.Request) -> web.Response:
@@ -236,7 +244,11 @@ async def echo(request: web.Request) -> web.Response:
     return web.Response(body=await request.read(), content_type="application/octet-stream")
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, threads: int | None = None) -> None:
+    """Dora's routes; stages compute with ``threads`` torch threads (the device's own thread count:
+    torch's default, every core, would burn a CPU quota spinning)."""
+    if threads:
+        torch.set_num_threads(threads)
     app[STAGES] = {}
     app.router.add_post("/v1/dora/echo", echo)
     app.router.add_post("/v1/dora/profile", profile)

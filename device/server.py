@@ -292,5 +292,5 @@ def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -
     app.router.add_get("/v1/telemetry", telemetry)
     app.router.add_post("/v1/generate", generate)
     app.router.add_post("/v1/cancel/{id}", cancel)
-    add_routes(app)
+    add_routes(app, threads=max((m.threads or 0 for m in cfg.models), default=0) or None)
     return app

@@ -89,7 +89,7 @@ def petals_chain(model: ModelProfile, devices: Sequence[DeviceProfile], net: Net
                 node, stage = prev[node]
                 stages.append(stage)
             return Plan((Pipeline(tuple(reversed(stages)), n),), 1)
-        hop = net.latency_s + 2 * n * model.activation_bytes[i - 1] / net.shared_bytes_s if i else 0.0
+        hop = 2 * net.latency_s + 2 * n * model.activation_bytes[i - 1] / net.shared_bytes_s if i else 0.0  # relayed
         for k, dev in enumerate(pool):
             if used >> k & 1:
                 continue

@@ -16,7 +16,7 @@ each pipeline's part into micro-batches; the last stage takes each
 micro-batch's share of the loss and the gradients flow back; then every
 stage's gradients are gathered by the driver, summed per parameter over the
 pipelines and sent back (the all-reduce, a parameter-server star through the
-driver), and every stage steps its optimizer.  The result equals one step of
+driver; skipped for one pipeline), and every stage steps its optimizer.  The result equals one step of
 single-process training on the whole batch up to floating-point
 reassociation (the order in which micro-batches' gradients accumulate).
 """
@@ -100,6 +100,9 @@ def train_step(
             jobs.append(lambda pipe=pipe, key=f"{p}.{j}", xm=xm, ym=ym: _micro_batch(pipe, key, xm, ym, total))
     loss = sum(_side_by_side(jobs))
     stages = [stage for pipe in pipelines for stage in pipe]
+    if len(pipelines) == 1:  # nothing to all-reduce
+        _side_by_side([stage.step for stage in stages])
+        return loss
     summed: dict[str, torch.Tensor] = {}
     for grads in _side_by_side([stage.gradients for stage in stages]):
         for name, g in grads.items():

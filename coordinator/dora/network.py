@@ -12,9 +12,11 @@ computation:
   (its remaining stages' compute plus transfers), so the bottleneck stages of
   every pipeline are fed first (longest remaining path first).
 
-In training, a micro-batch's backward pass starts at its last stage once its
-forward pass ends there (gradients flow back over the same cuts), and a ring
-all-reduce of the weights across pipelines closes the step.  The makespan
+Transfers are :func:`coordinator.dora.partitioner.hops` (through the driver:
+the input in, activations between stages, the output back).  In training, a
+micro-batch's backward pass starts at its last stage once its forward pass
+ends there (gradients flow back over the same cuts), and the gradient
+all-reduce through the driver closes the step.  The makespan
 re-scores a plan (:func:`rescore`) in place of the closed-form estimate.
 """
 
@@ -25,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.partitioner import Estimate, Hop, Plan, allreduce_s, hops
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
 Order = Literal["fifo", "critical"]
@@ -63,30 +65,30 @@ def _jobs(
     out: list[_Job] = []
     for p, pipe in enumerate(plan.pipelines):
         m = pipe.samples / plan.micro_batches
+        forward, backward = hops(model, pipe.stages, work.training)
         for j in range(plan.micro_batches):
+            order = [*zip(forward, pipe.stages, strict=False)]  # (hop, stage): the hop leads in
+            order += [(h, None) for h in forward[len(pipe.stages) :]]  # the output back
+            order += [(s, h) for s, h in zip(reversed(pipe.stages), backward, strict=False)]  # the stage leads
             path: list[_Job] = []
-            passes = (("f", False), ("b", True)) if work.training else (("f", False),)
-            for tag, backward in passes:
-                stages = list(reversed(pipe.stages)) if backward else list(pipe.stages)
-                for i, s in enumerate(stages):
-                    d = devices[s.device]
-                    per_layer = d.backward_s if backward else d.forward_s
-                    path.append(_Job((), f"{tag}{p}.{j}.{s.device}", s.device, m * sum(per_layer[s.start : s.end])))
-                    if i + 1 < len(stages):
-                        cut = s.start - 1 if backward else s.end - 1
-                        size = m * model.activation_bytes[cut]
-                        crossing = 2 * size / net.shared_bytes_s
-                        path.append(_Job((), f"{tag}{p}.{j}.x{i}", MEDIUM, crossing, net.latency_s))
+            for k, item in enumerate(x for pair in order for x in pair if x is not None):
+                name = f"{p}.{j}.{k}"
+                if isinstance(item, Hop):
+                    crossing, _ = item.seconds(m, devices, net)
+                    path.append(_Job((), name, MEDIUM, crossing, item.legs * net.latency_s))
+                else:
+                    backward_pass = k >= 2 * len(pipe.stages)
+                    per_layer = devices[item.device].backward_s if backward_pass else devices[item.device].forward_s
+                    path.append(_Job((), name, item.device, m * sum(per_layer[item.start : item.end])))
             _chain(path)
             ahead = 0.0
             for job in reversed(path):
                 ahead += job.duration + job.after
                 job.remaining = ahead
             out += path
-    if work.training and len(plan.pipelines) > 1:
-        p = len(plan.pipelines)
-        volume = 4 * (p - 1) * sum(model.weight_bytes) / net.shared_bytes_s
-        sync = _Job((), "allreduce", MEDIUM, volume, 2 * (p - 1) * net.latency_s)
+    volume, after = allreduce_s(model, len(plan.pipelines), net)
+    if work.training and volume:
+        sync = _Job((), "allreduce", MEDIUM, volume, after)
         sync.remaining = sync.duration + sync.after
         for job in out:
             if not job.successors:

@@ -11,19 +11,26 @@ dealt round-robin into ``p`` pipelines; each chain cut by dynamic programming
 micro-batch count in ``MICRO_BATCHES``.  That is O(devices^2 * pipelines *
 micro-batch counts) cuts of O(devices * layers^2) each.
 
-Cost model, one batch (:func:`estimate`):
+Cost model, one batch (:func:`estimate`).  Transfers go through the driver
+(:mod:`coordinator.dora.driver`), which is wired to the access point: the
+input goes from it to the first stage, each stage's output comes back to it
+and on to the next stage, and in inference the last stage's output comes
+back (:func:`hops`).  Each leg costs one network latency (``Network.latency_s``,
+half a measured round trip, HTTP included), each byte crosses the access
+point once per leg over the air.
 
 - a stage's time per micro-batch: its samples times its device's per-sample
   time over its layers (forward; backward too in training);
-- a transfer between stages: latency plus the larger of its two crossings of
-  the access point (``2 * bytes / shared``) and either device's own link;
+- a transfer: its legs' latency plus the larger of its crossings of the
+  access point and the devices' own links;
 - the access point is one medium: every transfer of every pipeline queues on
   it, so in each micro-batch round it is busy for the sum of their crossings;
 - a pipeline's latency: fill (its stages and transfers in turn) plus
   ``M - 1`` times its bottleneck (its slowest stage or transfer, or the
   medium); in training the backward pass follows the same way, the same bytes
-  flowing back as gradients, then a ring all-reduce of the weights across the
-  ``p`` pipelines (``4 (p - 1)`` times the weights cross the access point);
+  flowing back as gradients, then, with ``p > 1`` pipelines, the gradient
+  all-reduce through the driver (every pipeline uploads its gradients and
+  downloads the sum: ``2 p`` times the weights cross the access point);
 - throughput: inference streams batches (the busiest device or the medium
   sets the pace); a training step ends before the next starts;
 - energy: busy watts times each device's compute time, plus idle watts times
@@ -36,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
@@ -81,6 +89,42 @@ class Estimate:
         return no_worse and self != other
 
 
+@dataclass(frozen=True)
+class Hop:
+    """A transfer through the driver: its bytes per sample, crossings of the access point, network
+    latencies (legs), and the devices whose own links it uses."""
+
+    bytes: int
+    crossings: int
+    legs: int
+    devices: tuple[str, ...]
+
+    def seconds(self, samples: float, devices: Mapping[str, DeviceProfile], net: Network) -> tuple[float, float]:
+        """(access-point time, the whole transfer's time) for ``samples`` samples."""
+        size = samples * self.bytes
+        crossing = self.crossings * size / net.shared_bytes_s
+        links = size / min(devices[d].link_bytes_s for d in self.devices)
+        return crossing, self.legs * net.latency_s + max(crossing, links)
+
+
+def hops(model: ModelProfile, stages: Sequence[Stage], training: bool) -> tuple[list[Hop], list[Hop]]:
+    """A pipeline's transfers: forward (the input to stage 0, then one before each later stage, and
+    in inference the output back after the last) and, in training, backward (one after each stage
+    but the first, in reverse order, then the first stage's empty answer)."""
+    inter = [Hop(model.activation_bytes[a.end - 1], 2, 2, (a.device, b.device)) for a, b in pairwise(stages)]
+    forward = [Hop(model.input_bytes, 1, 1, (stages[0].device,)), *inter]
+    if training:
+        return forward, [*reversed(inter), Hop(0, 0, 1, (stages[0].device,))]
+    return [*forward, Hop(model.activation_bytes[-1], 1, 1, (stages[-1].device,))], []
+
+
+def allreduce_s(model: ModelProfile, pipelines: int, net: Network) -> tuple[float, float]:
+    """(access-point time, latency) of the gradient all-reduce through the driver (none for one pipeline)."""
+    if pipelines < 2:
+        return 0.0, 0.0
+    return 2 * pipelines * sum(model.weight_bytes) / net.shared_bytes_s, 4 * net.latency_s
+
+
 def stage_memory(model: ModelProfile, start: int, end: int, samples: int, training: bool) -> int:
     """Weights, plus in training the activations of every sample kept for the backward pass."""
     weights = sum(model.weight_bytes[start:end])
@@ -93,31 +137,28 @@ def estimate(
     m_count = plan.micro_batches
     fwd: list[list[float]] = []
     bwd: list[list[float]] = []
-    xfer: list[list[float]] = []
+    xfer: list[tuple[list[float], list[float]]] = []
     medium = 0.0  # access point busy per micro-batch round, every pipeline's transfers
     for pipe in plan.pipelines:
         m = pipe.samples / m_count
         fwd.append([m * sum(devices[s.device].forward_s[s.start : s.end]) for s in pipe.stages])
         bwd.append([m * sum(devices[s.device].backward_s[s.start : s.end]) for s in pipe.stages])
-        hops = []
-        for a, b in zip(pipe.stages, pipe.stages[1:], strict=False):
-            size = m * model.activation_bytes[a.end - 1]
-            crossing = 2 * size / net.shared_bytes_s
-            medium += crossing
-            links = size / min(devices[a.device].link_bytes_s, devices[b.device].link_bytes_s)
-            hops.append(net.latency_s + max(crossing, links))
-        xfer.append(hops)
+        both = []
+        for direction in hops(model, pipe.stages, work.training):
+            timed = [h.seconds(m, devices, net) for h in direction]
+            medium += sum(c for c, _ in timed)
+            both.append([t for _, t in timed])
+        xfer.append((both[0], both[1]))
 
-    def run(stage_s: list[float], hops: list[float]) -> float:
-        slowest = max([*stage_s, *hops, medium])
-        return sum(stage_s) + sum(hops) + (m_count - 1) * slowest
+    def run(stage_s: list[float], hop_s: list[float]) -> float:
+        slowest = max([*stage_s, *hop_s, medium])
+        return sum(stage_s) + sum(hop_s) + (m_count - 1) * slowest
 
     latency = 0.0
-    for f, b, h in zip(fwd, bwd, xfer, strict=True):
-        latency = max(latency, run(f, h) + (run(b, h) if work.training else 0.0))
-    p = len(plan.pipelines)
-    if work.training and p > 1:
-        latency += 4 * (p - 1) * sum(model.weight_bytes) / net.shared_bytes_s + 2 * (p - 1) * net.latency_s
+    for f, b, (hf, hb) in zip(fwd, bwd, xfer, strict=True):
+        latency = max(latency, run(f, hf) + (run(b, hb) if work.training else 0.0))
+    if work.training:
+        latency += sum(allreduce_s(model, len(plan.pipelines), net))
     busy = {s.device: 0.0 for pipe in plan.pipelines for s in pipe.stages}
     for pipe, f, b in zip(plan.pipelines, fwd, bwd, strict=True):
         for s, fs, bs in zip(pipe.stages, f, b, strict=True):

@@ -16,6 +16,7 @@ class ModelProfile:
     name: str
     activation_bytes: tuple[int, ...]  # per sample, leaving layer i
     weight_bytes: tuple[int, ...]  # per layer
+    input_bytes: int = 0  # per sample, into the first layer (token ids, frames)
 
     def __post_init__(self) -> None:
         if not self.activation_bytes or len(self.activation_bytes) != len(self.weight_bytes):

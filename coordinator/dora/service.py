@@ -77,7 +77,9 @@ def measure(
                 link,
             )
         )
-        model_profile = ModelProfile(model, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]))
+        model_profile = ModelProfile(
+            model, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]), int(prof["input_bytes"])
+        )
     if model_profile is None:
         raise ValueError("no device to measure")
     net = Network(min(d.link_bytes_s for d in devices), max(latencies))

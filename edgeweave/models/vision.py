@@ -56,9 +56,7 @@ class VisionConfig:
         path = directory / "config.json"
         try:
             raw = json.loads(path.read_text())
-            return cls(
-                int(raw["image_size"]), tuple(raw["widths"]), tuple(raw["strides"]), tuple(raw["classes"])
-            )
+            return cls(int(raw["image_size"]), tuple(raw["widths"]), tuple(raw["strides"]), tuple(raw["classes"]))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelFileError(str(path), f"not a traffic CNN config ({e})") from None
 

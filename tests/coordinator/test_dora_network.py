@@ -36,7 +36,8 @@ def test_the_critical_transfer_goes_first_on_a_shared_access_point() -> None:
     critical = simulate(PLAN, MODEL, DEVICES, SLOW_AP, INFER, "critical")
     # a's transfer first (1.5 s of work behind it): a2 1.6 s; b's 0.6-1.1, b2 done at 1.11
     assert critical.makespan_s == pytest.approx(1.6)
-    assert critical.busy_s[MEDIUM] == pytest.approx(1.0) and critical.busy_s["a2"] == pytest.approx(1.0)
+    # the medium: the two transfers, and each pipeline's 1-byte output back
+    assert critical.busy_s[MEDIUM] == pytest.approx(1.0 + 2e-6) and critical.busy_s["a2"] == pytest.approx(1.0)
 
 
 def test_one_micro_batch_through_one_pipeline_matches_the_closed_form() -> None:
@@ -44,7 +45,9 @@ def test_one_micro_batch_through_one_pipeline_matches_the_closed_form() -> None:
     net = Network(1e6, latency_s=0.05)
     est = estimate(plan, MODEL, DEVICES, net, INFER)
     sched = simulate(plan, MODEL, DEVICES, net, INFER, "critical")
-    assert sched.makespan_s == pytest.approx(est.latency_s) == pytest.approx(0.2 + 1.0 + 0.05 + 2.0)
+    # the input in (one leg), a1, the activations relayed by the driver (two legs, 2 x 0.5 MB over
+    # the medium), a2, the 2-byte output back (one leg)
+    assert sched.makespan_s == pytest.approx(est.latency_s) == pytest.approx(0.05 + 0.2 + 1.0 + 0.1 + 2.0 + 0.05 + 2e-6)
     again = rescore(plan, est, MODEL, DEVICES, net, INFER)
     assert again.latency_s == pytest.approx(est.latency_s) and again.energy_j == pytest.approx(est.energy_j)
 

@@ -88,8 +88,9 @@ def test_estimate_of_a_two_stage_pipeline_by_hand() -> None:
     devs = {"a": device("a", 0.01, 2), "b": device("b", 0.02, 2)}
     plan = Plan((Pipeline((Stage("a", 0, 1), Stage("b", 1, 2)), 4),), micro_batches=2)
     est = estimate(plan, model, devs, NET, Workload(training=False, batch=4))
-    # micro-batch of 2: a 0.02 s, b 0.04 s; transfer 20 kB: 2 ms + max(4 ms AP, 1 ms links) = 6 ms;
-    # fill 0.02 + 0.006 + 0.04, then one more round at the bottleneck 0.04
-    assert est.latency_s == pytest.approx(0.106)
+    # micro-batch of 2: the input in (no bytes, one leg) 2 ms; a 0.02 s; 20 kB relayed a -> driver -> b:
+    # two legs 4 ms + max(4 ms on the AP, 1 ms links) = 8 ms; b 0.04 s; the 20 kB output back: 2 ms +
+    # max(2 ms, 1 ms) = 4 ms.  Fill 0.074, then one more round at the bottleneck 0.04
+    assert est.latency_s == pytest.approx(0.114)
     assert est.throughput == pytest.approx(4 / 0.08)  # b is busy 0.08 s a batch
-    assert est.energy_j == pytest.approx(5.0 * 0.04 + 5.0 * 0.08 + 2 * 1.0 * 0.106)
+    assert est.energy_j == pytest.approx(5.0 * 0.04 + 5.0 * 0.08 + 2 * 1.0 * 0.114)
