@@ -28,6 +28,7 @@ from device.worker import ModelWorker, QueueFull, Ticket
 from edgeweave import sse
 from edgeweave.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, STREAM_BODY, AuthError, ClusterKey, RequestVerifier
 from edgeweave.config import DeviceConfig
+from edgeweave.emulation import link_from_env
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.protocol import DeviceInfo, DoneEvent, ErrorBody, ErrorEvent, GenerateRequest, StartEvent, TokenMessage
@@ -281,7 +282,9 @@ async def _stop_background(app: web.Application) -> None:
 
 
 def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, cluster_auth], client_max_size=MAX_BODY_BYTES)
+    link = link_from_env()  # an emulated network's delay and loss (edgeweave.emulation), outermost
+    middlewares = [*([link] if link else []), error_middleware, cluster_auth]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[KEY] = DeviceState(cfg, key, workers)
     app.on_response_prepare.append(sign_response)
     app.on_startup.append(_start_background)

@@ -9,8 +9,14 @@ and ingress are both redirected into one ``ifb`` device shaped by a ``tbf``
 at the access point's rate.  Each device's own radio is a ``tbf`` on its end
 of the veth.
 
-``netem`` does not work on these machines, so there is no emulated
-propagation delay or loss (not modelled yet).  Compute: each device's daemon
+``netem`` does not work on these machines, so propagation delay and loss are
+emulated in the transport layer instead: ``Lan(delay_ms=..., loss=...)``
+hands them to every daemon it spawns (``EDGEWEAVE_EMULATED_LINK``), whose
+HTTP server then holds each request ``delay_ms`` before handling it and each
+answer ``delay_ms`` before sending it (:func:`link_middleware`), and drops
+each 1448-byte segment of either with probability ``loss``, every lost
+segment costing one retransmission timeout (``RTO_S``, Linux's minimum: the
+case where fast retransmit does not save it).  Compute: each device's daemon
 runs in a CPU cgroup with a quota (cgroup v1 ``cpu.cfs_quota_us`` or v2
 ``cpu.max``), a fraction of one core; where cgroups are not writable the
 quota is not applied and :attr:`Lan.notices` says so.  :func:`unavailable`
@@ -20,7 +26,9 @@ can fall back to loopback with that notice.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -28,12 +36,49 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
 from edgeweave.processes import ServiceProcess, spawn
 
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 PERIOD_US = 4_000  # short, so a burst of a few ms is throttled too, as on a slower CPU
 MIN_QUOTA_US = 1_000  # the kernel's floor: shares below a quarter of a core are not possible
+
+
+LINK_ENV = "EDGEWEAVE_EMULATED_LINK"  # "DELAY_MS,LOSS", set by Lan.spawn
+SEGMENT_BYTES = 1448  # TCP payload per packet on a 1500-byte MTU
+RTO_S = 0.2
+
+
+def link_middleware(delay_s: float, loss: float, seed: int = 0) -> Middleware:
+    """An aiohttp middleware adding one leg of propagation delay to each request and to each answer,
+    and a retransmission timeout per lost segment."""
+    rng = random.Random(seed)
+
+    def held(size: int) -> float:
+        segments = size // SEGMENT_BYTES + 1
+        return delay_s + RTO_S * sum(rng.random() < loss for _ in range(segments))
+
+    @web.middleware
+    async def link(request: web.Request, handler: Handler) -> web.StreamResponse:
+        await asyncio.sleep(held(len(await request.read())))
+        response = await handler(request)
+        body = getattr(response, "body", None)
+        await asyncio.sleep(held(len(body) if isinstance(body, bytes | bytearray) else 0))
+        return response
+
+    return link
+
+
+def link_from_env() -> Middleware | None:
+    """The emulated link this process was spawned behind, if any."""
+    raw = os.environ.get(LINK_ENV)
+    if not raw:
+        return None
+    delay_ms, loss = (float(x) for x in raw.split(","))
+    return link_middleware(delay_ms / 1000, loss)
 
 
 def unavailable() -> str | None:
@@ -76,6 +121,8 @@ class Lan:
     """``with Lan(ap_mbit=50) as lan: host = lan.add("pi-1", link_mbit=40, cpu_share=0.25)``."""
 
     ap_mbit: float
+    delay_ms: float = 0.0  # one way, each leg
+    loss: float = 0.0  # per 1448-byte segment
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:5])
     hosts: list[Host] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -131,7 +178,8 @@ class Lan:
 
     def spawn(self, host: Host, args: list[str], log: Path) -> ServiceProcess:
         """``edgeweave ARGS`` inside the host's namespace, under its CPU quota."""
-        svc = spawn(host.name, args, log, prefix=("ip", "netns", "exec", host.namespace))
+        env = {LINK_ENV: f"{self.delay_ms},{self.loss}"} if self.delay_ms or self.loss else None
+        svc = spawn(host.name, args, log, env=env, prefix=("ip", "netns", "exec", host.namespace))
         if host.cpu_share is not None:
             self._limit(host, svc.proc.pid)
         return svc

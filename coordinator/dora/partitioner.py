@@ -8,7 +8,8 @@ their speed, run with ``M`` micro-batches.  Candidates: devices ranked by
 speed and, separately, by energy per sample; the first ``n`` of a ranking,
 dealt round-robin into ``p`` pipelines; each chain cut by dynamic programming
 (the slowest stage as fast as possible within every device's memory); every
-micro-batch count in ``MICRO_BATCHES``.  That is O(devices^2 * pipelines *
+micro-batch count in ``MICRO_BATCHES`` that leaves ``MIN_MICRO_SAMPLES`` per
+micro-batch.  That is O(devices^2 * pipelines *
 micro-batch counts) cuts of O(devices * layers^2) each.
 
 Cost model, one batch (:func:`estimate`).  Transfers go through the driver
@@ -48,6 +49,9 @@ from itertools import pairwise
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
 MICRO_BATCHES = (1, 2, 4, 8)
+# Profiles time layers at batch 2 (device.dora_routes.profile_layers); a micro-batch of one sample runs
+# below that per-sample speed (fixed costs per call), so micro-batches keep at least this many samples.
+MIN_MICRO_SAMPLES = 2
 MAX_PIPELINES = 4
 
 
@@ -249,7 +253,7 @@ def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Work
                     continue
                 pipes = tuple(Pipeline(s, n_samples) for s, n_samples in zip(stages, shares, strict=True))  # type: ignore[arg-type]
                 for micro in MICRO_BATCHES:
-                    if micro <= min(shares):
+                    if micro == 1 or min(shares) >= MIN_MICRO_SAMPLES * micro:
                         plan = Plan(pipes, micro)
                         if plan not in seen:
                             seen.add(plan)
