@@ -32,9 +32,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from edgeweave.models.config import PRESETS
     from edgeweave.models.registry import checkpoint_dir
     from edgeweave.models.train import train
-    from edgeweave.models.vision import NAME as VISION_NAME
+    from edgeweave.models.vision import VARIANTS
 
-    if args.preset == VISION_NAME:
+    if args.preset in VARIANTS:
         return _train_cnn(args)
     preset = PRESETS[args.preset]
     model, report = train(preset, steps=args.steps)
@@ -48,12 +48,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train_cnn(args: argparse.Namespace) -> int:
     from edgeweave.models.registry import checkpoint_dir
-    from edgeweave.models.vision import NAME, save_cnn, train_cnn
+    from edgeweave.models.vision import TRAIN_STEPS, VARIANTS, save_cnn, train_cnn
 
-    model, report = train_cnn(**({"steps": args.steps} if args.steps else {}))
-    out = save_cnn(model, args.out or checkpoint_dir(NAME))
+    name = args.preset
+    model, report = train_cnn(args.steps or TRAIN_STEPS.get(name, 400), config=VARIANTS[name])
+    out = save_cnn(model, args.out or checkpoint_dir(name))
     print(
-        f"{NAME}: {report.parameters:,} parameters, {report.steps} steps, loss {report.final_loss:.4f}, "
+        f"{name}: {report.parameters:,} parameters, {report.steps} steps, loss {report.final_loss:.4f}, "
         f"{report.seconds:.0f} s -> {out}; accuracy {report.accuracy:.3f} on held-out frames"
     )
     return 0
@@ -166,13 +167,13 @@ def _serve(role: str, path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeweave.models.config import PRESETS
-    from edgeweave.models.vision import NAME as VISION_NAME
+    from edgeweave.models.vision import VARIANTS
 
     parser = _Parser(prog="edgeweave", description="edge-first device/cloud ML runtime")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("train", help="train a weave-home model or weave-traffic-cnn (fixed seeds)")
-    p.add_argument("preset", choices=sorted([*PRESETS, VISION_NAME]))
+    p = sub.add_parser("train", help="train a weave-home model or a traffic CNN (fixed seeds)")
+    p.add_argument("preset", choices=sorted([*PRESETS, *VARIANTS]))
     p.add_argument("--out", help="checkpoint directory (default: the committed weights directory)")
     p.add_argument("--steps", type=int, help="override the preset's step count")
     p.add_argument("--n", type=int, default=300, help="held-out commands to evaluate after training")

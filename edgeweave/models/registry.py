@@ -1,4 +1,4 @@
-"""Where named models live: the weave-home checkpoints and weave-traffic-cnn, committed with the repo.
+"""Where named models live: the weave-home checkpoints and the traffic CNNs, committed with the repo.
 
 ``resolve_checkpoint`` turns a model argument (a model name such as
 ``weave-home-device`` or a path to a checkpoint directory) into a directory.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgeweave.errors import ModelFileError
 from edgeweave.models.config import PRESETS
-from edgeweave.models.vision import NAME as VISION_NAME
+from edgeweave.models.vision import VARIANTS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -20,13 +20,13 @@ def checkpoint_dir(name: str) -> Path:
 
 
 def resolve_checkpoint(model: str | Path) -> Path:
-    if str(model) in PRESETS or str(model) == VISION_NAME:
+    if str(model) in PRESETS or str(model) in VARIANTS:
         path = checkpoint_dir(str(model))
         if not (path / "config.json").is_file():
             raise ModelFileError(str(path), f"weights for {model} are missing; run `edgeweave train {model}`")
         return path
     path = Path(model)
     if not path.exists():
-        names = ", ".join([*PRESETS, VISION_NAME])
+        names = ", ".join([*PRESETS, *VARIANTS])
         raise ModelFileError(str(path), f"no such file or directory (and not a model name: {names})")
     return path

@@ -33,6 +33,7 @@ from edgeweave.fileio import atomic_output
 NAME = "weave-traffic-cnn"
 MODEL_TYPE = "edgeweave-traffic-cnn"
 CLASSES = ("empty", "car", "bus", "bike")
+DETECT_CLASSES = ("empty", "road-user")  # a detector's answer: is anyone on the road?
 # (width, height) ranges in pixels of each road user, at 64x64
 _SHAPES = {1: ((10, 17), (6, 10)), 2: ((24, 37), (9, 13)), 3: ((3, 6), (8, 13))}
 
@@ -43,6 +44,10 @@ class VisionConfig:
     widths: tuple[int, ...] = (16, 32, 32, 64, 64, 128, 128)
     strides: tuple[int, ...] = (1, 2, 1, 2, 1, 2, 1)
     classes: tuple[str, ...] = CLASSES
+
+    def labels(self, classes: torch.Tensor) -> torch.Tensor:
+        """The frames' class ids as this model's targets (a detector: anyone there or not)."""
+        return (classes > 0).long() if self.classes == DETECT_CLASSES else classes
 
     @property
     def n_layers(self) -> int:
@@ -59,6 +64,25 @@ class VisionConfig:
             return cls(int(raw["image_size"]), tuple(raw["widths"]), tuple(raw["strides"]), tuple(raw["classes"]))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelFileError(str(path), f"not a traffic CNN config ({e})") from None
+
+
+def variant(task: str, width: float, image_size: int) -> VisionConfig:
+    """A smaller or cheaper sibling: channel widths scaled by ``width``, frames at ``image_size``."""
+    base = VisionConfig()
+    widths = tuple(max(4, round(w * width)) for w in base.widths)
+    return VisionConfig(image_size, widths, base.strides, DETECT_CLASSES if task == "detect" else CLASSES)
+
+
+# Circinus's operator variants (detectors and classifiers of several widths and resolutions); NAME is
+# the full classifier
+VARIANTS: dict[str, VisionConfig] = {
+    "traffic-det-w25-r32": variant("detect", 0.25, 32),
+    "traffic-det-w50-r64": variant("detect", 0.5, 64),
+    "traffic-cls-w25-r32": variant("classify", 0.25, 32),
+    "traffic-cls-w50-r64": variant("classify", 0.5, 64),
+    NAME: VisionConfig(),
+}
+TRAIN_STEPS = {"traffic-cls-w25-r32": 1500}  # the narrowest classifier leaves chance level late; others 400
 
 
 def is_vision_checkpoint(directory: Path) -> bool:
@@ -122,15 +146,18 @@ class VisionReport:
 
 
 def accuracy(model: TrafficCNN, n: int = 512, seed: int = 10_000) -> float:
+    """Top-1 accuracy on ``n`` held-out frames (a validation set no training step draws)."""
     x, y = frames(n, seed, model.config.image_size)
     with torch.no_grad():
-        return float((model.eval()(x).argmax(-1) == y).float().mean())
+        return float((model.eval()(x).argmax(-1) == model.config.labels(y)).float().mean())
 
 
-def train_cnn(steps: int = 400, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> tuple[TrafficCNN, VisionReport]:
+def train_cnn(
+    steps: int = 400, batch: int = 64, lr: float = 1e-3, seed: int = 0, config: VisionConfig | None = None
+) -> tuple[TrafficCNN, VisionReport]:
     """AdamW with cosine decay on fresh synthetic frames each step (fixed seeds)."""
     torch.manual_seed(seed)
-    model = TrafficCNN(VisionConfig())
+    model = TrafficCNN(config or VisionConfig())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     t0 = time.perf_counter()
@@ -138,7 +165,7 @@ def train_cnn(steps: int = 400, batch: int = 64, lr: float = 1e-3, seed: int = 0
     model.train()
     for step in range(steps):
         x, y = frames(batch, seed * 1_000_003 + step, model.config.image_size)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(model(x), model.config.labels(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
