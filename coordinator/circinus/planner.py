@@ -18,9 +18,12 @@ Decomposition:
   (the chosen product times the best remaining), cost (chosen plus cheapest
   remaining, against the cap and the K-th cheapest plan found so far) and
   latency (the partial longest path with optimistic remaining operators);
-- *per query, against the others*: the feasible plans no other feasible
-  plan beats on both cost and every tier's load are kept, the K cheapest of
-  them, so the global selection can trade cost for load on a busy tier.
+- *per query, against the others*: the search keeps the feasible plans no
+  other feasible plan beats on both cost and every tier's load (and prunes a
+  partial plan one of them already beats) and hands them all to the
+  selection (or, with ``k``, K of them: the cheapest, the one loading each
+  tier least, the next cheapest), so the global selection can trade cost for
+  load on a busy tier.
 
 Plan similarity: a query whose pipeline and SLO were planned before reuses
 those plans outright (no search); otherwise the plans found for the same
@@ -40,7 +43,7 @@ from coordinator.circinus.profiles import OpStats, Profiler, Tiers
 from coordinator.circinus.spec import SLO, OperatorConfig, Pipeline, Tier
 
 Catalog = Mapping[tuple[str, Tier], OpStats]  # (configuration key, tier) -> what it was measured at
-DEFAULT_K = 3
+DEFAULT_K: int | None = None  # hand the selection every non-dominated plan (measured: K = 4 lost ~10% goodput)
 
 
 @dataclass(frozen=True)
@@ -150,18 +153,33 @@ class Search:
     tiers: Tiers
     profiler: Profiler
     opts: Mapping[str, list[Choice]]
-    k: int = DEFAULT_K
+    k: int | None = DEFAULT_K
     steps: int = 0
-    found: list[Scored] = field(default_factory=list)  # non-dominated in (cost, loads), cheapest first
-
-    def _kth_cost(self) -> float:
-        return self.found[self.k - 1].cost_usd if len(self.found) >= self.k else math.inf
+    found: list[Scored] = field(default_factory=list)  # the feasible plans none beats on cost and loads
 
     def offer(self, scored: Scored) -> None:
         if any(o.plan == scored.plan or _beats(o, scored) for o in self.found):
             return
-        kept = [o for o in self.found if not _beats(scored, o)]
-        self.found = sorted([*kept, scored], key=lambda o: o.cost_usd)[: self.k]
+        self.found = [o for o in self.found if not _beats(scored, o)] + [scored]
+
+    def _beaten(self, cost_floor: float, load: Mapping[Tier, float]) -> bool:
+        """Some plan found is no dearer than ``cost_floor`` and loads no tier more than ``load``: it
+        beats every completion of a partial plan with these lower bounds."""
+        return any(
+            o.cost_usd <= cost_floor and all(busy <= load.get(t, 0.0) for t, busy in o.busy_s) for o in self.found
+        )
+
+    def best(self) -> list[Scored]:
+        """At most ``k`` of the plans found: the cheapest, then for each tier the one loading it
+        least, then the next cheapest; cheapest first."""
+        by_cost = sorted(self.found, key=lambda o: (o.cost_usd, o.busy_s))
+        picked = by_cost[:1]
+        for tier in sorted({t for o in by_cost for t, _ in o.busy_s}):
+            light = min(by_cost, key=lambda o: (o.load(tier), o.cost_usd))
+            if light not in picked:
+                picked.append(light)
+        picked += [o for o in by_cost if o not in picked]
+        return sorted(picked[: self.k or len(picked)], key=lambda o: (o.cost_usd, o.busy_s))
 
     def run(self) -> list[Scored]:
         order = self.pipeline.order
@@ -176,11 +194,11 @@ class Search:
             return max(sum(self._optimistic(chosen[o]) if o in chosen else lat_min[o] for o in p)
                        for p in self.pipeline.paths)  # fmt: skip
 
-        def expand(i: int, chosen: dict[str, Choice], acc: float, cost: float) -> None:
+        def expand(i: int, chosen: dict[str, Choice], acc: float, cost: float, load: dict[Tier, float]) -> None:
             self.steps += 1
             if acc * acc_rest[i] < self.slo.min_accuracy:
                 return
-            if cost + cost_rest[i] > min(cap, self._kth_cost()):
+            if cost + cost_rest[i] > cap or self._beaten(cost + cost_rest[i], load):
                 return
             if latency_bound(chosen) > self.slo.latency_s:
                 return
@@ -192,10 +210,11 @@ class Search:
                 return
             for c in self.opts[order[i]]:
                 s = self.catalog[c.key]
-                expand(i + 1, {**chosen, order[i]: c}, acc * s.accuracy, cost + s.cost_usd)
+                more = {**load, c.tier: load.get(c.tier, 0.0) + s.busy_s}
+                expand(i + 1, {**chosen, order[i]: c}, acc * s.accuracy, cost + s.cost_usd, more)
 
-        expand(0, {}, 1.0, 0.0)
-        return list(self.found)
+        expand(0, {}, 1.0, 0.0, {})
+        return self.best()
 
     def _optimistic(self, c: Choice) -> float:
         mean, half = self.profiler.estimate(*c.key)
@@ -209,7 +228,7 @@ class Planner:
     catalog: Catalog
     tiers: Tiers
     profiler: Profiler
-    k: int = DEFAULT_K
+    k: int | None = DEFAULT_K
     tiers_allowed: frozenset[Tier] | None = None
     reuse: bool = True
     steps: int = 0
@@ -217,7 +236,7 @@ class Planner:
     _done: dict[tuple[str, SLO], list[Scored]] = field(default_factory=dict)
 
     def plans(self, pipeline: Pipeline, slo: SLO) -> list[Scored]:
-        """Up to ``k`` cheapest plans meeting ``slo`` that no other beats on cost and load, cheapest first."""
+        """Up to ``k`` plans meeting ``slo`` (:meth:`Search.best`), cheapest first."""
         if self.reuse and (pipeline.name, slo) in self._done:
             return self._done[(pipeline.name, slo)]
         if pipeline.name not in self._opts:

@@ -76,6 +76,7 @@ class Profiler:
     max_samples: int = 20
     early_stop: bool = True
     samples: dict[tuple[str, Tier], list[float]] = field(default_factory=dict)
+    _cached: dict[tuple[str, Tier], tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -90,11 +91,13 @@ class Profiler:
     def estimate(self, key: str, tier: Tier) -> tuple[float, float]:
         """(mean, half-width) from the samples so far (``min_samples`` taken first)."""
         got = self._take(key, tier, self.min_samples)
-        mean = statistics.fmean(got)
         n = len(got)
-        if n < 2:
-            return mean, math.inf
-        return mean, _t_quantile(self.confidence, n - 1) * statistics.stdev(got) / math.sqrt(n)
+        cached = self._cached.get((key, tier))
+        if cached is None or cached[0] != n:
+            mean = statistics.fmean(got)
+            half = _t_quantile(self.confidence, n - 1) * statistics.stdev(got) / math.sqrt(n) if n > 1 else math.inf
+            cached = self._cached[(key, tier)] = (n, mean, half)
+        return cached[1], cached[2]
 
     def known(self, key: str, tier: Tier) -> bool:
         mean, half = self.estimate(key, tier)

@@ -28,7 +28,7 @@ def solve(
     catalog: Catalog,
     tiers: Tiers,
     profiler: Profiler,
-    k: int = DEFAULT_K,
+    k: int | None = DEFAULT_K,
     tiers_allowed: frozenset[Tier] | None = None,
 ) -> Solution:
     planner = Planner(catalog, tiers, profiler, k, tiers_allowed)

@@ -2,7 +2,7 @@
 
 ``export_model(checkpoint, target, out)`` with target ``gguf`` (llama.cpp),
 ``pte`` (ExecuTorch), ``onnx`` (onnxruntime) or ``safetensors`` (a Hugging
-Face checkpoint directory).  Real Hugging Face Llama / Qwen2 checkpoints go
+Face checkpoint directory); a traffic CNN exports to ``onnx``.  Real Hugging Face Llama / Qwen2 checkpoints go
 through exactly the same path as the weave-home models.  Outputs are written
 atomically: a failed export leaves nothing behind.
 """
@@ -24,8 +24,15 @@ def export_model(checkpoint: str | Path, target: str, out: str | Path, dtype: st
     if dtype not in ("f32", "f16"):
         raise UsageError("--dtype", f"unknown dtype {dtype!r} (choose from f32, f16)")
     from edgeweave.models.checkpoint import load_checkpoint, save_checkpoint
+    from edgeweave.models.vision import is_vision_checkpoint, load_cnn
 
     checkpoint, out = Path(checkpoint), Path(out)
+    if is_vision_checkpoint(checkpoint):
+        if target != "onnx":
+            raise UsageError("--to", f"{checkpoint.name} is a traffic CNN: it exports to onnx only")
+        from edgeweave.export.onnx_export import export_cnn_onnx
+
+        return export_cnn_onnx(load_cnn(checkpoint), out)
     model = load_checkpoint(checkpoint)
     if target == "gguf":
         from edgeweave.export.gguf_export import export_gguf

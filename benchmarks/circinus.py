@@ -1,0 +1,239 @@
+"""Circinus benchmark: SLO goodput, cost, planning time and profiling steps of Circinus against
+exhaustive search, per-query greedy, single-tier planning (all cloud, all edge) and profiling without
+early stopping, on three pipeline families and 10-1000 concurrent queries.
+
+Operators are real and measured (:mod:`coordinator.circinus.measure`):
+traffic-camera detectors and classifiers of two widths and resolutions
+(onnxruntime; accuracy on held-out frames) and the weave-home LLMs
+(llama.cpp; exact match on held-out commands).  Every profiling step runs the
+operator once on this machine; a tier is a stated slowdown of it (device 4x,
+edge 1x, cloud 0.2x) billed per busy second (device free, edge $0.10/h, cloud
+$2/h), with stated links (device-edge 5 ms, edge-cloud 40 ms, device-cloud
+45 ms).  So accuracy, latency and profiling work are measured; tiers,
+prices and links are simulated.
+
+Pipelines (``FAMILIES``): traffic analytics (detect -> classify ->
+summarize), a meeting companion (voice activity -> speech recognition ->
+{summary, action items}; the audio operators are stand-ins: the vision
+models run on the same shapes, measured the same way) and a smart-home
+security chain (motion -> {classify, alert}).  Queries draw a family, a rate
+(0.5-2 /s) and an SLO (latency, minimum accuracy, cost cap) at random (seeded);
+tier capacities grow with the query count so contention stays alike.
+
+Goodput: invocations/s of queries whose plan meets their SLO, over all
+offered.  Each system plans from scratch with its own profiler (planning time
+includes its profiling runs).  Exhaustive search enumerates every plan of
+every query and selects exactly: tractable up to ``EXHAUSTIVE_MAX`` queries.
+
+    python -m benchmarks.circinus [--quick]
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks.results_io import RESULTS, parser, save_result
+from coordinator.circinus.baselines import exhaustive, greedy, within
+from coordinator.circinus.measure import FRAME_BYTES, TierSpec, measure
+from coordinator.circinus.profiles import Profiler, Tiers
+from coordinator.circinus.selection import Selection
+from coordinator.circinus.solve import solve
+from coordinator.circinus.spec import Workload, parse
+
+TIER_SPECS = {"device": TierSpec(4.0, 0.0), "edge": TierSpec(1.0, 0.10 / 3600), "cloud": TierSpec(0.2, 2.0 / 3600)}
+LINKS = {
+    ("device", "edge"): (0.005, 50e6 / 8),
+    ("edge", "cloud"): (0.04, 100e6 / 8),
+    ("device", "cloud"): (0.045, 20e6 / 8),
+}
+CAPACITY_PER_QUERY = {"device": 0.02, "edge": 0.01, "cloud": 0.04}  # compute-seconds per second, per query
+EXHAUSTIVE_MAX = 100
+DET = [{"model": "traffic-det-w25-r32", "resolution": 32}, {"model": "traffic-det-w50-r64", "resolution": 64}]
+CLS = [
+    {"model": "traffic-cls-w25-r32", "resolution": 32},
+    {"model": "traffic-cls-w50-r64", "resolution": 64},
+    {"model": "weave-traffic-cnn", "resolution": 64},
+]
+LLM = [{"model": "weave-home-device"}, {"model": "weave-home-cloud"}]
+ALL = ["device", "edge", "cloud"]
+
+
+def _op(name: str, kind: str, configs: list[dict[str, Any]], tiers: list[str]) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "configs": configs, "tiers": tiers}
+
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    "traffic": {
+        "operators": [_op("detect", "detector", DET, ALL), _op("classify", "classifier", CLS, ALL),
+                      _op("summarize", "llm", LLM, ["edge", "cloud"])],
+        "edges": [["detect", "classify"], ["classify", "summarize"]],
+    },
+    "meeting": {
+        "operators": [_op("vad", "voice-activity", DET, ALL), _op("asr", "speech", CLS, ALL),
+                      _op("summary", "llm", LLM, ["edge", "cloud"]), _op("actions", "llm", LLM, ALL)],
+        "edges": [["vad", "asr"], ["asr", "summary"], ["asr", "actions"]],
+    },
+    "security": {
+        "operators": [_op("motion", "detector", DET, ALL), _op("classify", "classifier", CLS, ALL),
+                      _op("alert", "llm", LLM, ALL)],
+        "edges": [["motion", "classify"], ["motion", "alert"]],
+    },
+}  # fmt: skip
+SLOS = {  # (latency s, minimum accuracy, cost cap $ per invocation)
+    "latency": [0.12, 0.25, 0.6],
+    "accuracy": [0.4, 0.6, 0.7],
+    "cost": [2e-6, 1e-5, None],
+}
+
+
+def workload(n: int, seed: int) -> Workload:
+    rng = random.Random(seed)
+    pipelines = [{"name": name, "input_bytes": FRAME_BYTES, **body} for name, body in FAMILIES.items()]
+    queries = []
+    for i in range(n):
+        slo = {"latency_s": rng.choice(SLOS["latency"]), "min_accuracy": rng.choice(SLOS["accuracy"])}
+        cap = rng.choice(SLOS["cost"])
+        if cap is not None:
+            slo["max_cost_usd"] = cap
+        queries.append({"id": f"q{i}", "pipeline": rng.choice(list(FAMILIES)), "rate": rng.choice([0.5, 1.0, 2.0]),
+                        "slo": slo})  # fmt: skip
+    return parse({"pipelines": pipelines, "queries": queries}, "benchmark workload")
+
+
+def tiers_for(n: int) -> Tiers:
+    return Tiers(
+        {t: c * n for t, c in CAPACITY_PER_QUERY.items()},  # type: ignore[misc]
+        {k: v[0] for k, v in LINKS.items()},  # type: ignore[misc]
+        {k: v[1] for k, v in LINKS.items()},  # type: ignore[misc]
+    )
+
+
+def run_systems(w: Workload, tiers: Tiers, sampler: Callable, catalog: dict) -> dict[str, dict[str, Any]]:
+    offered = sum(q.rate for q in w.queries)
+
+    def row(sel: Selection, seconds: float, profiler: Profiler, search_steps: int) -> dict[str, Any]:
+        assert within(sel, tiers.capacity), "a plan exceeded a tier's capacity"
+        return {
+            "goodput": sel.goodput / offered,
+            "served": len(sel.chosen),
+            "cost_usd_per_s": sel.cost_usd_s,
+            "cost_usd_per_goodput": sel.cost_usd_s / sel.goodput if sel.goodput else None,
+            "planning_s": seconds,
+            "profiling_steps": profiler.steps,
+            "search_steps": search_steps,
+        }
+
+    out: dict[str, dict[str, Any]] = {}
+    variants: dict[str, tuple[dict[str, Any], frozenset | None]] = {
+        "circinus": ({}, None),
+        "no_early_stop": ({"early_stop": False}, None),
+        "all_cloud": ({}, frozenset({"cloud"})),
+        "all_edge": ({}, frozenset({"edge"})),
+    }
+    for name, (kw, allowed) in variants.items():
+        prof = Profiler(sampler, **kw)
+        t0 = time.perf_counter()
+        sol = solve(w, catalog, tiers, prof, tiers_allowed=allowed)
+        out[name] = row(sol.selection, time.perf_counter() - t0, prof, sol.search_steps)
+    prof = Profiler(sampler, early_stop=False)
+    t0 = time.perf_counter()
+    sel, steps = greedy(w, catalog, tiers, prof)
+    out["greedy"] = row(sel, time.perf_counter() - t0, prof, steps)
+    if len(w.queries) <= EXHAUSTIVE_MAX:
+        prof = Profiler(sampler, early_stop=False)
+        t0 = time.perf_counter()
+        sel, steps = exhaustive(w, catalog, tiers, prof)
+        out["exhaustive"] = row(sel, time.perf_counter() - t0, prof, steps)
+    return out
+
+
+BASELINES = ("greedy", "all_cloud", "all_edge", "no_early_stop")
+
+
+def plot(results: dict[str, dict[str, dict[str, Any]]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ns = sorted(results, key=int)
+    systems = ["circinus", *BASELINES, "exhaustive"]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, key, title in zip(axes, ("goodput", "cost_usd_per_goodput", "planning_s"),
+                              ("SLO goodput (share of offered)", "$ per served invocation", "planning s (log)"),
+                              strict=True):  # fmt: skip
+        for s in systems:
+            xs = [int(n) for n in ns if s in results[n] and results[n][s][key] is not None]
+            ax.plot(xs, [results[str(n)][s][key] for n in xs], marker="o", label=s)
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent queries")
+        ax.set_title(title, fontsize=9)
+        if key == "planning_s":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Circinus vs baselines: measured operators, simulated tiers", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser(__doc__, "10 and 100 queries, one seed").parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    sizes = (10, 100) if args.quick else (10, 100, 1000)
+    seeds = (0,) if args.quick else (0, 1, 2)
+    m = measure(workload(1, 0), TIER_SPECS)
+    console.print(
+        f"operators measured in {m.seconds:.1f} s; accuracy: { {k: round(v, 3) for k, v in m.accuracy.items()} }"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    summary: dict[str, Any] = {}
+    for n in sizes:
+        runs = [run_systems(workload(n, seed), tiers_for(n), m.sampler, m.catalog) for seed in seeds]
+        merged = {s: {k: _median([r[s][k] for r in runs]) for k in runs[0][s]} for s in runs[0]}
+        results[str(n)] = merged
+        console.print(
+            n, {s: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for s, r in merged.items()}
+        )
+        c = merged["circinus"]
+        best = max(BASELINES[:3], key=lambda s: merged[s]["goodput"])
+        summary[f"goodput_{n}"] = c["goodput"]
+        summary[f"goodput_ratio_vs_best_baseline_{n}"] = c["goodput"] / max(merged[best]["goodput"], 1e-9)
+        costs = [merged[s]["cost_usd_per_goodput"] for s in BASELINES[:3] if merged[s]["cost_usd_per_goodput"]]
+        if c["cost_usd_per_goodput"] and costs:
+            summary[f"cost_ratio_vs_best_baseline_{n}"] = min(costs) / c["cost_usd_per_goodput"]
+        summary[f"planning_s_{n}"] = c["planning_s"]
+        summary[f"profiling_steps_saved_by_early_stop_{n}"] = (
+            1 - c["profiling_steps"] / merged["no_early_stop"]["profiling_steps"]
+        )
+        if "exhaustive" in merged:
+            ex = merged["exhaustive"]
+            summary[f"planning_speedup_vs_exhaustive_{n}"] = ex["planning_s"] / c["planning_s"]
+            summary[f"goodput_vs_exhaustive_{n}"] = c["goodput"] / max(ex["goodput"], 1e-9)
+    top = str(max(n for n in sizes if n <= EXHAUSTIVE_MAX))
+    summary["planning_speedup_vs_exhaustive"] = summary[f"planning_speedup_vs_exhaustive_{top}"]
+    summary["goodput_vs_exhaustive"] = summary[f"goodput_vs_exhaustive_{top}"]
+    big = str(max(sizes))
+    summary["goodput_ratio_vs_best_baseline"] = summary[f"goodput_ratio_vs_best_baseline_{big}"]
+    summary["cost_ratio_vs_best_baseline"] = summary.get(f"cost_ratio_vs_best_baseline_{big}")
+    figures = "operators (accuracy, latency, profiling) measured; tiers, prices and links simulated"
+    save_result("circinus", args.quick, summary, results=results, accuracy=m.accuracy, seeds=list(seeds),
+                tiers={t: vars(s) for t, s in TIER_SPECS.items()}, figures=figures)  # fmt: skip
+    plot(results, str(RESULTS / "circinus.png"))
+    for k, v in summary.items():
+        console.print(f"{k:>48}: {v:.4g}" if isinstance(v, float) else f"{k:>48}: {v}")
+    return 0
+
+
+def _median(values: list[Any]) -> Any:
+    nums = [v for v in values if v is not None]
+    return statistics.median(nums) if nums else None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Circinus's catalog, measured: every operator configuration a workload names is loaded and run for
+real (:mod:`edgeweave.operators`), its accuracy measured on its validation set, and its latency
+sampled by running it, one run per profiling step.
+
+Here the operators run on this machine and a tier is a stated slowdown of it
+(``TierSpec.factor``: a phone slower, a cloud GPU faster) billed per busy
+second (``usd_per_s``); the live executors sample on the tier itself instead.
+What an operator hands on (``OpStats.output_bytes``) is the frame for a
+detector (a frame with someone in it goes on), a label for a classifier, the
+text for an LLM.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from coordinator.circinus.planner import Catalog
+from coordinator.circinus.profiles import OpStats, Sampler
+from coordinator.circinus.spec import Tier, Workload
+from edgeweave.models.vision import DETECT_CLASSES, frames
+from edgeweave.operators import FRAME_SIZE, LLMOp, VisionOp, load_operator
+
+PROMPT = "dim the kitchen lights to 30% and lock the front door"
+FRAME_BYTES = 3 * FRAME_SIZE * FRAME_SIZE  # uint8 on the wire
+LABEL_BYTES = 16
+TEXT_BYTES = 256
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    factor: float  # its time for what takes 1 s on this machine
+    usd_per_s: float  # billed per busy second
+
+
+@dataclass
+class Measured:
+    catalog: Catalog
+    sampler: Sampler
+    accuracy: dict[str, float]  # per model
+    seconds: float  # loading and measuring accuracy (not profiling)
+
+
+def _runner(op: VisionOp | LLMOp) -> tuple[Callable[[], object], int]:
+    if isinstance(op, VisionOp):
+        frame = frames(1, 3, FRAME_SIZE)[0].numpy().astype(np.float32)
+        out = FRAME_BYTES if op.config.classes == DETECT_CLASSES else LABEL_BYTES
+        return (lambda: op(frame)), out
+    return (lambda: op(PROMPT)), TEXT_BYTES
+
+
+def measure(workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs: int = 5) -> Measured:
+    t0 = time.perf_counter()
+    runs: dict[str, Callable[[], object]] = {}
+    accuracy: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    out_bytes: dict[str, int] = {}
+    catalog: dict[tuple[str, Tier], OpStats] = {}
+    for pipeline in workload.pipelines:
+        for op in pipeline.operators:
+            for cfg in op.configs:
+                if cfg.model not in runs:
+                    loaded = load_operator(cfg.model)
+                    runs[cfg.model], out_bytes[cfg.model] = _runner(loaded)
+                    accuracy[cfg.model] = loaded.accuracy()
+                    busy[cfg.model] = statistics.median(_timed(runs[cfg.model]) for _ in range(calibration_runs))
+                for tier in op.tiers:
+                    spec = tiers[tier]
+                    seconds = busy[cfg.model] * spec.factor
+                    catalog[(cfg.key, tier)] = OpStats(
+                        accuracy[cfg.model], seconds * spec.usd_per_s, seconds, out_bytes[cfg.model]
+                    )
+    model_of = {cfg.key: cfg.model for p in workload.pipelines for op in p.operators for cfg in op.configs}
+
+    def sampler(key: str, tier: Tier) -> float:
+        return _timed(runs[model_of[key]]) * tiers[tier].factor
+
+    return Measured(catalog, sampler, accuracy, time.perf_counter() - t0)
+
+
+def _timed(run: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
