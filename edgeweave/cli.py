@@ -3,7 +3,8 @@
 Verbs: ``train`` (reproduce a weave-home checkpoint or weave-traffic-cnn), ``eval`` (held-out
 exact match), ``export`` (GGUF / ExecuTorch / ONNX / safetensors),
 ``generate`` (one prompt on one backend), ``device serve``, ``coordinator
-serve``, ``cloud serve``, ``tempo train-length``, ``config check`` and ``demo``.  Any user error is one line on stderr
+serve``, ``cloud serve``, ``tempo train-length``, ``dora plan|run``,
+``circinus plan``, ``config check`` and ``demo``.  Any user error is one line on stderr
 (a config file: one line per problem) and exit code 2, never a traceback.
 """
 
@@ -225,9 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0)
     v.set_defaults(func=_cmd_train_length)
 
+    from coordinator.circinus.cli import add_parser as add_circinus
     from coordinator.dora.cli import add_parser as add_dora
 
     add_dora(sub, _Parser)
+    add_circinus(sub, _Parser)
 
     p = sub.add_parser("config", help="config files")
     verbs = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from coordinator.circinus.planner import Catalog
-from coordinator.circinus.profiles import OpStats, Sampler
-from coordinator.circinus.spec import Tier, Workload
+from coordinator.circinus.profiles import OpStats, Sampler, Tiers
+from coordinator.circinus.spec import Infrastructure, Tier, Workload
 from edgeweave.models.vision import DETECT_CLASSES, frames
 from edgeweave.operators import FRAME_SIZE, LLMOp, VisionOp, load_operator
 
@@ -35,6 +35,17 @@ TEXT_BYTES = 256
 class TierSpec:
     factor: float  # its time for what takes 1 s on this machine
     usd_per_s: float  # billed per busy second
+
+
+def from_infrastructure(infra: Infrastructure) -> tuple[Tiers, dict[Tier, TierSpec]]:
+    """The planner's view of a spec's ``infrastructure`` block, and the tiers' speeds and prices."""
+    tiers = Tiers(
+        {t: m.capacity for t, m in infra.tiers.items()},
+        {link.between: link.rtt_ms / 1000 for link in infra.links},
+        {link.between: link.mbit * 1e6 / 8 for link in infra.links},
+        infra.source,
+    )
+    return tiers, {t: TierSpec(m.factor, m.usd_per_hour / 3600) for t, m in infra.tiers.items()}
 
 
 @dataclass
@@ -68,7 +79,7 @@ def measure(workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs
                     runs[cfg.model], out_bytes[cfg.model] = _runner(loaded)
                     accuracy[cfg.model] = loaded.accuracy()
                     busy[cfg.model] = statistics.median(_timed(runs[cfg.model]) for _ in range(calibration_runs))
-                for tier in op.tiers:
+                for tier in (t for t in op.tiers if t in tiers):  # a tier the infrastructure lacks: not there
                     spec = tiers[tier]
                     seconds = busy[cfg.model] * spec.factor
                     catalog[(cfg.key, tier)] = OpStats(

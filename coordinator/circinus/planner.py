@@ -143,6 +143,25 @@ def _beats(a: Scored, b: Scored) -> bool:
     return a.cost_usd <= b.cost_usd and all(a.load(t) <= b.load(t) for t in tiers)
 
 
+def impossible(pipeline: Pipeline, slo: SLO, catalog: Catalog, tiers: Tiers, profiler: Profiler) -> str | None:
+    """Why no plan can meet ``slo`` (the field, and the best any plan reaches), or None: each bound is
+    the best option of every operator taken separately, transfers left out."""
+    best_acc = math.prod(max((catalog[(c.key, t)].accuracy for c in op.configs for t in op.tiers
+                              if (c.key, t) in catalog), default=0.0) for op in pipeline.operators)  # fmt: skip
+    if best_acc < slo.min_accuracy:
+        return f"min_accuracy: {slo.min_accuracy} is above the best plan's {best_acc:.3f}"
+    cheapest = sum(min((catalog[(c.key, t)].cost_usd for c in op.configs for t in op.tiers
+                        if (c.key, t) in catalog), default=math.inf) for op in pipeline.operators)  # fmt: skip
+    if slo.max_cost_usd is not None and cheapest > slo.max_cost_usd:
+        return f"max_cost_usd: {slo.max_cost_usd} is below the cheapest plan's {cheapest:.3g}"
+    fastest = {op.name: min((profiler.mean(c.key, t) for c in op.configs for t in op.tiers if (c.key, t) in catalog),
+                            default=math.inf) for op in pipeline.operators}  # fmt: skip
+    floor = max(sum(fastest[o] for o in p) for p in pipeline.paths)
+    if floor > slo.latency_s:
+        return f"latency_s: {slo.latency_s} is below the fastest plan's {floor:.3g} s (before any transfer)"
+    return None
+
+
 @dataclass
 class Search:
     """Branch and bound for one query; ``steps`` counts expanded nodes."""

@@ -5,9 +5,11 @@ An operator has configuration choices (model variant, input resolution,
 batch size, precision) and the tiers it may run on (``device``, ``edge``,
 ``cloud``); a pipeline is a DAG of operators (edges say whose output feeds
 whom); a query runs a pipeline at a rate under an SLO on end-to-end latency,
-minimum accuracy and a cost cap per invocation.  Validation names the
-problem: duplicate or unknown operators, a cycle (with its operators in
-order), a query for an unknown pipeline.  Whether an SLO is achievable at
+minimum accuracy and a cost cap per invocation.  An optional ``infrastructure`` block
+gives the tiers (speed relative to where operators are measured, price,
+capacity) and the links between them.  Validation names the problem:
+duplicate or unknown operators, a cycle (with its operators in order), a
+query for an unknown pipeline, tiers without a link.  Whether an SLO is achievable at
 all depends on the profiles (:func:`coordinator.circinus.planner.impossible`).
 
 YAML::
@@ -22,6 +24,11 @@ YAML::
     queries:
       - {id: cam-1, pipeline: traffic, rate: 2.0,
          slo: {latency_s: 0.5, min_accuracy: 0.8, max_cost_usd: 0.001}}
+    infrastructure:
+      tiers: {device: {factor: 4, capacity: 1}, edge: {factor: 1, usd_per_hour: 0.1, capacity: 2},
+              cloud: {factor: 0.2, usd_per_hour: 2, capacity: 8}}
+      links: [{between: [device, edge], rtt_ms: 5, mbit: 50}, {between: [edge, cloud], rtt_ms: 40, mbit: 100},
+              {between: [device, cloud], rtt_ms: 45, mbit: 20}]
 """
 
 from __future__ import annotations
@@ -158,9 +165,38 @@ class Query(_Strict):
     rate: float = Field(default=1.0, gt=0.0, le=1e6)  # invocations per second
 
 
+class TierModel(_Strict):
+    factor: float = Field(gt=0)  # its time for what takes 1 s where operators are measured
+    usd_per_hour: float = Field(default=0.0, ge=0)  # billed per busy hour
+    capacity: float = Field(ge=0)  # compute-seconds per second it offers
+
+
+class Link(_Strict):
+    between: tuple[Tier, Tier]
+    rtt_ms: float = Field(ge=0)
+    mbit: float = Field(gt=0)
+
+
+class Infrastructure(_Strict):
+    tiers: dict[Tier, TierModel] = Field(min_length=1)
+    links: tuple[Link, ...] = ()
+    source: Tier = "device"  # where inputs come from and answers go back to
+
+    @model_validator(mode="after")
+    def _every_pair_linked(self) -> Infrastructure:
+        linked = {frozenset(link.between) for link in self.links}
+        names = sorted({*self.tiers, self.source})
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if frozenset((a, b)) not in linked:
+                    raise ValueError(f"no link between {a} and {b} (add one under links)")
+        return self
+
+
 class Workload(_Strict):
     pipelines: tuple[Pipeline, ...] = Field(min_length=1)
     queries: tuple[Query, ...] = ()
+    infrastructure: Infrastructure | None = None
 
     @model_validator(mode="after")
     def _queries_name_known_pipelines(self) -> Workload:
