@@ -32,6 +32,7 @@ from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.openai_serving import Answer, AnswerFailed, Delta, respond
+from edgeweave.operator_routes import add_routes as add_operator_routes
 from edgeweave.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
 from edgeweave.slo import SLO_TYPES, AnySlo, LatencySLO
 from edgeweave.traces import TraceWriter
@@ -248,6 +249,7 @@ def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: in
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    add_operator_routes(app)  # Circinus operators placed on the cloud tier
     return app
 
 

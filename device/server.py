@@ -31,6 +31,7 @@ from edgeweave.config import DeviceConfig
 from edgeweave.emulation import link_from_env
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
+from edgeweave.operator_routes import add_routes as add_operator_routes
 from edgeweave.protocol import DeviceInfo, DoneEvent, ErrorBody, ErrorEvent, GenerateRequest, StartEvent, TokenMessage
 from edgeweave.sampling import SamplingParams
 
@@ -296,4 +297,5 @@ def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -
     app.router.add_post("/v1/generate", generate)
     app.router.add_post("/v1/cancel/{id}", cancel)
     add_routes(app, threads=max((m.threads or 0 for m in cfg.models), default=0) or None)
+    add_operator_routes(app)
     return app

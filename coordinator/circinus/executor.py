@@ -1,0 +1,126 @@
+"""Circinus's executor: runs one invocation of a planned pipeline end to end, each operator on the
+tier its plan chose (device daemons and the cloud service, ``POST /v1/circinus/run``), passing
+intermediate results over the network.
+
+The coordinator relays: every vision operator gets the camera frame, an LLM
+operator gets a prompt made of its parents' answers (a vision operator's
+answer is its class name), and an operator starts as soon as its parents
+are done (branches of the DAG run side by side).  Device tiers are spoken to
+with the cluster key (signed both ways), the cloud with its API key.  The
+invocation's latency is measured end to end, next to each operator's
+compute time as the tier reported it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+
+from coordinator.circinus.planner import Plan
+from coordinator.circinus.spec import Pipeline, Tier
+from coordinator.dora.remote import StageError, call
+from edgeweave.auth import ClusterKey
+from edgeweave.errors import EdgeweaveError
+from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.models.vision import VisionConfig, is_vision_checkpoint
+from edgeweave.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
+
+PATH = "/v1/circinus/run"
+
+
+class OperatorError(EdgeweaveError):
+    """A tier refused or could not run an operator."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    key: ClusterKey | None = None  # a device daemon: requests signed with the cluster key
+    api_key: str | None = None  # the cloud service: a bearer key
+
+    def post(self, body: bytes) -> bytes:
+        if self.key is not None:
+            try:
+                return call(self.url, self.key, "POST", PATH, body)
+            except StageError as e:
+                raise OperatorError(str(e)) from None
+        headers = {"Content-Type": CONTENT_TYPE}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        req = urllib.request.Request(self.url.rstrip("/") + PATH, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as e:
+            raise OperatorError(f"{self.url}{PATH}: HTTP {e.code}: {_message(e.read())}") from None
+        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            raise OperatorError(f"{self.url}{PATH}: unreachable ({e})") from None
+
+
+def _message(raw: bytes) -> str:
+    try:
+        return str(json.loads(raw)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return raw[:200].decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    latency_s: float
+    outputs: dict[str, str]  # per operator: a class name or the LLM's text
+    compute_s: dict[str, float]  # per operator, as its tier measured it
+    tiers: dict[str, Tier]
+
+
+class Executor:
+    def __init__(self, endpoints: Mapping[Tier, Endpoint]) -> None:
+        self.endpoints = dict(endpoints)
+        self._classes: dict[str, tuple[str, ...] | None] = {}
+
+    def _classes_of(self, model: str) -> tuple[str, ...] | None:
+        """A vision model's class names (None: an LLM), from its config."""
+        if model not in self._classes:
+            path = resolve_checkpoint(model)
+            self._classes[model] = VisionConfig.from_dir(path).classes if is_vision_checkpoint(path) else None
+        return self._classes[model]
+
+    def _run(self, model: str, tier: Tier, frame: torch.Tensor, parents: dict[str, str]) -> tuple[str, float]:
+        if tier not in self.endpoints:
+            raise OperatorError(f"{tier}: no endpoint for this tier")
+        classes = self._classes_of(model)
+        if classes is None:
+            prompt = "road report: " + "; ".join(f"{op} saw {out}" for op, out in sorted(parents.items()))
+            body = pack([encode(torch.empty(0), {"model": model, "prompt": prompt})])
+        else:
+            body = pack([encode(frame, {"model": model})])
+        (result, meta), *_ = [decode(f) for f in unpack(self.endpoints[tier].post(body))]
+        answer = str(meta.get("text", "")) if classes is None else classes[int(result.argmax(-1)[0])]
+        return answer, float(meta.get("seconds", 0.0))
+
+    def invoke(self, plan: Plan, pipeline: Pipeline, frame: torch.Tensor) -> Invocation:
+        """One frame ``[1, 3, 64, 64]`` through the plan."""
+        t0 = time.perf_counter()
+        futures: dict[str, Future[tuple[str, float]]] = {}
+        with ThreadPoolExecutor(len(pipeline.operators)) as pool:
+            for name in pipeline.order:  # parents are submitted first; a worker waits on their results
+                c = plan.choice(name)
+                deps = {p: futures[p] for p in pipeline.parents(name)}
+                futures[name] = pool.submit(
+                    lambda c=c, deps=deps: self._run(
+                        c.config.model, c.tier, frame, {p: f.result()[0] for p, f in deps.items()}
+                    )
+                )
+            results = {name: f.result() for name, f in futures.items()}
+        return Invocation(
+            time.perf_counter() - t0,
+            {n: r[0] for n, r in results.items()},
+            {n: r[1] for n, r in results.items()},
+            {c.op: c.tier for c in plan.choices},
+        )

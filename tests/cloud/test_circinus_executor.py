@@ -1,0 +1,79 @@
+"""Circinus's executor on real processes: a 3-operator pipeline (detect -> classify -> summarize)
+across two device daemons and the cloud service, each operator where its plan put it, answering
+what the same operators answer in-process; bad operator calls are 400s naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator.circinus.executor import Endpoint, Executor, OperatorError
+from coordinator.circinus.planner import Choice, Plan
+from coordinator.circinus.spec import parse
+from edgeweave.auth import ClusterKey
+from edgeweave.cluster_files import DeviceProfile
+from edgeweave.local_cluster import LocalCluster
+from edgeweave.models.vision import CLASSES, DETECT_CLASSES, frames
+from edgeweave.operators import LLMOp, VisionOp
+from edgeweave.processes import ServiceProcess
+from tests.cloud.test_server import KEY, server  # noqa: F401  (the cloud engine fixture)
+
+DET, CLS, LLM = "traffic-det-w25-r32", "traffic-cls-w50-r64", "weave-home-device"
+PIPELINE = parse(
+    {
+        "pipelines": [
+            {
+                "name": "traffic",
+                "operators": [
+                    {"name": "detect", "kind": "detector", "tiers": ["device"], "configs": [{"model": DET}]},
+                    {"name": "classify", "kind": "classifier", "tiers": ["edge"], "configs": [{"model": CLS}]},
+                    {"name": "summarize", "kind": "llm", "tiers": ["cloud"], "configs": [{"model": LLM}]},
+                ],
+                "edges": [["detect", "classify"], ["detect", "summarize"], ["classify", "summarize"]],
+            }
+        ]
+    }
+).pipelines[0]
+PLAN = Plan("traffic", tuple(Choice(op.name, op.configs[0], op.tiers[0]) for op in PIPELINE.operators))
+
+
+def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess, tmp_path: Path) -> None:  # noqa: F811
+    with LocalCluster(tmp_path) as cluster:
+        phone, pi = cluster.start_devices(
+            (
+                DeviceProfile("phone-1", "phone", "llamacpp", threads=1),
+                DeviceProfile("pi-1", "pi", "llamacpp", threads=1),
+            ),
+            advertise=False,
+        )
+        key = ClusterKey(cluster.secret.encode())
+        ex = Executor({"device": Endpoint(phone.url, key), "edge": Endpoint(pi.url, key),
+                       "cloud": Endpoint(server.url, api_key=KEY)})  # fmt: skip
+        x, _ = frames(3, seed=5)
+        det, cls, llm = VisionOp(DET), VisionOp(CLS), LLMOp(LLM)
+        for i in range(3):
+            frame = x[i : i + 1]
+            got = ex.invoke(PLAN, PIPELINE, frame)
+            want_det = DETECT_CLASSES[int(det(frame.numpy()).argmax())]
+            want_cls = CLASSES[int(cls(frame.numpy()).argmax())]
+            assert got.outputs["detect"] == want_det and got.outputs["classify"] == want_cls
+            assert got.outputs["summarize"] == llm(f"road report: classify saw {want_cls}; detect saw {want_det}")
+            assert got.tiers == {"detect": "device", "classify": "edge", "summarize": "cloud"}
+            assert got.latency_s >= max(got.compute_s.values()) > 0
+        with pytest.raises(OperatorError, match="HTTP 400: model: .*no-such-model"):
+            Endpoint(phone.url, key).post(_frame({"model": "no-such-model"}))
+        with pytest.raises(OperatorError, match="HTTP 400: prompt"):
+            Endpoint(server.url, api_key=KEY).post(_frame({"model": LLM}))
+        with pytest.raises(OperatorError, match="HTTP 401"):
+            Endpoint(server.url, api_key="wrong").post(_frame({"model": DET}))
+        with pytest.raises(OperatorError, match="not signed|HTTP 401"):
+            Endpoint(pi.url, ClusterKey(b"x" * 32)).post(_frame({"model": DET}))
+
+
+def _frame(meta: dict[str, object]) -> bytes:
+    import torch
+
+    from edgeweave.tensor_frames import encode, pack
+
+    return pack([encode(torch.zeros(1, 3, 64, 64), meta)])
