@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.tempo
 	$(PY) -m benchmarks.disco
 	$(PY) -m benchmarks.dora
+	$(PY) -m benchmarks.circinus
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

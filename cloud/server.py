@@ -28,6 +28,7 @@ from cloud.engine.engine import LLMEngine, TokenOutput
 from cloud.tempo.gain import GainLedger
 from edgeweave.api_keys import api_key_middleware, new_api_key
 from edgeweave.config import CloudServerConfig, EdgeweaveConfig
+from edgeweave.emulation import link_from_env
 from edgeweave.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
@@ -241,7 +242,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: int) -> web.Application:
     """``api_keys=None``: no key required."""
-    middlewares = [count_requests, error_middleware, api_key_middleware(api_keys)]
+    link = link_from_env()  # an emulated network's delay and loss (edgeweave.emulation), outermost
+    middlewares = [*([link] if link else []), count_requests, error_middleware, api_key_middleware(api_keys)]
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[KEY] = state
     app.router.add_get("/health", health)

@@ -81,9 +81,7 @@ class Pipeline(_Strict):
     @model_validator(mode="after")
     def _a_dag_of_known_operators(self) -> Pipeline:
         names = [op.name for op in self.operators]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"operators named twice: {', '.join(dup)}")
+        _once(names, "operators named")
         for src, dst in self.edges:
             for end in (src, dst):
                 if end not in names:
@@ -126,6 +124,12 @@ class Pipeline(_Strict):
             return [(n,)] if not children[n] else [(n, *rest) for c in children[n] for rest in walk(c)]
 
         return tuple(p for n in self.order if not self.parents(n) for p in walk(n))
+
+
+def _once(names: list[str], what: str) -> None:
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{what} twice: {', '.join(dup)}")
 
 
 def _cycle(names: list[str], edges: tuple[tuple[str, str], ...]) -> list[str] | None:
@@ -201,13 +205,8 @@ class Workload(_Strict):
     @model_validator(mode="after")
     def _queries_name_known_pipelines(self) -> Workload:
         names = [p.name for p in self.pipelines]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"pipelines named twice: {', '.join(dup)}")
-        ids = [q.id for q in self.queries]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"query ids used twice: {', '.join(dup)}")
+        _once(names, "pipelines named")
+        _once([q.id for q in self.queries], "query ids used")
         for q in self.queries:
             if q.pipeline not in names:
                 raise ValueError(f"query {q.id}: unknown pipeline {q.pipeline!r} (pipelines: {', '.join(names)})")
