@@ -13,9 +13,12 @@ this machine's speed, with a notice.  Each camera sends frames at its query's
 rate (synthetic road frames with known labels) for ``seconds``; an invocation
 meets its SLO when it finishes within ``latency_s``; accuracy is the
 classifier's answer against the frame's label; cost is each operator's
-reported compute time at its tier's price.
+reported compute time at its tier's price.  Under Circinus the run re-plans
+(:class:`coordinator.circinus.replan.Replanner`) when a tier fails or a
+camera's SLO attainment drops; ``--leave-after S`` stops the camera box's
+daemon S seconds in to show it (the greedy run is then skipped).
 
-    python -m apps.traffic [--spec apps/traffic/workload.yaml] [--seconds 15]
+    python -m apps.traffic [--spec apps/traffic/workload.yaml] [--seconds 15] [--leave-after S]
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from rich.live import Live
 from rich.table import Table
 
 from coordinator.circinus.baselines import greedy
-from coordinator.circinus.executor import Endpoint, Executor, OperatorError
+from coordinator.circinus.executor import Endpoint, Executor, Invocation, OperatorError
 from coordinator.circinus.measure import from_infrastructure, measure
 from coordinator.circinus.planner import Scored
 from coordinator.circinus.profiles import Profiler
+from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from coordinator.circinus.spec import Query, Workload, load
 from edgeweave.auth import ClusterKey
@@ -65,6 +69,7 @@ class Stats:
 @dataclass
 class Tiers:
     endpoints: dict[str, Endpoint]
+    services: dict[str, ServiceProcess]
     notice: str = ""
 
 
@@ -77,58 +82,97 @@ def tiers_up(workload: Workload, tmp: Path) -> Iterator[Tiers]:
     key = ClusterKey(secret.encode())
     cloud_rtt = next(link.rtt_ms for link in infra.links if set(link.between) == {"edge", "cloud"})
     cloud_cfg = write(tmp / "cloud.toml", cloud_toml("weave-home-cloud", CLOUD_KEY))
-    services: list[ServiceProcess] = []
     reason = unavailable()
+    cloud = spawn("cloud", ["cloud", "serve", "--config", str(cloud_cfg)], tmp / "cloud.log",
+                  env={LINK_ENV: f"{cloud_rtt / 2},0"})  # fmt: skip
     try:
-        cloud = spawn("cloud", ["cloud", "serve", "--config", str(cloud_cfg)], tmp / "cloud.log",
-                      env={LINK_ENV: f"{cloud_rtt / 2},0"})  # fmt: skip
-        services.append(cloud)
-        with contextlib.ExitStack() as stack:
+        with contextlib.ExitStack() as stack:  # daemons stop before their namespaces go
+            daemons: dict[str, ServiceProcess] = {}
+            lan = None
             if reason is None:
                 mbit = next(link.mbit for link in infra.links if set(link.between) == {"device", "edge"})
                 lan = stack.enter_context(Lan(ap_mbit=mbit, delay_ms=2.0))
-                for tier in ("device", "edge"):
+            for tier in ("device", "edge"):
+                args = ["device", "serve", "--config"]
+                if lan is not None:
                     host = lan.add(f"{tier}-1", link_mbit=2 * mbit, cpu_share=min(1.0, 1 / infra.tiers[tier].factor))
                     prof = DeviceProfile(host.name, "pi", "llamacpp", threads=1, host=host.address)
                     cfg = write(tmp / f"{tier}.toml", device_toml(prof, secret, advertise=False))
-                    services.append(lan.spawn(host, ["device", "serve", "--config", str(cfg)], tmp / f"{tier}.log"))
-            else:
-                for tier in ("device", "edge"):
+                    daemons[tier] = lan.spawn(host, [*args, str(cfg)], tmp / f"{tier}.log")
+                else:
                     prof = DeviceProfile(f"{tier}-1", "pi", "llamacpp", threads=1)
                     cfg = write(tmp / f"{tier}.toml", device_toml(prof, secret, advertise=False))
-                    services.append(spawn(f"{tier}-1", ["device", "serve", "--config", str(cfg)], tmp / f"{tier}.log"))
-            for svc in services:
+                    daemons[tier] = spawn(f"{tier}-1", [*args, str(cfg)], tmp / f"{tier}.log")
+                stack.callback(daemons[tier].stop)
+            for svc in (cloud, *daemons.values()):
                 svc.wait_ready(300)
-            urls = {"cloud": cloud.url, "device": services[1].url, "edge": services[2].url}
             notice = "" if reason is None else f"no emulated LAN or CPU quotas ({reason}): tiers run at full speed"
             yield Tiers(
-                {"device": Endpoint(urls["device"], key), "edge": Endpoint(urls["edge"], key),
-                 "cloud": Endpoint(urls["cloud"], api_key=CLOUD_KEY)},
+                {"device": Endpoint(daemons["device"].url, key), "edge": Endpoint(daemons["edge"].url, key),
+                 "cloud": Endpoint(cloud.url, api_key=CLOUD_KEY)},
+                {**daemons, "cloud": cloud},
                 notice,
             )  # fmt: skip
     finally:
-        for svc in services:
-            svc.stop()
+        cloud.stop()
 
 
-def _camera(q: Query, plan: Scored, workload: Workload, executor: Executor, prices: dict[str, float],
-            seconds: float, stats: Stats, seed: int) -> None:  # fmt: skip
-    pipeline = workload.pipeline(q.pipeline)
+@dataclass
+class Run:
+    """What the camera threads share: the plans in force (swapped on a re-plan) and what happened."""
+
+    workload: Workload
+    executor: Executor
+    replanner: Replanner
+    prices: dict[str, float]
+    chosen: dict[str, Scored]
+    stats: dict[str, Stats]
+    events: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def plan_for(self, query: str) -> Scored | None:
+        with self.lock:
+            return self.chosen.get(query)
+
+    def report(self, q: Query, inv: Invocation | None, failed_tier: str | None) -> None:
+        with self.lock:
+            if failed_tier is not None:
+                self.replanner.failed(failed_tier)  # type: ignore[arg-type]
+            if inv is not None:
+                plan = self.chosen.get(q.id)
+                keys = {c.op: c.key for c in plan.plan.choices} if plan else {}
+                times = {keys[op]: s for op, s in inv.compute_s.items() if op in keys}
+                self.replanner.observe(q.id, inv.latency_s <= q.slo.latency_s, times)
+            why = self.replanner.due(self.chosen)
+            if why:
+                self.chosen = dict(self.replanner.replan().selection.chosen)
+                self.events.append(f"re-planned: {why}; now serving {len(self.chosen)} cameras")
+
+
+def _camera(run: Run, q: Query, seconds: float, seed: int) -> None:
+    pipeline = run.workload.pipeline(q.pipeline)
+    stats = run.stats[q.id]
     period = 1.0 / q.rate
     start = time.perf_counter()
     i = 0
     while time.perf_counter() - start < seconds:
         x, y = frames(1, seed * 100_003 + i)
+        plan = run.plan_for(q.id)
         stats.sent += 1
-        try:
-            inv = executor.invoke(plan.plan, pipeline, x)
-        except OperatorError:
-            stats.failed += 1
+        if plan is None:
+            stats.failed += 1  # not served under the plans in force
         else:
-            stats.latencies.append(inv.latency_s)
-            stats.met += inv.latency_s <= q.slo.latency_s
-            stats.correct += inv.outputs.get("classify") == CLASSES[int(y[0])]
-            stats.cost_usd += sum(s * prices[inv.tiers[op]] for op, s in inv.compute_s.items())
+            try:
+                inv = run.executor.invoke(plan.plan, pipeline, x)
+            except OperatorError as e:
+                stats.failed += 1
+                run.report(q, None, e.tier)
+            else:
+                stats.latencies.append(inv.latency_s)
+                stats.met += inv.latency_s <= q.slo.latency_s
+                stats.correct += inv.outputs.get("classify") == CLASSES[int(y[0])]
+                stats.cost_usd += sum(s * run.prices[inv.tiers[op]] for op, s in inv.compute_s.items())
+                run.report(q, inv, None)
         i += 1
         time.sleep(max(0.0, start + i * period - time.perf_counter()))
 
@@ -151,28 +195,26 @@ def _table(title: str, workload: Workload, chosen: dict[str, Scored], stats: dic
     return t
 
 
-def stream(title: str, workload: Workload, chosen: dict[str, Scored], tiers: Tiers, seconds: float,
-           console: Console) -> dict[str, Stats]:  # fmt: skip
-    assert workload.infrastructure is not None
-    prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
-    executor = Executor(tiers.endpoints)
-    stats = {qid: Stats() for qid in chosen}
-    threads = [
-        threading.Thread(target=_camera, args=(q, chosen[q.id], workload, executor, prices, seconds, stats[q.id], n),
-                         daemon=True)
-        for n, q in enumerate(workload.queries) if q.id in chosen
-    ]  # fmt: skip
-    with Live(_table(title, workload, chosen, stats), console=console, refresh_per_second=4) as live:
+def stream(title: str, run: Run, seconds: float, console: Console, leave: tuple[float, ServiceProcess] | None) -> None:
+    """Every camera at its rate for ``seconds``; ``leave``: (after how long, the daemon to stop)."""
+    threads = [threading.Thread(target=_camera, args=(run, q, seconds, n), daemon=True)
+               for n, q in enumerate(run.workload.queries)]  # fmt: skip
+    if leave is not None:
+        threads.append(threading.Thread(target=lambda: (time.sleep(leave[0]), leave[1].stop()), daemon=True))
+
+    def table() -> Table:
+        return _table(title, run.workload, run.chosen, run.stats)
+
+    with Live(table(), console=console, refresh_per_second=4) as live:
         for th in threads:
             th.start()
         while any(th.is_alive() for th in threads):
             time.sleep(0.25)
-            live.update(_table(title, workload, chosen, stats))
-        live.update(_table(title, workload, chosen, stats))
-    return stats
+            live.update(table())
+        live.update(table())
 
 
-def run(spec: Path, seconds: float) -> int:
+def run(spec: Path, seconds: float, leave_after: float | None = None) -> int:
     console = Console()
     workload = load(spec)
     if workload.infrastructure is None:
@@ -186,19 +228,27 @@ def run(spec: Path, seconds: float) -> int:
             0
         ].chosen,
     }
+    prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
     with tempfile.TemporaryDirectory(prefix="edgeweave-traffic-") as tmp, contextlib.ExitStack() as stack:
         with console.status("starting a camera box, a Jetson-class edge box and the cloud service"):
             live_tiers = stack.enter_context(tiers_up(workload, Path(tmp)))
         if live_tiers.notice:
             console.print(f"[yellow]{live_tiers.notice}[/]")
         for name, chosen in plans.items():
-            stats = stream(f"{name} placement, {seconds:.0f} s of frames", workload, dict(chosen), live_tiers,
-                           seconds, console)  # fmt: skip
-            sent = sum(s.sent for s in stats.values())
-            met = sum(s.met for s in stats.values())
+            replanner = Replanner(workload, measured.catalog, tiers, Profiler(measured.sampler))
+            run = Run(workload, Executor(live_tiers.endpoints), replanner, prices, dict(chosen),
+                      {q.id: Stats() for q in workload.queries})  # fmt: skip
+            leave = (leave_after, live_tiers.services["device"]) if leave_after is not None else None
+            if leave is not None and name != "Circinus":
+                break  # the device is gone: greedy's fixed plans have nothing more to show
+            stream(f"{name} placement, {seconds:.0f} s of frames", run, seconds, console, leave)
+            for event in run.events:
+                console.print(f"[bold]{event}[/]")
+            sent = sum(s.sent for s in run.stats.values())
+            met = sum(s.met for s in run.stats.values())
             console.print(
-                f"{name}: {len(chosen)} of {len(workload.queries)} cameras served; {met} of {sent} frames within "
-                f"their SLO; cost ${sum(s.cost_usd for s in stats.values()):.3g}\n"
+                f"{name}: {len(chosen)} of {len(workload.queries)} cameras served at the start; {met} of {sent} "
+                f"frames within their SLO; cost ${sum(s.cost_usd for s in run.stats.values()):.3g}\n"
             )
     return 0
 
@@ -207,5 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", type=Path, default=SPEC)
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument(
+        "--leave-after", type=float, help="stop the camera box's daemon this many seconds in (Circinus re-plans)"
+    )
     args = ap.parse_args(argv)
-    return run(args.spec, args.seconds)
+    return run(args.spec, args.seconds, args.leave_after)

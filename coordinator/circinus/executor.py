@@ -36,7 +36,11 @@ PATH = "/v1/circinus/run"
 
 
 class OperatorError(EdgeweaveError):
-    """A tier refused or could not run an operator."""
+    """A tier refused or could not run an operator (``tier``: which, when known)."""
+
+    def __init__(self, message: str, tier: Tier | None = None) -> None:
+        super().__init__(message)
+        self.tier = tier
 
 
 @dataclass(frozen=True)
@@ -93,14 +97,18 @@ class Executor:
 
     def _run(self, model: str, tier: Tier, frame: torch.Tensor, parents: dict[str, str]) -> tuple[str, float]:
         if tier not in self.endpoints:
-            raise OperatorError(f"{tier}: no endpoint for this tier")
+            raise OperatorError(f"{tier}: no endpoint for this tier", tier)
         classes = self._classes_of(model)
         if classes is None:
             prompt = "road report: " + "; ".join(f"{op} saw {out}" for op, out in sorted(parents.items()))
             body = pack([encode(torch.empty(0), {"model": model, "prompt": prompt})])
         else:
             body = pack([encode(frame, {"model": model})])
-        (result, meta), *_ = [decode(f) for f in unpack(self.endpoints[tier].post(body))]
+        try:
+            raw = self.endpoints[tier].post(body)
+        except OperatorError as e:
+            raise OperatorError(f"{tier}: {e}", tier) from None
+        (result, meta), *_ = [decode(f) for f in unpack(raw)]
         answer = str(meta.get("text", "")) if classes is None else classes[int(result.argmax(-1)[0])]
         return answer, float(meta.get("seconds", 0.0))
 

@@ -1,6 +1,7 @@
 """Circinus's executor on real processes: a 3-operator pipeline (detect -> classify -> summarize)
 across two device daemons and the cloud service, each operator where its plan put it, answering
-what the same operators answer in-process; bad operator calls are 400s naming the field."""
+what the same operators answer in-process; bad operator calls are 400s naming the field; a daemon
+that leaves fails with its tier named."""
 
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
             Endpoint(server.url, api_key="wrong").post(_frame({"model": DET}))
         with pytest.raises(OperatorError, match="not signed|HTTP 401"):
             Endpoint(pi.url, ClusterKey(b"x" * 32)).post(_frame({"model": DET}))
+        phone.stop()  # the camera box leaves: the failure names its tier, for the re-planner
+        with pytest.raises(OperatorError, match="device: .*unreachable") as gone:
+            ex.invoke(PLAN, PIPELINE, x[:1])
+        assert gone.value.tier == "device"
 
 
 def _frame(meta: dict[str, object]) -> bytes:
