@@ -4,7 +4,9 @@ camera's SLO attainment and cost printed live; then the same streams under per-q
 placement, for comparison.
 
 The tiers are real processes: a camera box's daemon (the device tier), a
-Jetson-class daemon (the edge) and the cloud service.  As root, the two
+Jetson-class daemon (the edge) and the cloud service; every operator is
+profiled on the tiers themselves (each profiling step one run there, timed
+by the tier) before planning.  As root, the two
 daemons live in network namespaces behind an emulated LAN
 (:mod:`edgeweave.emulation`) with CPU quotas matching the spec's tier
 factors (a factor-4 tier gets a quarter of a core), and the cloud answers
@@ -220,20 +222,20 @@ def run(spec: Path, seconds: float, leave_after: float | None = None) -> int:
     if workload.infrastructure is None:
         raise UsageError(f"{spec}: infrastructure", "needed to plan (tiers with capacity, links between them)")
     tiers, speeds = from_infrastructure(workload.infrastructure)
-    with console.status("measuring the operators (accuracy on validation sets, latency)"):
-        measured = measure(workload, speeds)
-    plans = {
-        "Circinus": solve(workload, measured.catalog, tiers, Profiler(measured.sampler)).selection.chosen,
-        "per-query greedy": greedy(workload, measured.catalog, tiers, Profiler(measured.sampler, early_stop=False))[
-            0
-        ].chosen,
-    }
     prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
     with tempfile.TemporaryDirectory(prefix="edgeweave-traffic-") as tmp, contextlib.ExitStack() as stack:
         with console.status("starting a camera box, a Jetson-class edge box and the cloud service"):
             live_tiers = stack.enter_context(tiers_up(workload, Path(tmp)))
         if live_tiers.notice:
             console.print(f"[yellow]{live_tiers.notice}[/]")
+        with console.status("profiling the operators on the tiers themselves (accuracy on validation sets here)"):
+            measured = measure(workload, speeds, on_tiers=Executor(live_tiers.endpoints).time)
+        plans = {
+            "Circinus": solve(workload, measured.catalog, tiers, Profiler(measured.sampler)).selection.chosen,
+            "per-query greedy": greedy(workload, measured.catalog, tiers, Profiler(measured.sampler, early_stop=False))[
+                0
+            ].chosen,
+        }
         for name, chosen in plans.items():
             replanner = Replanner(workload, measured.catalog, tiers, Profiler(measured.sampler))
             run = Run(workload, Executor(live_tiers.endpoints), replanner, prices, dict(chosen),

@@ -29,7 +29,7 @@ from coordinator.dora.remote import StageError, call
 from edgeweave.auth import ClusterKey
 from edgeweave.errors import EdgeweaveError
 from edgeweave.models.registry import resolve_checkpoint
-from edgeweave.models.vision import VisionConfig, is_vision_checkpoint
+from edgeweave.models.vision import VisionConfig, frames, is_vision_checkpoint
 from edgeweave.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
 
 PATH = "/v1/circinus/run"
@@ -111,6 +111,12 @@ class Executor:
         (result, meta), *_ = [decode(f) for f in unpack(raw)]
         answer = str(meta.get("text", "")) if classes is None else classes[int(result.argmax(-1)[0])]
         return answer, float(meta.get("seconds", 0.0))
+
+    def time(self, model: str, tier: Tier) -> float:
+        """One run of ``model`` on ``tier`` (a sample frame or prompt), as the tier timed it: a
+        profiling step on the tier itself."""
+        frame = frames(1, seed=0)[0]
+        return self._run(model, tier, frame, {"profile": "a car"})[1]
 
     def invoke(self, plan: Plan, pipeline: Pipeline, frame: torch.Tensor) -> Invocation:
         """One frame ``[1, 3, 64, 64]`` through the plan."""

@@ -2,9 +2,10 @@
 real (:mod:`edgeweave.operators`), its accuracy measured on its validation set, and its latency
 sampled by running it, one run per profiling step.
 
-Here the operators run on this machine and a tier is a stated slowdown of it
-(``TierSpec.factor``: a phone slower, a cloud GPU faster) billed per busy
-second (``usd_per_s``); the live executors sample on the tier itself instead.
+By default the operators run on this machine and a tier is a stated slowdown
+of it (``TierSpec.factor``: a phone slower, a cloud GPU faster) billed per
+busy second (``usd_per_s``); given a live tier runner, every latency sample
+is a run on the tier itself.
 What an operator hands on (``OpStats.output_bytes``) is the frame for a
 detector (a frame with someone in it goes on), a label for a classifier, the
 text for an LLM.
@@ -64,12 +65,27 @@ def _runner(op: VisionOp | LLMOp) -> tuple[Callable[[], object], int]:
     return (lambda: op(PROMPT)), TEXT_BYTES
 
 
-def measure(workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs: int = 5) -> Measured:
+TierRunner = Callable[[str, Tier], float]  # (model, tier) -> seconds one run took on that tier
+
+
+def measure(
+    workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs: int = 5, on_tiers: TierRunner | None = None
+) -> Measured:
+    """The catalog and a sampler.  Without ``on_tiers`` every run is on this machine, scaled by the
+    tier's factor; with it (the live executor's :meth:`coordinator.circinus.executor.Executor.time`)
+    every latency sample and the tier load come from running the operator on the tier itself, as the
+    tier timed it.  Accuracy is measured here either way (it does not depend on where a model runs)."""
     t0 = time.perf_counter()
     runs: dict[str, Callable[[], object]] = {}
     accuracy: dict[str, float] = {}
-    busy: dict[str, float] = {}
     out_bytes: dict[str, int] = {}
+    model_of = {cfg.key: cfg.model for p in workload.pipelines for op in p.operators for cfg in op.configs}
+
+    def sample(key: str, tier: Tier) -> float:
+        if on_tiers is not None:
+            return on_tiers(model_of[key], tier)
+        return _timed(runs[model_of[key]]) * tiers[tier].factor
+
     catalog: dict[tuple[str, Tier], OpStats] = {}
     for pipeline in workload.pipelines:
         for op in pipeline.operators:
@@ -78,19 +94,14 @@ def measure(workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs
                     loaded = load_operator(cfg.model)
                     runs[cfg.model], out_bytes[cfg.model] = _runner(loaded)
                     accuracy[cfg.model] = loaded.accuracy()
-                    busy[cfg.model] = statistics.median(_timed(runs[cfg.model]) for _ in range(calibration_runs))
                 for tier in (t for t in op.tiers if t in tiers):  # a tier the infrastructure lacks: not there
-                    spec = tiers[tier]
-                    seconds = busy[cfg.model] * spec.factor
+                    if (cfg.key, tier) in catalog:
+                        continue
+                    seconds = statistics.median(sample(cfg.key, tier) for _ in range(calibration_runs))
                     catalog[(cfg.key, tier)] = OpStats(
-                        accuracy[cfg.model], seconds * spec.usd_per_s, seconds, out_bytes[cfg.model]
+                        accuracy[cfg.model], seconds * tiers[tier].usd_per_s, seconds, out_bytes[cfg.model]
                     )
-    model_of = {cfg.key: cfg.model for p in workload.pipelines for op in p.operators for cfg in op.configs}
-
-    def sampler(key: str, tier: Tier) -> float:
-        return _timed(runs[model_of[key]]) * tiers[tier].factor
-
-    return Measured(catalog, sampler, accuracy, time.perf_counter() - t0)
+    return Measured(catalog, sample, accuracy, time.perf_counter() - t0)
 
 
 def _timed(run: Callable[[], object]) -> float:

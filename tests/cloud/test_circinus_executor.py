@@ -70,6 +70,7 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
             Endpoint(server.url, api_key="wrong").post(_frame({"model": DET}))
         with pytest.raises(OperatorError, match="not signed|HTTP 401"):
             Endpoint(pi.url, ClusterKey(b"x" * 32)).post(_frame({"model": DET}))
+        assert ex.time(DET, "device") > 0 and ex.time(LLM, "cloud") > 0  # profiling on the tiers themselves
         phone.stop()  # the camera box leaves: the failure names its tier, for the re-planner
         with pytest.raises(OperatorError, match="device: .*unreachable") as gone:
             ex.invoke(PLAN, PIPELINE, x[:1])
