@@ -78,7 +78,7 @@ class Scored:
         return dict(self.busy_s).get(tier, 0.0)
 
 
-def _paths_fixed(pipeline: Pipeline, choices: Mapping[str, Choice], catalog: Catalog, tiers: Tiers,
+def _transfer_s(pipeline: Pipeline, choices: Mapping[str, Choice], catalog: Catalog, tiers: Tiers,
                  path: Sequence[str]) -> float:  # fmt: skip
     """Transfer time along ``path``: source -> first, between operators, last -> source."""
     t = tiers.hop_s(tiers.source, choices[path[0]].tier, pipeline.input_bytes)
@@ -90,7 +90,7 @@ def _paths_fixed(pipeline: Pipeline, choices: Mapping[str, Choice], catalog: Cat
 def score(plan: Plan, pipeline: Pipeline, catalog: Catalog, tiers: Tiers, profiler: Profiler) -> Scored:
     by_op = {c.op: c for c in plan.choices}
     latency = max(
-        _paths_fixed(pipeline, by_op, catalog, tiers, p) + sum(profiler.mean(*by_op[o].key) for o in p)
+        _transfer_s(pipeline, by_op, catalog, tiers, p) + sum(profiler.mean(*by_op[o].key) for o in p)
         for p in pipeline.paths
     )
     stats = [catalog[c.key] for c in plan.choices]
@@ -107,7 +107,7 @@ def meets(scored: Scored, pipeline: Pipeline, slo: SLO, catalog: Catalog, tiers:
         return False
     by_op = {c.op: c for c in scored.plan.choices}
     return all(
-        profiler.decide([by_op[o].key for o in p], _paths_fixed(pipeline, by_op, catalog, tiers, p), slo.latency_s)
+        profiler.decide([by_op[o].key for o in p], _transfer_s(pipeline, by_op, catalog, tiers, p), slo.latency_s)
         for p in pipeline.paths
     )
 
