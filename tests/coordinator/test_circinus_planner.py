@@ -78,7 +78,7 @@ def test_matches_exhaustive_search_on_small_instances(n_ops: int, queries: list,
     best, _ = exhaustive(w, cat, TIERS, exact(base))
     ours = solve(w, cat, TIERS, exact(base), k=1000).selection
     assert ours.goodput == pytest.approx(best.goodput)
-    assert ours.cost_usd_s == pytest.approx(best.cost_usd_s, rel=1e-3, abs=1e-12)  # both within MIP_GAP
+    assert ours.cost_usd_s == pytest.approx(best.cost_usd_s, rel=2e-2, abs=1e-12)  # both within COST_GAP
 
 
 @settings(max_examples=30, deadline=None)
