@@ -3,6 +3,7 @@
 ``/v1/chat/completions`` and ``/v1/completions`` (SSE streaming or not, usage
 filled), ``/v1/models``, plus ``/v1/devices`` (the registry with live
 telemetry), ``/v1/dora/plan`` and ``/v1/dora/run`` (:mod:`coordinator.dora.api`),
+``/v1/circinus/endpoints`` and ``/v1/circinus/run/{endpoint}`` (:mod:`coordinator.circinus.api`),
 ``/health`` and ``/metrics``.  Client API keys (``Authorization:
 Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
 """
@@ -17,6 +18,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from coordinator.circinus.api import add_routes as add_circinus_routes
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime
 from coordinator.dispatch import PIN_HEADER, Dispatcher
@@ -176,4 +178,5 @@ def create_app(state: CoordinatorState, max_body_bytes: int) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     add_dora_routes(app, state.registry)
+    add_circinus_routes(app, state.registry, state.dispatcher)
     return app

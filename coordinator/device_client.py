@@ -76,6 +76,19 @@ class DeviceClient:
         except ValidationError as e:
             raise NotTrusted(f"{self.url}{path}: malformed answer ({e.error_count()} problems)") from None
 
+    async def post(self, path: str, body: bytes, content_type: str, timeout_s: float) -> tuple[int, bytes]:
+        """A signed POST whose answer (any status) is handed back as it came, once its signature checks."""
+        headers = {**self.key.sign_request("POST", path, body), "Content-Type": content_type}
+        try:
+            async with self.session.post(
+                self.url + path, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                raw = await resp.read()
+                self._check_signature(resp, headers, raw)
+                return resp.status, raw
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            raise Unreachable(f"{self.url}{path}: {type(e).__name__} {e}") from None
+
     @asynccontextmanager
     async def generate(
         self, req: GenerateRequest, connect_timeout_s: float = 10.0

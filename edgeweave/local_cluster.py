@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from edgeweave.cluster_files import DeviceProfile, coordinator_toml, device_toml, new_secret, write
+from edgeweave.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml, new_secret, write
 from edgeweave.processes import ServiceProcess, spawn
 
 DEMO_PROFILES = (
@@ -46,8 +46,24 @@ class LocalCluster:
         self.heartbeat_s = heartbeat_s
         self.coordinator: ServiceProcess | None = None
         self.devices: dict[str, ServiceProcess] = {}
+        self.cloud: ServiceProcess | None = None
+        self._upstream: tuple[tuple[str, str, str, str], ...] = ()  # the started cloud, for the coordinator
 
     # --- processes -------------------------------------------------------------------
+    def start_cloud(
+        self, model: str = "weave-home-cloud", env: dict[str, str] | None = None, timeout_s: float = 180.0
+    ) -> ServiceProcess:
+        """The cloud service (``edgeweave cloud serve``); a coordinator started after it lists it as
+        ``cloud:cloud``."""
+        from edgeweave.api_keys import new_api_key
+
+        key = new_api_key()
+        path = write(self.workdir / "cloud.toml", cloud_toml(model, key))
+        self.cloud = spawn("cloud", ["cloud", "serve", "--config", str(path)], self.workdir / "cloud.log", env=env)
+        self.cloud.wait_ready(timeout_s)
+        self._upstream = (("cloud", self.cloud.url + "/v1", key, model),)
+        return self.cloud
+
     def start_coordinator(
         self,
         timeout_s: float = 60.0,
@@ -56,12 +72,12 @@ class LocalCluster:
         cloud: tuple[tuple[str, str, str, str], ...] = (),
         disco: str = "",
     ) -> ServiceProcess:
-        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints; ``disco``: the
+        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints besides the one
+        :meth:`start_cloud` started; ``disco``: the
         ``[coordinator.disco]`` table's lines."""
-        path = write(
-            self.workdir / "coordinator.toml",
-            coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, cloud, disco),
-        )
+        upstream = (*self._upstream, *cloud)
+        text = coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, upstream, disco)
+        path = write(self.workdir / "coordinator.toml", text)
         self.coordinator = spawn(
             "coordinator", ["coordinator", "serve", "--config", str(path)], self.workdir / "coordinator.log"
         )
@@ -89,7 +105,7 @@ class LocalCluster:
         return svc
 
     def stop(self) -> None:
-        for svc in [*self.devices.values(), *([self.coordinator] if self.coordinator else [])]:
+        for svc in [*self.devices.values(), *(s for s in (self.coordinator, self.cloud) if s is not None)]:
             svc.stop()
 
     def __enter__(self) -> LocalCluster:

@@ -1,13 +1,16 @@
 """`make demo`: a local smart-home cluster answering through the OpenAI client.
 
-Starts a coordinator and three device daemons as separate processes (a
-"phone" on ExecuTorch, a "pi" on llama.cpp with one thread, a "jetson" on
-torch), waits for mDNS discovery, then sends smart-home commands through the
-official ``openai`` client with streaming, showing a live table of the
-devices and the answers as they stream.  Last, one answer is moved mid-stream
-from the jetson to another device (DiSCo's token-level migration) and the
-move is printed.  ``--serve`` keeps the cluster up
-until SIGTERM; its first stdout line is ``coordinator: <URL> api-key: <KEY>``.
+Starts the cloud service (weave-home-cloud), a coordinator that lists it as
+``cloud:cloud``, and three device daemons as separate processes (a "phone"
+on ExecuTorch, a "pi" on llama.cpp with one thread, a "jetson" on torch):
+the demo cluster, whose device, edge and cloud tiers the traffic app plans
+over (``python -m apps.traffic --url ... --api-key ...``).  It waits for
+mDNS discovery, then sends smart-home commands through the official
+``openai`` client with streaming, showing a live table of the devices and
+the answers as they stream.  Last, one answer is moved mid-stream from the
+jetson to another device (DiSCo's token-level migration) and the move is
+printed.  ``--serve`` keeps the cluster up until SIGTERM; its first stdout
+line is ``coordinator: <URL> api-key: <KEY>``.
 """
 
 from __future__ import annotations
@@ -170,7 +173,8 @@ def run_cluster_demo(serve: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
         with console.status("exporting weave-home-device to GGUF and .pte (once, cached)"):
             prepare_models(DEMO_PROFILES)
-        with console.status("starting the coordinator"):
+        with console.status("starting the cloud service (weave-home-cloud) and the coordinator"):
+            cluster.start_cloud()
             cluster.start_coordinator()
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
         with console.status(f"starting {len(DEMO_PROFILES)} device daemons: " + ", ".join(p.id for p in DEMO_PROFILES)):

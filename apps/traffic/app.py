@@ -1,26 +1,33 @@
 """The traffic-analytics app: several cameras' frame streams through detector -> classifier -> LLM
-summary pipelines that Circinus plans across device, edge and cloud, run for real, with each
-camera's SLO attainment and cost printed live; then the same streams under per-query greedy
+summary pipelines that Circinus plans across device, edge and cloud, run for real on a cluster, with
+each camera's SLO attainment and cost printed live; then the same streams under per-query greedy
 placement, for comparison.
 
-The tiers are real processes: a camera box's daemon (the device tier), a
-Jetson-class daemon (the edge) and the cloud service; every operator is
-profiled on the tiers themselves (each profiling step one run there, timed
-by the tier) before planning.  As root, the two
-daemons live in network namespaces behind an emulated LAN
-(:mod:`edgeweave.emulation`) with CPU quotas matching the spec's tier
-factors (a factor-4 tier gets a quarter of a core), and the cloud answers
-after the spec's edge-cloud round trip; elsewhere they run on loopback at
-this machine's speed, with a notice.  Each camera sends frames at its query's
-rate (synthetic road frames with known labels) for ``seconds``; an invocation
-meets its SLO when it finishes within ``latency_s``; accuracy is the
-classifier's answer against the frame's label; cost is each operator's
-reported compute time at its tier's price.  Under Circinus the run re-plans
+Everything goes through a coordinator (:mod:`coordinator.circinus.cluster`):
+the app lists its endpoints, gives each spec tier one (``device`` a Pi or a
+phone, ``edge`` a Jetson, ``cloud`` the cloud service; ``--tier`` to
+choose), profiles every operator on the tiers themselves (each profiling
+step one run there, timed by the tier), plans, and streams.  With ``--url``
+and ``--api-key`` it runs on a cluster already up, such as the demo cluster
+(``edgeweave demo --serve``).  Without, it starts its own: the cloud
+service, a Pi-class camera box and a Jetson-class edge box behind a
+coordinator; as root the two boxes live in network namespaces behind an
+emulated LAN (:mod:`edgeweave.emulation`) with CPU quotas matching the
+spec's tier factors (a factor-4 tier gets a quarter of a core), and the
+cloud answers after the spec's edge-cloud round trip; elsewhere they run on
+loopback at this machine's speed, with a notice.
+
+Each camera sends frames at its query's rate (synthetic road frames with
+known labels) for ``seconds``; an invocation meets its SLO when it finishes
+within ``latency_s``; accuracy is the classifier's answer against the
+frame's label; cost is each operator's reported compute time at its tier's
+price.  Under Circinus the run re-plans
 (:class:`coordinator.circinus.replan.Replanner`) when a tier fails or a
 camera's SLO attainment drops; ``--leave-after S`` stops the camera box's
 daemon S seconds in to show it (the greedy run is then skipped).
 
     python -m apps.traffic [--spec apps/traffic/workload.yaml] [--seconds 15] [--leave-after S]
+    python -m apps.traffic --url URL --api-key KEY [--tier edge=jetson-1]
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -40,22 +47,24 @@ from rich.live import Live
 from rich.table import Table
 
 from coordinator.circinus.baselines import greedy
-from coordinator.circinus.executor import Endpoint, Executor, Invocation, OperatorError
+from coordinator.circinus.cluster import Attached, attach, parse_assignments
+from coordinator.circinus.executor import Executor, Invocation, OperatorError
 from coordinator.circinus.measure import from_infrastructure, measure
 from coordinator.circinus.planner import Scored
 from coordinator.circinus.profiles import Profiler
 from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from coordinator.circinus.spec import Query, Workload, load
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile, cloud_toml, device_toml, new_secret, write
+from edgeweave.cluster_files import DeviceProfile, device_toml, write
 from edgeweave.emulation import LINK_ENV, Lan, unavailable
 from edgeweave.errors import UsageError
+from edgeweave.local_cluster import LocalCluster
 from edgeweave.models.vision import CLASSES, frames
-from edgeweave.processes import ServiceProcess, spawn
+from edgeweave.processes import ServiceProcess
 
 SPEC = Path(__file__).parent / "workload.yaml"
-CLOUD_KEY = "traffic-app-cloud-key"
+BOXES = (("device", DeviceProfile("pi-1", "pi", "llamacpp", threads=1)),
+         ("edge", DeviceProfile("jetson-1", "jetson", "llamacpp", threads=1)))  # fmt: skip
 
 
 @dataclass
@@ -69,54 +78,44 @@ class Stats:
 
 
 @dataclass
-class Tiers:
-    endpoints: dict[str, Endpoint]
-    services: dict[str, ServiceProcess]
+class Started:
+    """The cluster the app started: the coordinator's view of it and the daemon behind each tier."""
+
+    attached: Attached
+    daemons: dict[str, ServiceProcess]
     notice: str = ""
 
 
 @contextlib.contextmanager
-def tiers_up(workload: Workload, tmp: Path) -> Iterator[Tiers]:
-    """The device and edge daemons (emulated LAN and CPU quotas as root) and the cloud service."""
+def cluster_up(workload: Workload, tmp: Path) -> Iterator[Started]:
+    """A coordinator in front of a Pi-class camera box and a Jetson-class edge box (on an emulated
+    LAN with CPU quotas as root) and the cloud service."""
     assert workload.infrastructure is not None
     infra = workload.infrastructure
-    secret = new_secret()
-    key = ClusterKey(secret.encode())
     cloud_rtt = next(link.rtt_ms for link in infra.links if set(link.between) == {"edge", "cloud"})
-    cloud_cfg = write(tmp / "cloud.toml", cloud_toml("weave-home-cloud", CLOUD_KEY))
     reason = unavailable()
-    cloud = spawn("cloud", ["cloud", "serve", "--config", str(cloud_cfg)], tmp / "cloud.log",
-                  env={LINK_ENV: f"{cloud_rtt / 2},0"})  # fmt: skip
-    try:
-        with contextlib.ExitStack() as stack:  # daemons stop before their namespaces go
-            daemons: dict[str, ServiceProcess] = {}
-            lan = None
-            if reason is None:
-                mbit = next(link.mbit for link in infra.links if set(link.between) == {"device", "edge"})
-                lan = stack.enter_context(Lan(ap_mbit=mbit, delay_ms=2.0))
-            for tier in ("device", "edge"):
-                args = ["device", "serve", "--config"]
-                if lan is not None:
-                    host = lan.add(f"{tier}-1", link_mbit=2 * mbit, cpu_share=min(1.0, 1 / infra.tiers[tier].factor))
-                    prof = DeviceProfile(host.name, "pi", "llamacpp", threads=1, host=host.address)
-                    cfg = write(tmp / f"{tier}.toml", device_toml(prof, secret, advertise=False))
-                    daemons[tier] = lan.spawn(host, [*args, str(cfg)], tmp / f"{tier}.log")
-                else:
-                    prof = DeviceProfile(f"{tier}-1", "pi", "llamacpp", threads=1)
-                    cfg = write(tmp / f"{tier}.toml", device_toml(prof, secret, advertise=False))
-                    daemons[tier] = spawn(f"{tier}-1", [*args, str(cfg)], tmp / f"{tier}.log")
-                stack.callback(daemons[tier].stop)
-            for svc in (cloud, *daemons.values()):
-                svc.wait_ready(300)
-            notice = "" if reason is None else f"no emulated LAN or CPU quotas ({reason}): tiers run at full speed"
-            yield Tiers(
-                {"device": Endpoint(daemons["device"].url, key), "edge": Endpoint(daemons["edge"].url, key),
-                 "cloud": Endpoint(cloud.url, api_key=CLOUD_KEY)},
-                {**daemons, "cloud": cloud},
-                notice,
-            )  # fmt: skip
-    finally:
-        cloud.stop()
+    # the daemons (and their namespaces) go before the coordinator and the cloud
+    with LocalCluster(tmp) as cluster, contextlib.ExitStack() as stack:
+        cluster.start_cloud(env={LINK_ENV: f"{cloud_rtt / 2},0"})
+        daemons: dict[str, ServiceProcess] = {}
+        lan = None
+        if reason is None:
+            mbit = next(link.mbit for link in infra.links if set(link.between) == {"device", "edge"})
+            lan = stack.enter_context(Lan(ap_mbit=mbit, delay_ms=2.0))
+        for tier, prof in BOXES:
+            if lan is None:
+                daemons[tier] = cluster.spawn_device(prof, advertise=False)
+                continue
+            host = lan.add(prof.id, link_mbit=2 * mbit, cpu_share=min(1.0, 1 / infra.tiers[tier].factor))
+            cfg = write(tmp / f"{prof.id}.toml", device_toml(replace(prof, host=host.address), cluster.secret, False))
+            daemons[tier] = lan.spawn(host, ["device", "serve", "--config", str(cfg)], tmp / f"{prof.id}.log")
+            stack.callback(daemons[tier].stop)
+        for svc in daemons.values():
+            svc.wait_ready(300)
+        cluster.start_coordinator(mdns=False, static=tuple(svc.url for svc in daemons.values()))
+        cluster.wait_until(lambda up: {p.id for _, p in BOXES} <= up, 60)
+        notice = "" if reason is None else f"no emulated LAN or CPU quotas ({reason}): tiers run at full speed"
+        yield Started(attach(cluster.url, cluster.api_key, infra.tiers), daemons, notice)
 
 
 @dataclass
@@ -216,42 +215,85 @@ def stream(title: str, run: Run, seconds: float, console: Console, leave: tuple[
         live.update(table())
 
 
-def run(spec: Path, seconds: float, leave_after: float | None = None) -> int:
+def compare(
+    workload: Workload,
+    attached: Attached,
+    seconds: float,
+    console: Console,
+    leave: tuple[float, ServiceProcess] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Profile the operators on the cluster's tiers, plan with Circinus and with per-query greedy,
+    and stream every camera under each for ``seconds``; per system: frames sent, within SLO, correct,
+    failed, cost, cameras served.  ``leave``: stop that daemon that many seconds into Circinus's run
+    (greedy's is then skipped: its plans cannot change)."""
+    assert workload.infrastructure is not None
+    tiers, speeds = from_infrastructure(workload.infrastructure)
+    prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
+    executor = attached.executor()
+    with console.status("profiling the operators on the tiers themselves (accuracy on validation sets here)"):
+        measured = measure(workload, {t: speeds[t] for t in attached.tiers}, on_tiers=executor.time)
+    plans = {
+        "circinus": solve(workload, measured.catalog, tiers, Profiler(measured.sampler)).selection.chosen,
+        "greedy": greedy(workload, measured.catalog, tiers, Profiler(measured.sampler, early_stop=False))[0].chosen,
+    }
+    out: dict[str, dict[str, float]] = {}
+    for name, chosen in plans.items():
+        if leave is not None and name != "circinus":
+            break
+        replanner = Replanner(workload, measured.catalog, tiers, Profiler(measured.sampler))
+        run = Run(workload, executor, replanner, prices, dict(chosen), {q.id: Stats() for q in workload.queries})
+        title = f"{'Circinus' if name == 'circinus' else 'per-query greedy'} placement, {seconds:.0f} s of frames"
+        stream(title, run, seconds, console, leave)
+        for event in run.events:
+            console.print(f"[bold]{event}[/]")
+        stats = run.stats.values()
+        out[name] = {
+            "cameras_served": len(chosen),
+            "frames": sum(s.sent for s in stats),
+            "within_slo": sum(s.met for s in stats),
+            "correct": sum(s.correct for s in stats),
+            "failed": sum(s.failed for s in stats),
+            "cost_usd": sum(s.cost_usd for s in stats),
+            "replans": replanner.replans,
+        }
+        o = out[name]
+        console.print(
+            f"{title.split(' placement')[0]}: {len(chosen)} of {len(workload.queries)} cameras served at the start; "
+            f"{o['within_slo']} of {o['frames']} frames within their SLO; cost ${o['cost_usd']:.3g}\n"
+        )
+    return out
+
+
+def run(
+    spec: Path,
+    seconds: float,
+    leave_after: float | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    assign: list[str] | None = None,
+) -> int:
     console = Console()
     workload = load(spec)
     if workload.infrastructure is None:
         raise UsageError(f"{spec}: infrastructure", "needed to plan (tiers with capacity, links between them)")
-    tiers, speeds = from_infrastructure(workload.infrastructure)
-    prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
+    if url is not None:
+        if not api_key:
+            raise UsageError("--api-key", "needed with --url")
+        if leave_after is not None:
+            raise UsageError("--leave-after", "only on the cluster the app starts itself (without --url)")
+        attached = attach(url, api_key, workload.infrastructure.tiers, parse_assignments(assign or []))
+        console.print("tiers: " + ", ".join(f"{t}={e}" for t, e in attached.tiers.items()))
+        compare(workload, attached, seconds, console)
+        return 0
+    if api_key is not None or assign:
+        raise UsageError("--api-key" if api_key is not None else "--tier", "only with --url")
     with tempfile.TemporaryDirectory(prefix="edgeweave-traffic-") as tmp, contextlib.ExitStack() as stack:
-        with console.status("starting a camera box, a Jetson-class edge box and the cloud service"):
-            live_tiers = stack.enter_context(tiers_up(workload, Path(tmp)))
-        if live_tiers.notice:
-            console.print(f"[yellow]{live_tiers.notice}[/]")
-        with console.status("profiling the operators on the tiers themselves (accuracy on validation sets here)"):
-            measured = measure(workload, speeds, on_tiers=Executor(live_tiers.endpoints).time)
-        plans = {
-            "Circinus": solve(workload, measured.catalog, tiers, Profiler(measured.sampler)).selection.chosen,
-            "per-query greedy": greedy(workload, measured.catalog, tiers, Profiler(measured.sampler, early_stop=False))[
-                0
-            ].chosen,
-        }
-        for name, chosen in plans.items():
-            replanner = Replanner(workload, measured.catalog, tiers, Profiler(measured.sampler))
-            run = Run(workload, Executor(live_tiers.endpoints), replanner, prices, dict(chosen),
-                      {q.id: Stats() for q in workload.queries})  # fmt: skip
-            leave = (leave_after, live_tiers.services["device"]) if leave_after is not None else None
-            if leave is not None and name != "Circinus":
-                break  # the device is gone: greedy's fixed plans have nothing more to show
-            stream(f"{name} placement, {seconds:.0f} s of frames", run, seconds, console, leave)
-            for event in run.events:
-                console.print(f"[bold]{event}[/]")
-            sent = sum(s.sent for s in run.stats.values())
-            met = sum(s.met for s in run.stats.values())
-            console.print(
-                f"{name}: {len(chosen)} of {len(workload.queries)} cameras served at the start; {met} of {sent} "
-                f"frames within their SLO; cost ${sum(s.cost_usd for s in run.stats.values()):.3g}\n"
-            )
+        with console.status("starting the cloud service, a camera box, a Jetson-class edge box and a coordinator"):
+            started = stack.enter_context(cluster_up(workload, Path(tmp)))
+        if started.notice:
+            console.print(f"[yellow]{started.notice}[/]")
+        leave = (leave_after, started.daemons["device"]) if leave_after is not None else None
+        compare(workload, started.attached, seconds, console, leave)
     return 0
 
 
@@ -262,5 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--leave-after", type=float, help="stop the camera box's daemon this many seconds in (Circinus re-plans)"
     )
+    ap.add_argument("--url", help="run on a running cluster: its coordinator (e.g. `edgeweave demo --serve`)")
+    ap.add_argument("--api-key", help="the coordinator's API key (with --url)")
+    ap.add_argument("--tier", action="append", default=[], metavar="TIER=ENDPOINT",
+                    help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
     args = ap.parse_args(argv)
-    return run(args.spec, args.seconds, args.leave_after)
+    return run(args.spec, args.seconds, args.leave_after, args.url, args.api_key, args.tier)

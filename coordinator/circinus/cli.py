@@ -2,8 +2,12 @@
 the plan chosen (each operator's model and tier) with its predicted latency, accuracy and cost, or
 why it is not served; then each tier's load.
 
-The operators are measured on this machine (:mod:`coordinator.circinus.measure`) and the spec's
-``infrastructure`` block turns that into tiers.  A bad spec is one line and exit code 2.
+Without ``--url`` the operators are measured on this machine (:mod:`coordinator.circinus.measure`)
+and the spec's ``infrastructure`` block turns that into tiers (a stated slowdown and price each).
+With ``--url`` and ``--api-key`` of a coordinator (the demo cluster: ``edgeweave demo --serve``)
+every profiling run is on the cluster's own tiers, relayed by the coordinator
+(:mod:`coordinator.circinus.cluster`; ``--tier edge=jetson-1`` overrides which endpoint serves a
+tier).  A bad spec or argument is one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     v = verbs.add_parser("plan", help="plan every query of a YAML workload spec")
     v.add_argument("spec", help="YAML: pipelines, queries, infrastructure")
     v.add_argument("--k", type=int, help="plans per query handed to the selection (default: every non-dominated)")
+    v.add_argument("--url", help="a coordinator's base URL: profile the operators on its cluster's tiers")
+    v.add_argument("--api-key", help="the coordinator's API key (with --url)")
+    v.add_argument("--tier", action="append", default=[], metavar="TIER=ENDPOINT",
+                   help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
     v.set_defaults(func=cmd_plan)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from coordinator.circinus.cluster import attach, parse_assignments
     from coordinator.circinus.measure import from_infrastructure, measure
     from coordinator.circinus.planner import impossible
     from coordinator.circinus.profiles import Profiler
@@ -41,8 +50,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.spec}: infrastructure", "needed to plan (tiers with capacity, links between them)")
     tiers, speeds = from_infrastructure(workload.infrastructure)
     console = Console()
-    with console.status("measuring the operators"):
-        measured = measure(workload, speeds)
+    if args.url is None:
+        if args.api_key is not None or args.tier:
+            raise UsageError("--api-key" if args.api_key is not None else "--tier", "only with --url")
+        with console.status("measuring the operators on this machine"):
+            measured = measure(workload, speeds)
+    else:
+        if not args.api_key:
+            raise UsageError("--api-key", "needed with --url")
+        attached = attach(args.url, args.api_key, tiers.capacity, parse_assignments(args.tier))
+        console.print("tiers: " + ", ".join(f"{t}={attached.tiers.get(t, 'none (not used)')}" for t in tiers.capacity))
+        with console.status("profiling the operators on the cluster's tiers"):
+            measured = measure(workload, {t: speeds[t] for t in attached.tiers}, on_tiers=attached.executor().time)
     profiler = Profiler(measured.sampler)
     t0 = time.perf_counter()
     sol = solve(workload, measured.catalog, tiers, profiler, k=args.k)

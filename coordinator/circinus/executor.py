@@ -1,14 +1,14 @@
 """Circinus's executor: runs one invocation of a planned pipeline end to end, each operator on the
-tier its plan chose (device daemons and the cloud service, ``POST /v1/circinus/run``), passing
-intermediate results over the network.
+tier its plan chose (device daemons and the cloud service, ``POST /v1/circinus/run``, directly or
+relayed by a coordinator), passing intermediate results over the network.
 
-The coordinator relays: every vision operator gets the camera frame, an LLM
-operator gets a prompt made of its parents' answers (a vision operator's
-answer is its class name), and an operator starts as soon as its parents
-are done (branches of the DAG run side by side).  Device tiers are spoken to
-with the cluster key (signed both ways), the cloud with its API key.  The
-invocation's latency is measured end to end, next to each operator's
-compute time as the tier reported it.
+The executor passes results on: every vision operator gets the camera
+frame, an LLM operator gets a prompt made of its parents' answers (a vision
+operator's answer is its class name), and an operator starts as soon as its
+parents are done (branches of the DAG run side by side).  Device tiers are
+spoken to with the cluster key (signed both ways), the cloud and a
+coordinator with their API keys.  The invocation's latency is measured end
+to end, next to each operator's compute time as the tier reported it.
 """
 
 from __future__ import annotations
@@ -47,25 +47,27 @@ class OperatorError(EdgeweaveError):
 class Endpoint:
     url: str
     key: ClusterKey | None = None  # a device daemon: requests signed with the cluster key
-    api_key: str | None = None  # the cloud service: a bearer key
+    api_key: str | None = None  # the cloud service or a coordinator: a bearer key
+    path: str = PATH  # a coordinator relays at /v1/circinus/run/{endpoint}
 
     def post(self, body: bytes) -> bytes:
         if self.key is not None:
             try:
-                return call(self.url, self.key, "POST", PATH, body)
+                return call(self.url, self.key, "POST", self.path, body)
             except StageError as e:
                 raise OperatorError(str(e)) from None
         headers = {"Content-Type": CONTENT_TYPE}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url.rstrip("/") + PATH, data=body, headers=headers, method="POST")
+        where = self.url.rstrip("/") + self.path
+        req = urllib.request.Request(where, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=120) as resp:
+            with urllib.request.urlopen(req, timeout=300) as resp:
                 return resp.read()
         except urllib.error.HTTPError as e:
-            raise OperatorError(f"{self.url}{PATH}: HTTP {e.code}: {_message(e.read())}") from None
+            raise OperatorError(f"{where}: HTTP {e.code}: {_message(e.read())}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as e:
-            raise OperatorError(f"{self.url}{PATH}: unreachable ({e})") from None
+            raise OperatorError(f"{where}: unreachable ({e})") from None
 
 
 def _message(raw: bytes) -> str:

@@ -1,0 +1,91 @@
+"""A running cluster as Circinus's tiers: which of a coordinator's endpoints
+(``GET /v1/circinus/endpoints``, :mod:`coordinator.circinus.api`) serves each tier of a spec, and an
+executor that runs operators there through the coordinator.
+
+A spec's tier takes, unless told otherwise (``--tier TIER=ENDPOINT``), the
+first endpoint of the kinds :data:`KINDS` lists for it: ``device`` a Pi or a
+phone, ``edge`` a Jetson, ``cloud`` a cloud endpoint; any other tier name
+takes an endpoint of that kind.  A tier no endpoint serves is left out: the
+planner then never places an operator there.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from coordinator.circinus.executor import Endpoint, Executor
+from coordinator.circinus.spec import Tier
+from edgeweave.errors import EdgeweaveError, UsageError
+
+KINDS: dict[str, tuple[str, ...]] = {"device": ("pi", "phone"), "edge": ("jetson",), "cloud": ("cloud",)}
+
+
+def endpoints(url: str, api_key: str) -> dict[str, str]:
+    """The coordinator's endpoints: id -> kind."""
+    req = urllib.request.Request(
+        url.rstrip("/") + "/v1/circinus/endpoints", headers={"Authorization": f"Bearer {api_key}"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return {e["id"]: e["kind"] for e in json.loads(resp.read())["data"]}
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise UsageError("--api-key", f"the coordinator at {url} refused it (HTTP {e.code})") from None
+        raise EdgeweaveError(f"{url}: HTTP {e.code} listing endpoints") from None
+    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        raise UsageError("--url", f"no coordinator answers at {url} ({e})") from None
+
+
+def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier, str]) -> dict[Tier, str]:
+    """Each tier's endpoint: ``given`` first, else the first listed of the tier's kinds."""
+    tiers = list(tiers)
+    out: dict[Tier, str] = {}
+    for tier, endpoint in given.items():
+        if tier not in tiers:
+            raise UsageError("--tier", f"{tier}={endpoint}: the spec has no tier {tier!r} (it has {', '.join(tiers)})")
+        if endpoint not in listed:
+            have = ", ".join(sorted(listed)) or "none"
+            raise UsageError("--tier", f"{tier}={endpoint}: the coordinator lists no such endpoint (it has {have})")
+        out[tier] = endpoint
+    for tier in tiers:
+        if tier in out:
+            continue
+        for kind in KINDS.get(tier, (tier,)):
+            found = sorted(e for e, k in listed.items() if k == kind)
+            if found:
+                out[tier] = found[0]
+                break
+    return out
+
+
+def parse_assignments(items: Iterable[str]) -> dict[Tier, str]:
+    """``["edge=jetson-1", ...]`` from the command line."""
+    out: dict[Tier, str] = {}
+    for item in items:
+        tier, sep, endpoint = item.partition("=")
+        if not sep or not tier or not endpoint:
+            raise UsageError("--tier", f"{item!r}: expected TIER=ENDPOINT, e.g. edge=jetson-1")
+        out[tier] = endpoint
+    return out
+
+
+@dataclass(frozen=True)
+class Attached:
+    """A coordinator and the endpoint serving each tier there."""
+
+    url: str
+    api_key: str
+    tiers: dict[Tier, str]
+
+    def executor(self) -> Executor:
+        return Executor(
+            {t: Endpoint(self.url, api_key=self.api_key, path=f"/v1/circinus/run/{e}") for t, e in self.tiers.items()}
+        )
+
+
+def attach(url: str, api_key: str, tiers: Iterable[Tier], given: Mapping[Tier, str] | None = None) -> Attached:
+    return Attached(url, api_key, assign(tiers, endpoints(url, api_key), given or {}))
