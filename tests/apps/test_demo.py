@@ -1,4 +1,5 @@
-"""`edgeweave demo`: the local cluster end to end; `--serve` for other tools; `--local` per backend."""
+"""`edgeweave demo`: the local cluster end to end; `--serve` for other tools (the OpenAI client,
+`circinus plan --url` and the traffic app attach to it); `--local` per backend."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import openai
 import psutil
+import pytest
 
 from apps.smarthome.demo import describe
 from tests.cli import run_cli
@@ -40,7 +44,16 @@ def _descendants_alive(pid: int) -> list[psutil.Process]:
         return []
 
 
-def test_serve_prints_the_attach_line_first_and_stops_on_sigterm() -> None:
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    url: str
+    key: str
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """``edgeweave demo --serve``: the demo cluster, for the tests of this module to attach to."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeweave.cli", "demo", "--serve"],
         stdout=subprocess.PIPE,
@@ -52,21 +65,48 @@ def test_serve_prints_the_attach_line_first_and_stops_on_sigterm() -> None:
         assert proc.stdout is not None
         first = proc.stdout.readline().split()
         assert first[0] == "coordinator:" and first[2] == "api-key:", first
-        url, key = first[1], first[3]
-        children = _descendants_alive(proc.pid)
-        assert len(children) >= 4  # the coordinator and three daemons
-        client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0)
-        r = client.chat.completions.create(
-            model="weave-home-device", messages=[{"role": "user", "content": "lock the front door"}], temperature=0
-        )
-        assert r.choices[0].message.content == '[{"call":"door.lock","door":"front"}]'
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        gone, alive = psutil.wait_procs(children, timeout=30)
-        assert not alive, alive
+        yield Served(proc, first[1], first[3])
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_serve_answers_through_the_openai_client(served: Served) -> None:
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key=served.key, max_retries=0)
+    r = client.chat.completions.create(
+        model="weave-home-device", messages=[{"role": "user", "content": "lock the front door"}], temperature=0
+    )
+    assert r.choices[0].message.content == '[{"call":"door.lock","door":"front"}]'
+
+
+def test_circinus_plans_and_the_traffic_app_runs_on_the_demo_cluster(served: Served) -> None:
+    auth = ("--url", served.url, "--api-key", served.key)
+    done = run_cli("circinus", "plan", "apps/traffic/workload.yaml", *auth, timeout=600, COLUMNS="250")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tiers: device=pi-1, edge=jetson-1, cloud=cloud:cloud" in done.stdout
+    assert "summarize=weave-home-" in done.stdout and "not served: min_accuracy: 0.99" in done.stdout
+    app = subprocess.run(
+        [sys.executable, "-m", "apps.traffic", *auth, "--seconds", "3"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "250"},
+    )  # fmt: skip
+    assert app.returncode == 0, app.stderr[-3000:]
+    for system in ("Circinus", "per-query greedy"):
+        assert re.search(
+            rf"{system}: \d of 5 cameras served at the start; \d+ of \d+ frames within their SLO", app.stdout
+        )
+    assert "summarize@" in app.stdout
+    bad = subprocess.run([sys.executable, "-m", "apps.traffic", *auth, "--tier", "edge=nowhere"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "--tier: edge=nowhere: the coordinator lists no such endpoint" in bad.stderr
+
+
+def test_serve_stops_every_process_on_sigterm(served: Served) -> None:
+    children = _descendants_alive(served.proc.pid)
+    assert len(children) >= 5  # the cloud service, the coordinator and three daemons
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(60) == 0
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, alive
 
 
 def test_local_demo_runs_on_every_backend(device_checkpoint) -> None:  # noqa: ANN001 - fixture

@@ -1,7 +1,8 @@
 """Circinus's executor on real processes: a 3-operator pipeline (detect -> classify -> summarize)
 across two device daemons and the cloud service, each operator where its plan put it, answering
-what the same operators answer in-process; bad operator calls are 400s naming the field; a daemon
-that leaves fails with its tier named."""
+what the same operators answer in-process, directly and relayed by a coordinator; bad operator
+calls are 400s naming the field (an unknown endpoint a 404 naming ``endpoint``); a daemon that
+leaves fails with its tier named."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.circinus.cluster import attach
 from coordinator.circinus.executor import Endpoint, Executor, OperatorError
 from coordinator.circinus.planner import Choice, Plan
 from coordinator.circinus.spec import parse
 from edgeweave.auth import ClusterKey
+from edgeweave.errors import UsageError
 from edgeweave.cluster_files import DeviceProfile
 from edgeweave.local_cluster import LocalCluster
 from edgeweave.models.vision import CLASSES, DETECT_CLASSES, frames
@@ -71,9 +74,38 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
         with pytest.raises(OperatorError, match="not signed|HTTP 401"):
             Endpoint(pi.url, ClusterKey(b"x" * 32)).post(_frame({"model": DET}))
         assert ex.time(DET, "device") > 0 and ex.time(LLM, "cloud") > 0  # profiling on the tiers themselves
+
+        # the same through a coordinator, holding only its URL and API key
+        cluster.start_coordinator(
+            mdns=False, static=(phone.url, pi.url), cloud=(("gpu", server.url + "/v1", KEY, LLM),)
+        )
+        cluster.wait_until(lambda up: up == {"phone-1", "pi-1"}, 30)
+        with pytest.raises(UsageError, match="--tier: edge=jetson-1: the coordinator lists no such endpoint"):
+            attach(cluster.url, cluster.api_key, ("device", "edge", "cloud"), {"edge": "jetson-1"})
+        with pytest.raises(UsageError, match="--api-key: the coordinator .* refused it"):
+            attach(cluster.url, "wrong", ("device",))
+        relayed = attach(
+            cluster.url, cluster.api_key, ("device", "edge", "cloud"), {"device": "phone-1", "edge": "pi-1"}
+        )
+        assert relayed.tiers == {"device": "phone-1", "edge": "pi-1", "cloud": "cloud:gpu"}
+        via = relayed.executor()
+        direct = ex.invoke(PLAN, PIPELINE, x[:1])
+        assert via.invoke(PLAN, PIPELINE, x[:1]).outputs == direct.outputs
+        assert via.time(LLM, "cloud") > 0
+        coordinator = Endpoint(cluster.url, api_key=cluster.api_key, path="/v1/circinus/run/jetson-1")
+        with pytest.raises(OperatorError, match="HTTP 404: endpoint: no device or cloud endpoint 'jetson-1'"):
+            coordinator.post(_frame({"model": DET}))
+        with pytest.raises(OperatorError, match="HTTP 400: model: .*no-such-model"):
+            via.endpoints["edge"].post(_frame({"model": "no-such-model"}))
+        with pytest.raises(OperatorError, match="HTTP 400: prompt"):
+            via.endpoints["cloud"].post(_frame({"model": LLM}))
+
         phone.stop()  # the camera box leaves: the failure names its tier, for the re-planner
         with pytest.raises(OperatorError, match="device: .*unreachable") as gone:
             ex.invoke(PLAN, PIPELINE, x[:1])
+        assert gone.value.tier == "device"
+        with pytest.raises(OperatorError, match="device: .*HTTP (404|502): endpoint") as gone:
+            via.invoke(PLAN, PIPELINE, x[:1])
         assert gone.value.tier == "device"
 
 
