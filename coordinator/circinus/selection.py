@@ -3,7 +3,9 @@ possible fits the tiers' capacities, at the least cost among such choices.
 
 Queries on one side, candidate plans on the other: an assignment picks at
 most one plan per query, and every tier's capacity bounds the load of the
-plans picked (rate x compute-seconds per invocation).  With capacities this
+plans picked (rate x compute-seconds per invocation).  Queries alike in
+rate and candidates form one class whose members the programs count rather
+than name.  With capacities this
 is a generalized assignment problem rather than a plain bipartite matching,
 so it is solved as two 0-1 integer programs by HiGHS
 (:func:`scipy.optimize.milp`, branch and cut): the most goodput (the rates
@@ -57,34 +59,51 @@ def select(
     capacity: Mapping[Tier, float],
     time_limit_s: float = 30.0,
 ) -> Selection:
-    """The best assignment of ``candidates`` (query id -> plans meeting its SLO) within ``capacity``."""
-    cols = [(q, s) for q in queries for s in candidates.get(q.id, ())]
+    """The best assignment of ``candidates`` (query id -> plans meeting its SLO) within ``capacity``.
+
+    Queries with the same rate and the same candidates are interchangeable, so the programs count
+    how many of each such class take each plan (integers up to the class's size): the same optimum
+    as one 0-1 variable per query and plan, with as many fewer columns as queries repeat."""
+    classes: dict[tuple[float, tuple[Scored, ...]], list[Query]] = {}
+    for q in queries:
+        if candidates.get(q.id):
+            classes.setdefault((q.rate, tuple(candidates[q.id])), []).append(q)
+    cols = [(rate, len(members), s) for (rate, plans), members in classes.items() for s in plans]
     if not cols:
         return summarize(queries, {})
-    tiers = sorted(set(capacity) | {t for _, s in cols for t, _ in s.busy_s})  # a tier not offered: none
+    tiers = sorted(set(capacity) | {t for *_, s in cols for t, _ in s.busy_s})  # a tier not offered: none
     n = len(cols)
-    rates = np.array([q.rate for q, _ in cols])
-    costs = np.array([q.rate * s.cost_usd for q, s in cols])
-    index = {q.id: i for i, q in enumerate(queries)}
-    one = np.zeros((len(queries), n))
-    for j, (q, _) in enumerate(cols):
-        one[index[q.id], j] = 1.0
-    use = np.array([[q.rate * s.load(t) for q, s in cols] for t in tiers])
-    constraints = [LinearConstraint(one, 0.0, 1.0), LinearConstraint(use, 0.0, [capacity.get(t, 0.0) for t in tiers])]
-    kw = {"integrality": np.ones(n), "bounds": Bounds(0, 1)}
-    exact_goodput = min(GOODPUT_GAP, 0.5 * float(rates.min()) / float(rates.sum()))
+    rates = np.array([rate for rate, _, _ in cols])
+    costs = np.array([rate * s.cost_usd for rate, _, s in cols])
+    one = np.zeros((len(classes), n))
+    j = 0
+    for i, (_, plans) in enumerate(classes):
+        one[i, j : j + len(plans)] = 1.0
+        j += len(plans)
+    sizes = [len(members) for members in classes.values()]
+    use = np.array([[rate * s.load(t) for rate, _, s in cols] for t in tiers])
+    constraints = [LinearConstraint(one, 0.0, sizes), LinearConstraint(use, 0.0, [capacity.get(t, 0.0) for t in tiers])]
+    kw = {"integrality": np.ones(n), "bounds": Bounds(0, [size for _, size, _ in cols])}
+    offered = sum(rate * len(members) for (rate, _), members in classes.items())
+    exact_goodput = min(GOODPUT_GAP, 0.5 * float(rates.min()) / offered)
     most = milp(-rates, constraints=constraints, options={"time_limit": time_limit_s, "mip_rel_gap": exact_goodput},
                 **kw)  # fmt: skip  # the most goodput
     if most.x is None:
         return summarize(queries, {})
-    floor = float(rates @ np.round(most.x)) - 1e-9 * max(1.0, float(rates.sum()))
+    floor = float(rates @ np.round(most.x)) - 1e-9 * max(1.0, offered)
     # then the least cost; scaled to order one, since HiGHS stops within an absolute gap of 1e-6
     scaled = costs / costs.max() if costs.max() > 0 else costs
     result = milp(scaled, constraints=[*constraints, LinearConstraint(rates, floor, np.inf)],
                   options={"time_limit": time_limit_s, "mip_rel_gap": COST_GAP}, **kw)  # fmt: skip
     if result.x is None:
         return summarize(queries, {})
-    chosen = {q.id: s for (q, s), x in zip(cols, result.x, strict=True) if x > 0.5}
+    chosen: dict[str, Scored] = {}
+    taken = iter(np.round(result.x).astype(int))
+    for (_, plans), members in classes.items():
+        waiting = iter(members)
+        for plan in plans:
+            for _ in range(next(taken)):
+                chosen[next(waiting).id] = plan
     return summarize(queries, _cheapened(queries, chosen, candidates, capacity))
 
 

@@ -30,8 +30,9 @@ def solve(
     profiler: Profiler,
     k: int | None = DEFAULT_K,
     tiers_allowed: frozenset[Tier] | None = None,
+    reuse: bool = True,
 ) -> Solution:
-    planner = Planner(catalog, tiers, profiler, k, tiers_allowed)
+    planner = Planner(catalog, tiers, profiler, k, tiers_allowed, reuse)
     candidates = {q.id: planner.plans(workload.pipeline(q.pipeline), q.slo) for q in workload.queries}
     selection = select(workload.queries, candidates, tiers.capacity)
     return Solution(selection, planner.steps, profiler.steps)
