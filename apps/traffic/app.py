@@ -146,7 +146,13 @@ class Run:
                 self.replanner.observe(q.id, inv.latency_s <= q.slo.latency_s, times)
             why = self.replanner.due(self.chosen)
             if why:
-                self.chosen = dict(self.replanner.replan().selection.chosen)
+                try:
+                    self.chosen = dict(self.replanner.replan().selection.chosen)
+                except OperatorError as e:  # profiling found another tier gone: the next report plans again
+                    if e.tier is not None:
+                        self.replanner.failed(e.tier)  # type: ignore[arg-type]
+                    self.events.append(f"re-planning stopped: {e}")
+                    return
                 self.events.append(f"re-planned: {why}; now serving {len(self.chosen)} cameras")
 
 

@@ -66,4 +66,6 @@ class Replanner:
         capacity = {t: (0.0 if t in self.down else c) for t, c in self.tiers.capacity.items()}
         self.replans += 1
         self._met.clear()  # attainment starts over under the new plans
-        return solve(self.workload, self.catalog, replace(self.tiers, capacity=capacity), self.profiler)
+        up = frozenset(capacity) - self.down  # a tier that is down is not searched (nor profiled) at all
+        return solve(self.workload, self.catalog, replace(self.tiers, capacity=capacity), self.profiler,
+                     tiers_allowed=up)  # fmt: skip

@@ -3,6 +3,7 @@ is re-planned on the operator times actually observed."""
 
 from __future__ import annotations
 
+from coordinator.circinus.profiles import Profiler
 from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from tests.coordinator.test_circinus_planner import TIERS, catalog, exact, workload
@@ -21,6 +22,25 @@ def test_a_failed_tier_is_planned_around() -> None:
     after = r.replan().selection
     assert all(t != tier for s in after.chosen.values() for t, _ in s.busy_s)
     assert r.due(after.chosen) is None and r.replans == 1
+
+
+def test_a_tier_that_is_down_is_never_profiled_again() -> None:
+    """Re-planning runs while the tier is gone: a profiling run there would fail."""
+    w = workload(2, [(0.6, 0.5, 1.0), (0.3, 0.5, 2.0)])
+    cat, base = catalog(w, 5)
+    asked: list[str] = []
+
+    def sampler(key: str, tier: str) -> float:
+        asked.append(tier)
+        return base[(key, tier)]
+
+    r = Replanner(w, cat, TIERS, Profiler(sampler, min_samples=50))  # far more than the first plan takes
+    tier = sorted({t for _, t in cat})[0]
+    r.failed(tier)
+    asked.clear()
+    after = r.replan().selection
+    assert tier not in asked and asked
+    assert all(t != tier for s in after.chosen.values() for t, _ in s.busy_s)
 
 
 def test_a_query_missing_its_slo_is_replanned_on_observed_times() -> None:
