@@ -47,7 +47,7 @@ from rich.live import Live
 from rich.table import Table
 
 from coordinator.circinus.baselines import greedy
-from coordinator.circinus.cluster import Attached, attach, parse_assignments
+from coordinator.circinus.cluster import Attached, add_arguments, attach, from_arguments
 from coordinator.circinus.executor import Executor, Invocation, OperatorError
 from coordinator.circinus.measure import from_infrastructure, measure
 from coordinator.circinus.planner import Scored
@@ -234,7 +234,7 @@ def compare(
     (greedy's is then skipped: its plans cannot change)."""
     assert workload.infrastructure is not None
     tiers, speeds = from_infrastructure(workload.infrastructure)
-    prices = {t: m.usd_per_hour / 3600 for t, m in workload.infrastructure.tiers.items()}
+    prices = {t: spec.usd_per_s for t, spec in speeds.items()}
     executor = attached.executor()
     with console.status("profiling the operators on the tiers themselves (accuracy on validation sets here)"):
         measured = measure(workload, {t: speeds[t] for t in attached.tiers}, on_tiers=executor.time)
@@ -282,17 +282,13 @@ def run(
     workload = load(spec)
     if workload.infrastructure is None:
         raise UsageError(f"{spec}: infrastructure", "needed to plan (tiers with capacity, links between them)")
-    if url is not None:
-        if not api_key:
-            raise UsageError("--api-key", "needed with --url")
-        if leave_after is not None:
-            raise UsageError("--leave-after", "only on the cluster the app starts itself (without --url)")
-        attached = attach(url, api_key, workload.infrastructure.tiers, parse_assignments(assign or []))
+    if url is not None and leave_after is not None:
+        raise UsageError("--leave-after", "only on the cluster the app starts itself (without --url)")
+    attached = from_arguments(url, api_key, assign or [], workload.infrastructure.tiers)
+    if attached is not None:
         console.print("tiers: " + ", ".join(f"{t}={e}" for t, e in attached.tiers.items()))
         compare(workload, attached, seconds, console)
         return 0
-    if api_key is not None or assign:
-        raise UsageError("--api-key" if api_key is not None else "--tier", "only with --url")
     with tempfile.TemporaryDirectory(prefix="edgeweave-traffic-") as tmp, contextlib.ExitStack() as stack:
         with console.status("starting the cloud service, a camera box, a Jetson-class edge box and a coordinator"):
             started = stack.enter_context(cluster_up(workload, Path(tmp)))
@@ -310,9 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--leave-after", type=float, help="stop the camera box's daemon this many seconds in (Circinus re-plans)"
     )
-    ap.add_argument("--url", help="run on a running cluster: its coordinator (e.g. `edgeweave demo --serve`)")
-    ap.add_argument("--api-key", help="the coordinator's API key (with --url)")
-    ap.add_argument("--tier", action="append", default=[], metavar="TIER=ENDPOINT",
-                    help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
+    add_arguments(ap)
     args = ap.parse_args(argv)
     return run(args.spec, args.seconds, args.leave_after, args.url, args.api_key, args.tier)

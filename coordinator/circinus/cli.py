@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from coordinator.circinus.cluster import add_arguments
 from edgeweave.errors import UsageError
 
 
@@ -28,15 +29,12 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     v = verbs.add_parser("plan", help="plan every query of a YAML workload spec")
     v.add_argument("spec", help="YAML: pipelines, queries, infrastructure")
     v.add_argument("--k", type=int, help="plans per query handed to the selection (default: every non-dominated)")
-    v.add_argument("--url", help="a coordinator's base URL: profile the operators on its cluster's tiers")
-    v.add_argument("--api-key", help="the coordinator's API key (with --url)")
-    v.add_argument("--tier", action="append", default=[], metavar="TIER=ENDPOINT",
-                   help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
+    add_arguments(v)
     v.set_defaults(func=cmd_plan)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from coordinator.circinus.cluster import attach, parse_assignments
+    from coordinator.circinus.cluster import from_arguments
     from coordinator.circinus.measure import from_infrastructure, measure
     from coordinator.circinus.planner import impossible
     from coordinator.circinus.profiles import Profiler
@@ -50,15 +48,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.spec}: infrastructure", "needed to plan (tiers with capacity, links between them)")
     tiers, speeds = from_infrastructure(workload.infrastructure)
     console = Console()
-    if args.url is None:
-        if args.api_key is not None or args.tier:
-            raise UsageError("--api-key" if args.api_key is not None else "--tier", "only with --url")
+    attached = from_arguments(args.url, args.api_key, args.tier, tiers.capacity)
+    if attached is None:
         with console.status("measuring the operators on this machine"):
             measured = measure(workload, speeds)
     else:
-        if not args.api_key:
-            raise UsageError("--api-key", "needed with --url")
-        attached = attach(args.url, args.api_key, tiers.capacity, parse_assignments(args.tier))
         console.print("tiers: " + ", ".join(f"{t}={attached.tiers.get(t, 'none (not used)')}" for t in tiers.capacity))
         with console.status("profiling the operators on the cluster's tiers"):
             measured = measure(workload, {t: speeds[t] for t in attached.tiers}, on_tiers=attached.executor().time)

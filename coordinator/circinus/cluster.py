@@ -6,11 +6,13 @@ A spec's tier takes, unless told otherwise (``--tier TIER=ENDPOINT``), the
 first endpoint of the kinds :data:`KINDS` lists for it: ``device`` a Pi or a
 phone, ``edge`` a Jetson, ``cloud`` a cloud endpoint; any other tier name
 takes an endpoint of that kind.  A tier no endpoint serves is left out: the
-planner then never places an operator there.
+planner then never places an operator there.  :func:`add_arguments` and
+:func:`from_arguments` give a command the flags that choose the cluster.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import urllib.error
 import urllib.request
@@ -62,7 +64,7 @@ def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier
     return out
 
 
-def parse_assignments(items: Iterable[str]) -> dict[Tier, str]:
+def _assignments(items: Iterable[str]) -> dict[Tier, str]:
     """``["edge=jetson-1", ...]`` from the command line."""
     out: dict[Tier, str] = {}
     for item in items:
@@ -89,3 +91,23 @@ class Attached:
 
 def attach(url: str, api_key: str, tiers: Iterable[Tier], given: Mapping[Tier, str] | None = None) -> Attached:
     return Attached(url, api_key, assign(tiers, endpoints(url, api_key), given or {}))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--url``, ``--api-key`` and ``--tier``: run on a cluster through its coordinator."""
+    parser.add_argument("--url", help="a coordinator's base URL: profile and run on its cluster's tiers "
+                                      "(e.g. `edgeweave demo --serve`)")  # fmt: skip
+    parser.add_argument("--api-key", help="the coordinator's API key (with --url)")
+    parser.add_argument("--tier", action="append", default=[], metavar="TIER=ENDPOINT",
+                        help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
+
+
+def from_arguments(url: str | None, api_key: str | None, tier: list[str], tiers: Iterable[Tier]) -> Attached | None:
+    """The cluster ``--url`` names (None without it: the other two flags are then refused)."""
+    if url is None:
+        if api_key is not None or tier:
+            raise UsageError("--api-key" if api_key is not None else "--tier", "only with --url")
+        return None
+    if not api_key:
+        raise UsageError("--api-key", "needed with --url")
+    return attach(url, api_key, tiers, _assignments(tier))
