@@ -264,7 +264,7 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
 
     from coordinator.dora.service import Member, measure, run
     from edgeweave.auth import ClusterKey
-    from edgeweave.cluster_files import DeviceProfile, device_toml, new_secret, write
+    from edgeweave.cluster_files import DeviceProfile, new_secret
     from edgeweave.emulation import Lan, unavailable
 
     reason = unavailable()
@@ -283,9 +283,8 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
             for device, share in scenario.live_cpu:
                 host = lan.add(device, link_mbit=2 * scenario.live_ap_mbit, cpu_share=share)
                 kind = "phone" if kinds[device] == "phone" else "pi" if kinds[device] in ("pi", "tv") else "jetson"
-                prof = DeviceProfile(device, kind, "llamacpp", threads=1, model=LM, host=host.address)
-                cfg = write(Path(tmp) / f"{device}.toml", device_toml(prof, secret, advertise=False))
-                services.append(lan.spawn(host, ["device", "serve", "--config", str(cfg)], Path(tmp) / f"{device}.log"))
+                prof = DeviceProfile(device, kind, "llamacpp", threads=1, model=LM)
+                services.append(lan.spawn_device(host, prof, secret, Path(tmp)))
             for svc, (device, _) in zip(services, scenario.live_cpu, strict=True):
                 svc.wait_ready(300)
                 power = POWER[kinds[device]]

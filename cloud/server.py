@@ -242,8 +242,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: int) -> web.Application:
     """``api_keys=None``: no key required."""
-    link = link_from_env()  # an emulated network's delay and loss (edgeweave.emulation), outermost
-    middlewares = [*([link] if link else []), count_requests, error_middleware, api_key_middleware(api_keys)]
+    middlewares = [*link_from_env(), count_requests, error_middleware, api_key_middleware(api_keys)]
     app = web.Application(middlewares=middlewares, client_max_size=max_body_bytes)
     app[KEY] = state
     app.router.add_get("/health", health)

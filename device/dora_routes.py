@@ -205,8 +205,7 @@ def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[st
     bwd: list[float] = []
     activation: list[int] = []
     weights: list[int] = []
-    n = cut(full, 0, 1).n_layers
-    for i in range(n):
+    for i in range(full.config.n_layers):
         stage = cut(full, i, i + 1).train()
         f_times, b_times = [], []
         for _ in range(rounds):

@@ -283,8 +283,7 @@ async def _stop_background(app: web.Application) -> None:
 
 
 def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -> web.Application:
-    link = link_from_env()  # an emulated network's delay and loss (edgeweave.emulation), outermost
-    middlewares = [*([link] if link else []), error_middleware, cluster_auth]
+    middlewares = [*link_from_env(), error_middleware, cluster_auth]
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[KEY] = DeviceState(cfg, key, workers)
     app.on_response_prepare.append(sign_response)

@@ -107,7 +107,7 @@ class DecoderStage(Stage):
 
 class ConvStage(Stage):
     def __init__(self, model: TrafficCNN, start: int, end: int) -> None:
-        super().__init__(start, end, len(model.blocks))
+        super().__init__(start, end, model.config.n_layers)
         self.blocks = nn.ModuleList(model.blocks[start:end])
 
     def global_name(self, name: str) -> str:

@@ -33,12 +33,13 @@ import shutil
 import subprocess
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from edgeweave.cluster_files import DeviceProfile, device_toml, write
 from edgeweave.processes import ServiceProcess, spawn
 
 CGROUP_V1 = Path("/sys/fs/cgroup/cpu")
@@ -72,13 +73,14 @@ def link_middleware(delay_s: float, loss: float, seed: int = 0) -> Middleware:
     return link
 
 
-def link_from_env() -> Middleware | None:
-    """The emulated link this process was spawned behind, if any."""
+def link_from_env() -> list[Middleware]:
+    """The emulated link this process was spawned behind, as its server's outermost middleware (none
+    without one)."""
     raw = os.environ.get(LINK_ENV)
     if not raw:
-        return None
+        return []
     delay_ms, loss = (float(x) for x in raw.split(","))
-    return link_middleware(delay_ms / 1000, loss)
+    return [link_middleware(delay_ms / 1000, loss)]
 
 
 def unavailable() -> str | None:
@@ -175,6 +177,12 @@ class Lan:
         host = Host(name, ns, address, cpu_share)
         self.hosts.append(host)
         return host
+
+    def spawn_device(self, host: Host, profile: DeviceProfile, secret: str, workdir: Path) -> ServiceProcess:
+        """A device daemon for ``profile`` inside the host's namespace, bound to its address and not
+        advertised (it is found by its URL); config and log go to ``workdir``."""
+        cfg = write(workdir / f"{profile.id}.toml", device_toml(replace(profile, host=host.address), secret, False))
+        return self.spawn(host, ["device", "serve", "--config", str(cfg)], workdir / f"{profile.id}.log")
 
     def spawn(self, host: Host, args: list[str], log: Path) -> ServiceProcess:
         """``edgeweave ARGS`` inside the host's namespace, under its CPU quota."""

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -55,7 +55,7 @@ from coordinator.circinus.profiles import Profiler
 from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from coordinator.circinus.spec import Query, Workload, load
-from edgeweave.cluster_files import DeviceProfile, device_toml, write
+from edgeweave.cluster_files import DeviceProfile
 from edgeweave.emulation import LINK_ENV, Lan, unavailable
 from edgeweave.errors import UsageError
 from edgeweave.local_cluster import LocalCluster
@@ -107,8 +107,7 @@ def cluster_up(workload: Workload, tmp: Path) -> Iterator[Started]:
                 daemons[tier] = cluster.spawn_device(prof, advertise=False)
                 continue
             host = lan.add(prof.id, link_mbit=2 * mbit, cpu_share=min(1.0, 1 / infra.tiers[tier].factor))
-            cfg = write(tmp / f"{prof.id}.toml", device_toml(replace(prof, host=host.address), cluster.secret, False))
-            daemons[tier] = lan.spawn(host, ["device", "serve", "--config", str(cfg)], tmp / f"{prof.id}.log")
+            daemons[tier] = lan.spawn_device(host, prof, cluster.secret, tmp)
             stack.callback(daemons[tier].stop)
         for svc in daemons.values():
             svc.wait_ready(300)

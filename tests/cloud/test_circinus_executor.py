@@ -15,8 +15,8 @@ from coordinator.circinus.executor import Endpoint, Executor, OperatorError
 from coordinator.circinus.planner import Choice, Plan
 from coordinator.circinus.spec import parse
 from edgeweave.auth import ClusterKey
-from edgeweave.errors import UsageError
 from edgeweave.cluster_files import DeviceProfile
+from edgeweave.errors import UsageError
 from edgeweave.local_cluster import LocalCluster
 from edgeweave.models.vision import CLASSES, DETECT_CLASSES, frames
 from edgeweave.operators import LLMOp, VisionOp

@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.dora.remote import call, profile
 from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile, device_toml, new_secret, write
+from edgeweave.cluster_files import DeviceProfile, new_secret
 from edgeweave.emulation import Lan, unavailable
 
 REASON = unavailable()
@@ -30,10 +30,8 @@ def test_transfers_share_the_access_point_and_quotas_slow_devices(tmp_path: Path
         services = []
         try:
             for host in (fast, slow):
-                prof = DeviceProfile(host.name, "pi", "llamacpp", threads=1, host=host.address)
-                cfg = write(tmp_path / f"{host.name}.toml", device_toml(prof, secret, advertise=False))
-                args = ["device", "serve", "--config", str(cfg)]
-                services.append(lan.spawn(host, args, tmp_path / f"{host.name}.log"))
+                prof = DeviceProfile(host.name, "pi", "llamacpp", threads=1)
+                services.append(lan.spawn_device(host, prof, secret, tmp_path))
             for svc in services:
                 svc.wait_ready(120)
             urls = [svc.url for svc in services]
