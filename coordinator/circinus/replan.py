@@ -4,7 +4,8 @@ again from what was seen.
 Two triggers:
 
 - a tier fails (a device left, a service is unreachable): it is marked down
-  and the next plan gives it no capacity, so no query stays on it;
+  and the next plan leaves it out of the search, so no query stays on it and
+  nothing is profiled there;
 - a query's SLO attainment over its last ``window`` invocations drops below
   ``min_attainment``: the profiles were too optimistic (a tier got busier),
   so the operator times the executor observed are added to the profiler's
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from coordinator.circinus.planner import Catalog, Scored
 from coordinator.circinus.profiles import Profiler, Tiers
@@ -63,9 +64,7 @@ class Replanner:
         return None
 
     def replan(self) -> Solution:
-        capacity = {t: (0.0 if t in self.down else c) for t, c in self.tiers.capacity.items()}
         self.replans += 1
         self._met.clear()  # attainment starts over under the new plans
-        up = frozenset(capacity) - self.down  # a tier that is down is not searched (nor profiled) at all
-        return solve(self.workload, self.catalog, replace(self.tiers, capacity=capacity), self.profiler,
-                     tiers_allowed=up)  # fmt: skip
+        up = frozenset(self.tiers.capacity) - self.down  # a tier that is down is not searched (nor profiled)
+        return solve(self.workload, self.catalog, self.tiers, self.profiler, tiers_allowed=up)
