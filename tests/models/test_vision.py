@@ -1,5 +1,6 @@
 """weave-traffic-cnn: deterministic synthetic frames, training that learns them, the committed
-checkpoint's accuracy, and clear errors for a broken checkpoint."""
+checkpoint's accuracy, clear errors for a broken checkpoint, and an operator's accuracy measured
+once per checkpoint and validation set."""
 
 from __future__ import annotations
 
@@ -41,3 +42,20 @@ def test_broken_checkpoints_name_the_file(tmp_path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ModelFileError, match="model.safetensors"):
         load_cnn(tmp_path)
+
+
+def test_an_operators_accuracy_is_measured_once_per_checkpoint(tmp_path, monkeypatch) -> None:
+    from edgeweave.operators import VisionOp
+
+    monkeypatch.setenv("EDGEWEAVE_CACHE", str(tmp_path))
+    op = VisionOp("traffic-det-w25-r32")
+    first = op.accuracy(n=64)
+    assert len(list((tmp_path / "accuracy").glob("traffic-det-w25-r32-*-frames64-seed10000.json"))) == 1
+
+    def no_inference(*args: object) -> None:
+        raise AssertionError("the validation set ran again")
+
+    monkeypatch.setattr(VisionOp, "__call__", no_inference)
+    assert op.accuracy(n=64) == first  # read back
+    with pytest.raises(AssertionError, match="ran again"):
+        op.accuracy(n=32)  # another validation set is measured
