@@ -41,7 +41,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before any kernel is defined
 
 from benchmarks.results_io import RESULTS, parser, save_result  # noqa: E402
-from edgeweave.traces import CREDIT, load_trace  # noqa: E402
+from edgeweave.data.traces import CREDIT, load_trace  # noqa: E402
 from kernels.batch import AttnBatch, slots_of  # noqa: E402
 from kernels.packed_tables import PackedTables, build_tables  # noqa: E402
 from kernels.packing import DriftMonitor, Plan, SeqWork, capacity_for, plan_groups  # noqa: E402

@@ -42,10 +42,10 @@ COMMANDS = (
 
 def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int) -> dict[str, Any]:
     """Runs inside the subprocess: load one backend, time the fixed workload."""
-    from device.backends import load_backend
-    from device.backends.base import peak_rss_mb
+    from edgeweave.generation.backend import peak_rss_mb
+    from edgeweave.generation.backends import load_backend
+    from edgeweave.generation.sampling import SamplingParams
     from edgeweave.models.tokenizer import ChatMessage
-    from edgeweave.sampling import SamplingParams
 
     t0 = time.perf_counter()
     backend = load_backend(kind, model, threads=threads)
@@ -77,8 +77,8 @@ def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int)
 
 
 def exact_match(model: str, n: int, threads: int) -> float:
-    from device.backends import load_backend
-    from edgeweave.models.evaluate import held_out_exact_match
+    from edgeweave.generation.backends import load_backend
+    from edgeweave.generation.evaluate import held_out_exact_match
 
     # llama.cpp for speed: the parity tests show its greedy output equals torch's token for token
     return held_out_exact_match(load_backend("llamacpp", model, threads=threads), n).exact_match

@@ -62,12 +62,12 @@ from coordinator.disco.cost import ComputeProfile, DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.simulator import Planner, Profiles, SimAnswer, simulate
-from edgeweave.cluster_files import DeviceProfile, cloud_toml, write
+from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, write
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.cluster.processes import spawn
 from edgeweave.config import DEFAULT_POWER, DiscoConfig
-from edgeweave.local_cluster import LocalCluster
-from edgeweave.processes import spawn
-from edgeweave.sse import read_events
-from edgeweave.traces import CREDIT, load_trace
+from edgeweave.data.traces import CREDIT, load_trace
+from edgeweave.wire.sse import read_events
 
 MODELS = ("weave-home-device", "weave-home-cloud")
 BACKENDS = ("llamacpp", "executorch")
@@ -91,8 +91,8 @@ def count_parameters(model: str) -> int:
 
 def time_backend(kind: str, model: str, rounds: int) -> tuple[DeviceTTFT, float]:
     """(TTFT line over prompt length, seconds per decoded token) of one backend on this machine."""
-    from device.backends import load_backend
-    from edgeweave.sampling import SamplingParams
+    from edgeweave.generation.backends import load_backend
+    from edgeweave.generation.sampling import SamplingParams
 
     backend = load_backend(kind, model, threads=2)
     rng = random.Random(0)

@@ -63,7 +63,7 @@ from coordinator.dora.adapter import Adapter, Conditions
 from coordinator.dora.partitioner import Estimate, Plan
 from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
-from device.dora_routes import profile_layers
+from device.dora.routes import profile_layers
 from edgeweave.config import DEFAULT_POWER
 
 LM = "weave-home-cloud"
@@ -262,10 +262,10 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
     import tempfile
     from pathlib import Path
 
+    from coordinator.dora.emulation import Lan, unavailable
     from coordinator.dora.service import Member, measure, run
-    from edgeweave.auth import ClusterKey
-    from edgeweave.cluster_files import DeviceProfile, new_secret
-    from edgeweave.emulation import Lan, unavailable
+    from edgeweave.cluster.cluster_files import DeviceProfile, new_secret
+    from edgeweave.wire.auth import ClusterKey
 
     reason = unavailable()
     if reason is not None:

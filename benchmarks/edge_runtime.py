@@ -30,14 +30,14 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.results_io import RESULTS, parser, save_result
-from coordinator.device_client import DeviceClient
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
-from edgeweave.processes import free_port
-from edgeweave.protocol import GenerateRequest, TokenMessage
-from edgeweave.sampling import SamplingParams
-from edgeweave.sse import read_events
+from coordinator.cluster.device_client import DeviceClient
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+from edgeweave.cluster.processes import free_port
+from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.protocol import GenerateRequest, TokenMessage
+from edgeweave.wire.sse import read_events
 
 MODEL = "weave-home-device"
 PROMPT = "the"

@@ -34,8 +34,8 @@ from benchmarks.results_io import RESULTS, parser, save_result
 from cloud.engine.engine import LLMEngine
 from cloud.tempo.workload import fit_to_context
 from edgeweave.config import EngineOptions
-from edgeweave.sampling import SamplingParams
-from edgeweave.traces import CREDIT, load_trace
+from edgeweave.data.traces import CREDIT, load_trace
+from edgeweave.generation.sampling import SamplingParams
 
 MODEL = "weave-home-cloud"
 MAX_SEQS = 16

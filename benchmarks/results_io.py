@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from edgeweave.traces import AZURE_CONV
+from edgeweave.data.traces import AZURE_CONV
 
 RESULTS = Path(__file__).parent / "results"
 

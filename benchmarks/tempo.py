@@ -49,9 +49,9 @@ from cloud.tempo.step_time import StepSample, StepTime, fit
 from cloud.tempo.workflows import GraphLibrary
 from cloud.tempo.workload import Call, Releases, fit_to_context, mixed_workload
 from edgeweave.config import EngineOptions
-from edgeweave.sampling import SamplingParams
-from edgeweave.slo import SLO_TYPES
-from edgeweave.traces import CREDIT, TraceRequest, load_trace
+from edgeweave.data.traces import CREDIT, TraceRequest, load_trace
+from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.slo import SLO_TYPES
 
 MODEL = "weave-home-cloud"
 OPTIONS = EngineOptions(kv_cache_mb=64, max_num_seqs=16, max_batched_tokens=512, policy="fcfs")

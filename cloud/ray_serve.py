@@ -4,7 +4,7 @@ Each replica is a Ray actor holding its own engine (model, KV cache, engine
 thread); Ray Serve's HTTP proxy spreads requests over them.  A replica
 answers the same OpenAI-compatible paths as ``cloud/server.py`` through the
 same request checks (:func:`cloud.server.open_answer`) and response writers
-(:mod:`edgeweave.openai_serving`); answers carry ``X-Edgeweave-Replica``.
+(:mod:`edgeweave.serving.openai_serving`); answers carry ``X-Edgeweave-Replica``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from cloud.engine.async_engine import AsyncEngine
 from cloud.engine.engine import LLMEngine
 from cloud.server import CloudState, EngineAnswer, open_answer
-from edgeweave.api_keys import check_api_key
 from edgeweave.config import CloudServerConfig, RayOptions
 from edgeweave.errors import UsageError
-from edgeweave.http_errors import ApiError, parse_json
-from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
-from edgeweave.openai_serving import collect, sse_chunks
+from edgeweave.serving.api_keys import check_api_key
+from edgeweave.serving.http_errors import ApiError, parse_json
+from edgeweave.serving.openai_serving import collect, sse_chunks
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 
 APP_NAME = "edgeweave-cloud"
 REPLICA_HEADER = "X-Edgeweave-Replica"

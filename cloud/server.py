@@ -6,7 +6,7 @@ generated, for migrated answers), ``/v1/models``, ``/health`` and
 ``/metrics`` (queue depth, running batch, KV blocks, prefix-cache hits,
 preemptions, TTFT and TBT histograms, and Tempo's service gain and SLO
 goodput per request type).  Requests may carry an ``slo`` extension object
-(:mod:`edgeweave.slo`); without one they are latency-sensitive with the
+(:mod:`edgeweave.wire.slo`); without one they are latency-sensitive with the
 configured ``default_slo``.  The coordinator registers it as a
 cloud endpoint like any OpenAI-compatible URL.
 """
@@ -26,17 +26,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from cloud.engine.async_engine import AsyncEngine, EngineFailed
 from cloud.engine.engine import LLMEngine, TokenOutput
 from cloud.tempo.gain import GainLedger
-from edgeweave.api_keys import api_key_middleware, new_api_key
 from edgeweave.config import CloudServerConfig, EdgeweaveConfig
-from edgeweave.emulation import link_from_env
-from edgeweave.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.data.traces import TraceWriter
 from edgeweave.models.tokenizer import ChatMessage
-from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
-from edgeweave.openai_serving import Answer, AnswerFailed, Delta, respond
-from edgeweave.operator_routes import add_routes as add_operator_routes
-from edgeweave.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
-from edgeweave.slo import SLO_TYPES, AnySlo, LatencySLO
-from edgeweave.traces import TraceWriter
+from edgeweave.operators.routes import add_routes as add_operator_routes
+from edgeweave.serving.api_keys import api_key_middleware, new_api_key
+from edgeweave.serving.emulated_link import link_from_env
+from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta, respond
+from edgeweave.serving.service import READY_PREFIX, announce, serve_until_signal, stop_on_signal
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
 
 log = logging.getLogger("edgeweave.cloud")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -19,19 +19,19 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from coordinator.circinus.api import add_routes as add_circinus_routes
+from coordinator.cluster.metrics import CoordinatorMetrics
+from coordinator.cluster.registry import Registry
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime
-from coordinator.dispatch import PIN_HEADER, Dispatcher
 from coordinator.dora.api import add_routes as add_dora_routes
-from coordinator.metrics import CoordinatorMetrics
-from coordinator.registry import Registry
-from coordinator.routes import Job
-from edgeweave.api_keys import api_key_middleware
+from coordinator.streaming.dispatch import PIN_HEADER, Dispatcher
+from coordinator.streaming.routes import Job
 from edgeweave.config import DiscoConfig
-from edgeweave.http_errors import ApiError, error_middleware, parse_body
-from edgeweave.openai_api import ChatCompletionRequest, CompletionRequest
-from edgeweave.openai_serving import respond
-from edgeweave.protocol import Message
+from edgeweave.serving.api_keys import api_key_middleware
+from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.serving.openai_serving import respond
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.protocol import Message
 
 log = logging.getLogger("edgeweave.coordinator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -7,14 +7,14 @@ import logging
 import aiohttp
 
 from coordinator.api import CoordinatorState, create_app
-from coordinator.discovery import Discovery, MdnsDiscovery, StaticDiscovery
-from coordinator.dispatch import Dispatcher
-from coordinator.placement import POLICIES
-from coordinator.registry import Registry
-from edgeweave.api_keys import new_api_key
-from edgeweave.auth import ClusterKey
+from coordinator.cluster.discovery import Discovery, MdnsDiscovery, StaticDiscovery
+from coordinator.cluster.placement import POLICIES
+from coordinator.cluster.registry import Registry
+from coordinator.streaming.dispatch import Dispatcher
 from edgeweave.config import EdgeweaveConfig
-from edgeweave.service import READY_PREFIX, announce, serve_until_signal
+from edgeweave.serving.api_keys import new_api_key
+from edgeweave.serving.service import READY_PREFIX, announce, serve_until_signal
+from edgeweave.wire.auth import ClusterKey
 
 log = logging.getLogger("edgeweave.coordinator")
 

@@ -13,7 +13,7 @@ import psutil
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 import edgeweave
-from edgeweave.mdns import SERVICE_TYPE, open_zeroconf
+from edgeweave.wire.mdns import SERVICE_TYPE, open_zeroconf
 
 
 def _ipv4_addresses(host: str) -> list[str]:

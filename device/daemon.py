@@ -12,12 +12,12 @@ import logging
 import os
 
 from device.advertise import Advertiser
-from device.backends import load_backend
 from device.server import create_app
 from device.worker import ModelWorker
-from edgeweave.auth import ClusterKey
 from edgeweave.config import DeviceConfig, EdgeweaveConfig
-from edgeweave.service import READY_PREFIX, announce, serve_until_signal
+from edgeweave.generation.backends import load_backend
+from edgeweave.serving.service import READY_PREFIX, announce, serve_until_signal
+from edgeweave.wire.auth import ClusterKey
 
 log = logging.getLogger("edgeweave.device")
 

@@ -2,8 +2,8 @@
 
 ``/health`` and ``/metrics`` are open (probes, Prometheus); every ``/v1/``
 route needs a cluster-signed request and its response is signed back (see
-:mod:`edgeweave.auth`).  ``POST /v1/generate`` streams server-sent events
-(:mod:`edgeweave.protocol`).
+:mod:`edgeweave.wire.auth`).  ``POST /v1/generate`` streams server-sent events
+(:mod:`edgeweave.wire.protocol`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,33 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 import edgeweave
-from device.dora_routes import add_routes
+from device.dora.routes import add_routes
 from device.telemetry import TelemetrySampler
 from device.worker import ModelWorker, QueueFull, Ticket
-from edgeweave import sse
-from edgeweave.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, STREAM_BODY, AuthError, ClusterKey, RequestVerifier
 from edgeweave.config import DeviceConfig
-from edgeweave.emulation import link_from_env
-from edgeweave.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.tokenizer import ChatMessage
-from edgeweave.operator_routes import add_routes as add_operator_routes
-from edgeweave.protocol import DeviceInfo, DoneEvent, ErrorBody, ErrorEvent, GenerateRequest, StartEvent, TokenMessage
-from edgeweave.sampling import SamplingParams
+from edgeweave.operators.routes import add_routes as add_operator_routes
+from edgeweave.serving.emulated_link import link_from_env
+from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.wire import sse
+from edgeweave.wire.auth import (
+    HEADER_NONCE,
+    HEADER_RESPONSE_SIGNATURE,
+    STREAM_BODY,
+    AuthError,
+    ClusterKey,
+    RequestVerifier,
+)
+from edgeweave.wire.protocol import (
+    DeviceInfo,
+    DoneEvent,
+    ErrorBody,
+    ErrorEvent,
+    GenerateRequest,
+    StartEvent,
+    TokenMessage,
+)
 
 log = logging.getLogger("edgeweave.device")
 MAX_BODY_BYTES = 64 * 2**20

@@ -23,7 +23,7 @@ import psutil
 
 from device.worker import ModelWorker
 from edgeweave.config import PowerModel
-from edgeweave.protocol import Telemetry
+from edgeweave.wire.protocol import Telemetry
 
 
 class TelemetrySampler:

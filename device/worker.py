@@ -20,11 +20,11 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from device.backends import Backend, TokenEvent
-from edgeweave.chat import chat_prompt
 from edgeweave.config import ModelSpec, PowerModel
-from edgeweave.protocol import BackendLoad, ModelInfo
-from edgeweave.sampling import SamplingParams
+from edgeweave.generation.backend import Backend, TokenEvent
+from edgeweave.generation.chat import chat_prompt
+from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.protocol import BackendLoad, ModelInfo
 
 EWMA = 0.3  # weight of the newest measurement in the moving averages
 WARMUP = SamplingParams(max_tokens=16, ignore_eos=True)

@@ -6,6 +6,8 @@ code 2 (no traceback); servers turn them into 4xx JSON bodies.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class EdgeweaveError(Exception):
     """An error caused by the user's input, not by a bug."""
@@ -27,3 +29,12 @@ class UsageError(EdgeweaveError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class ConfigError(EdgeweaveError):
+    """Every problem found in one config file."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))

@@ -28,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from apps.smarthome.demo import describe
-from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
 
 MODEL = "weave-home-device"
 COMMANDS = (

@@ -13,8 +13,8 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from device.backends import BACKEND_KINDS, load_backend
-from edgeweave.chat import reply
+from edgeweave.generation.backends import BACKEND_KINDS, load_backend
+from edgeweave.generation.chat import reply
 
 COMMANDS = (
     "dim the kitchen lights to 30% and lock the front door",

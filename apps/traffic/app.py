@@ -55,12 +55,13 @@ from coordinator.circinus.profiles import Profiler
 from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from coordinator.circinus.spec import Query, Workload, load
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.emulation import LINK_ENV, Lan, unavailable
+from coordinator.dora.emulation import Lan, unavailable
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.errors import UsageError
-from edgeweave.local_cluster import LocalCluster
 from edgeweave.models.vision import CLASSES, frames
-from edgeweave.processes import ServiceProcess
+from edgeweave.serving.emulated_link import LINK_ENV
 
 SPEC = Path(__file__).parent / "workload.yaml"
 BOXES = (("device", DeviceProfile("pi-1", "pi", "llamacpp", threads=1)),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from cloud.engine.engine import EngineStats, LLMEngine, TokenOutput
 from edgeweave.errors import UsageError
-from edgeweave.sampling import SamplingParams
+from edgeweave.generation.sampling import SamplingParams
 
 log = logging.getLogger("edgeweave.engine")
 

@@ -29,13 +29,13 @@ from cloud.tempo.policies import make_policy
 from cloud.tempo.step_time import StepSample
 from edgeweave.config import EngineOptions
 from edgeweave.errors import UsageError
+from edgeweave.generation.sampling import Sampler, SamplingParams
+from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import Tokenizer
-from edgeweave.sampling import Sampler, SamplingParams
-from edgeweave.stopping import Continuation, FinishReason
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import torch
 
 from cloud.engine.scheduler import SeqView
-from edgeweave.sampling import Sampler, SamplingParams
-from edgeweave.stopping import Continuation, FinishReason
+from edgeweave.generation.sampling import Sampler, SamplingParams
+from edgeweave.generation.stopping import Continuation, FinishReason
 
 
 class SeqState(enum.Enum):

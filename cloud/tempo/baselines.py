@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from cloud.engine.scheduler import SeqView
 from cloud.tempo.remaining import LengthSource
 from cloud.tempo.workflows import WorkflowTracker
-from edgeweave.slo import AnySlo, CompoundSLO, DeadlineSLO, LatencySLO, SloType
+from edgeweave.wire.slo import AnySlo, CompoundSLO, DeadlineSLO, LatencySLO, SloType
 
 
 def slo_of(v: SeqView, default: LatencySLO) -> AnySlo:

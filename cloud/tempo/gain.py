@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edgeweave.slo import SLO_TYPES, AnySlo, CompoundSLO, DeadlineSLO, LatencySLO, SloType
+from edgeweave.wire.slo import SLO_TYPES, AnySlo, CompoundSLO, DeadlineSLO, LatencySLO, SloType
 
 
 def latency_useful(slo: LatencySLO, arrival_s: float, token_times: Sequence[float]) -> int:

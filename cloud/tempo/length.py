@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from quantile_forest import RandomForestQuantileRegressor
 
+from edgeweave.data.traces import TraceRequest
 from edgeweave.errors import ModelFileError
-from edgeweave.traces import TraceRequest
 
 QUANTILE = 0.95
 CALIBRATION_LEVELS = (0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995)

@@ -33,7 +33,7 @@ from cloud.engine.scheduler import SeqView
 from cloud.tempo.baselines import slo_of
 from cloud.tempo.remaining import LengthSource
 from cloud.tempo.workflows import GraphLibrary, WorkflowTracker
-from edgeweave.slo import DeadlineSLO, LatencySLO
+from edgeweave.wire.slo import DeadlineSLO, LatencySLO
 
 RECOMPUTE_EVERY = 50
 WINDOW_P = 0.95

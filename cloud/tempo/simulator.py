@@ -24,7 +24,7 @@ from cloud.engine.scheduler import Budget, Policy, SeqView, State, schedule
 from cloud.tempo.gain import GainLedger
 from cloud.tempo.step_time import StepTime
 from cloud.tempo.workload import Call, Releases
-from edgeweave.slo import SLO_TYPES, SloType
+from edgeweave.wire.slo import SLO_TYPES, SloType
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import kmedoids
 import numpy as np
 
 from cloud.engine.scheduler import SeqView
-from edgeweave.slo import CompoundSLO
+from edgeweave.wire.slo import CompoundSLO
 
 SIGMA = 1.0  # kernel width, in units of the per-stage feature distance (log tokens)
 MISSING_STAGE = 4.0  # squared distance charged for a stage one graph has and the other lacks

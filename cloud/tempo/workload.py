@@ -15,8 +15,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeweave.slo import AnySlo, CompoundSLO, DeadlineSLO, LatencySLO
-from edgeweave.traces import TraceRequest
+from edgeweave.data.traces import TraceRequest
+from edgeweave.wire.slo import AnySlo, CompoundSLO, DeadlineSLO, LatencySLO
 
 TTFT_S = (0.8, 2.0)
 TBT_S = (0.08, 0.10)

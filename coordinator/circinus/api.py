@@ -4,7 +4,7 @@ can run operators, behind the coordinator's one API key.
 - ``GET /v1/circinus/endpoints``: every device that is up (its id and kind)
   and every edgeweave cloud endpoint (``cloud:NAME``, kind ``cloud``).
 - ``POST /v1/circinus/run/{endpoint}``: runs one operator there.  The body
-  is what :mod:`edgeweave.operator_routes` takes (one tensor frame); the
+  is what :mod:`edgeweave.operators.routes` takes (one tensor frame); the
   coordinator relays it, signed with the cluster key to a device, with the
   endpoint's API key to the cloud, and hands the answer back as it came,
   refusals included (a 400 naming the field).  An unknown endpoint is a 404,
@@ -20,12 +20,12 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from coordinator.device_client import DeviceError
-from coordinator.dispatch import Dispatcher
-from coordinator.registry import Registry
+from coordinator.cluster.device_client import DeviceError
+from coordinator.cluster.registry import Registry
+from coordinator.streaming.dispatch import Dispatcher
 from edgeweave.config import CloudEndpoint
-from edgeweave.http_errors import ApiError
-from edgeweave.tensor_frames import CONTENT_TYPE
+from edgeweave.serving.http_errors import ApiError
+from edgeweave.wire.tensor_frames import CONTENT_TYPE
 
 REGISTRY = web.AppKey("circinus_registry", Registry)
 DISPATCHER = web.AppKey("circinus_dispatcher", Dispatcher)

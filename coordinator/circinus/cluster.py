@@ -18,10 +18,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from coordinator.circinus.executor import Endpoint, Executor
 from coordinator.circinus.spec import Tier
 from edgeweave.errors import EdgeweaveError, UsageError
+
+if TYPE_CHECKING:  # the executor imports torch: only a run needs it, not --help
+    from coordinator.circinus.executor import Executor
 
 KINDS: dict[str, tuple[str, ...]] = {"device": ("pi", "phone"), "edge": ("jetson",), "cloud": ("cloud",)}
 
@@ -84,6 +87,8 @@ class Attached:
     tiers: dict[Tier, str]
 
     def executor(self) -> Executor:
+        from coordinator.circinus.executor import Endpoint, Executor
+
         return Executor(
             {t: Endpoint(self.url, api_key=self.api_key, path=f"/v1/circinus/run/{e}") for t, e in self.tiers.items()}
         )

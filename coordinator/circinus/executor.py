@@ -26,11 +26,11 @@ import torch
 from coordinator.circinus.planner import Plan
 from coordinator.circinus.spec import Pipeline, Tier
 from coordinator.dora.remote import StageError, call
-from edgeweave.auth import ClusterKey
 from edgeweave.errors import EdgeweaveError
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.vision import VisionConfig, frames, is_vision_checkpoint
-from edgeweave.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
 
 PATH = "/v1/circinus/run"
 

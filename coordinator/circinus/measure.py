@@ -1,5 +1,5 @@
 """Circinus's catalog, measured: every operator configuration a workload names is loaded and run for
-real (:mod:`edgeweave.operators`), its accuracy measured on its validation set, and its latency
+real (:mod:`edgeweave.operators.runtime`), its accuracy measured on its validation set, and its latency
 sampled by running it, one run per profiling step.
 
 By default the operators run on this machine and a tier is a stated slowdown
@@ -24,7 +24,7 @@ from coordinator.circinus.planner import Catalog
 from coordinator.circinus.profiles import OpStats, Sampler, Tiers
 from coordinator.circinus.spec import Infrastructure, Tier, Workload
 from edgeweave.models.vision import DETECT_CLASSES, frames
-from edgeweave.operators import FRAME_SIZE, LLMOp, VisionOp, load_operator
+from edgeweave.operators.runtime import FRAME_SIZE, LLMOp, VisionOp, load_operator
 
 PROMPT = "dim the kitchen lights to 30% and lock the front door"
 FRAME_BYTES = 3 * FRAME_SIZE * FRAME_SIZE  # uint8 on the wire

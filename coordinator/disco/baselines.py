@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from coordinator.cluster.placement import Tier
 from coordinator.disco.migration import other
 from coordinator.disco.policy import Plan
-from coordinator.placement import Tier
 
 
 @dataclass(frozen=True)

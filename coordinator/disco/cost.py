@@ -21,24 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coordinator.placement import Tier
-
-
-@dataclass(frozen=True)
-class DeviceEnergy:
-    joules_per_token: float  # decoded
-    joules_per_prefill_token: float
-
-    def __post_init__(self) -> None:
-        if self.joules_per_token <= 0 or self.joules_per_prefill_token <= 0:
-            raise ValueError(f"joules per token must be positive, got {self}")
-
-    @classmethod
-    def measured(cls, busy_w: float, decode_tok_s: float, prefill_tok_s: float) -> DeviceEnergy:
-        return cls(busy_w / decode_tok_s, busy_w / prefill_tok_s)
-
-    def joules(self, prefill_tokens: int, output_tokens: int) -> float:
-        return prefill_tokens * self.joules_per_prefill_token + output_tokens * self.joules_per_token
+from coordinator.cluster.energy import DeviceEnergy
+from coordinator.cluster.placement import Tier
 
 
 @dataclass(frozen=True)

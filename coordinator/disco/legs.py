@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 
-from coordinator.routes import Job, Route
-from edgeweave.openai_serving import Delta
+from coordinator.streaming.routes import Job, Route
+from edgeweave.serving.openai_serving import Delta
 
 OpenRoute = Callable[[Job], AbstractAsyncContextManager[Route]]
 END = object()  # what :meth:`Leg.next` returns once the endpoint has finished

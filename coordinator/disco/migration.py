@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.cluster.placement import Tier
 from coordinator.disco.cost import CostModel
-from coordinator.placement import Tier
 
 
 def other(tier: Tier) -> Tier:

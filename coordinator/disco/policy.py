@@ -20,10 +20,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal
 
+from coordinator.cluster.placement import Tier
 from coordinator.disco.cost import CostModel, DeviceEnergy, Spend
 from coordinator.disco.dispatch_policy import DeviceConstrained, DeviceTTFT, ServerConstrained, ServerTTFT
 from coordinator.disco.migration import MigrationPolicy, StreamState, other
-from coordinator.placement import Tier
 from edgeweave.config import DiscoConfig
 
 Prefer = Literal["device", "cloud", "auto"]

@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 import math
 
+from coordinator.cluster.metrics import CoordinatorMetrics
+from coordinator.cluster.placement import Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.migration import other
 from coordinator.disco.policy import DiscoPolicy, Plan, Prefer
 from coordinator.disco.stream import MigratingAnswer, Migration, Reason
-from coordinator.dispatch import Dispatcher
-from coordinator.metrics import CoordinatorMetrics
-from coordinator.placement import Tier
-from coordinator.routes import Job
+from coordinator.streaming.dispatch import Dispatcher
+from coordinator.streaming.routes import Job
 
 log = logging.getLogger("edgeweave.disco")
 CHARS_PER_TOKEN_PRIOR = 4.0  # English text under BPE tokenizers, until measured

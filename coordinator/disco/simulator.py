@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from coordinator.cluster.placement import Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
 from coordinator.disco.migration import other
 from coordinator.disco.policy import DiscoPolicy, Plan
-from coordinator.placement import Tier
 
 MODEL = "sim"
 

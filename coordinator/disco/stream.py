@@ -28,9 +28,9 @@ from typing import Literal
 from coordinator.disco.legs import END, Leg, OpenRoute, race
 from coordinator.disco.migration import other
 from coordinator.disco.policy import Plan
-from coordinator.routes import EndpointFailed, Job
-from edgeweave.http_errors import ApiError
-from edgeweave.openai_serving import Answer, Delta
+from coordinator.streaming.routes import EndpointFailed, Job
+from edgeweave.serving.http_errors import ApiError
+from edgeweave.serving.openai_serving import Answer, Delta
 
 Reason = Literal["cost", "failure", "stall", "forced"]
 Decide = Callable[[str, int, float], tuple[str, Reason] | None]  # (source, tokens sent, s since first) -> target

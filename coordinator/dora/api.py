@@ -18,14 +18,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from coordinator.cluster.registry import Registry
 from coordinator.dora.adapter import Adapter, Conditions
 from coordinator.dora.partitioner import Estimate, Plan
 from coordinator.dora.planner import partition
 from coordinator.dora.profiles import QoE, Workload
 from coordinator.dora.service import Member, measure, run
-from coordinator.registry import Registry
 from edgeweave.errors import EdgeweaveError
-from edgeweave.http_errors import ApiError, parse_body
+from edgeweave.serving.http_errors import ApiError, parse_body
 
 REGISTRY = web.AppKey("dora_registry", Registry)
 

@@ -1,6 +1,6 @@
 """Dora's pipeline driver: runs a plan's pipelines over stage handles, for inference and training.
 
-A handle is anything with :class:`device.stage.StageWorker`'s methods: the
+A handle is anything with :class:`device.dora.stage.StageWorker`'s methods: the
 worker itself (in-process), or a remote daemon's stage spoken to in tensor
 frames.  The driver relays every activation: a stage's output comes back to
 it and goes on to the next stage (with the driver wired to the access point,
@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 
 import torch
 
-from device.stage import IGNORE
+from edgeweave.models.train import IGNORE
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """A pipeline stage on a device daemon, driven from the coordinator's side (blocking calls).
 
-:class:`RemoteStage` speaks :mod:`device.dora_routes` in tensor frames and
-has :class:`device.stage.StageWorker`'s methods, so :mod:`coordinator.dora.driver`
+:class:`RemoteStage` speaks :mod:`device.dora.routes` in tensor frames and
+has :class:`device.dora.stage.StageWorker`'s methods, so :mod:`coordinator.dora.driver`
 runs the same pipelines over the network as in-process.  Every request is
 signed with the cluster key and every answer's signature checked, as for
 generation; a refusal or an unreachable daemon is :class:`StageError` with the
@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from coordinator.device_client import refusal
-from edgeweave.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, ClusterKey
+from coordinator.cluster.device_client import refusal
 from edgeweave.errors import EdgeweaveError
-from edgeweave.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
+from edgeweave.wire.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, ClusterKey
+from edgeweave.wire.tensor_frames import CONTENT_TYPE, decode, encode, pack, unpack
 
 
 class StageError(EdgeweaveError):

@@ -26,9 +26,9 @@ from coordinator.dora.driver import infer_plan, train_step
 from coordinator.dora.partitioner import Plan
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network
 from coordinator.dora.remote import RemoteStage, StageError, call, profile
-from device.stage import sample_batch
-from edgeweave.auth import ClusterKey
+from device.dora.stage import sample_batch
 from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.wire.auth import ClusterKey
 
 PROBE_BYTES = 1 << 20
 DEPARTURE_WAIT_S = 15.0  # the registry marks a silent device down within a few heartbeats

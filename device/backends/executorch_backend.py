@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from device.backends.base import Backend
 from edgeweave.errors import ModelFileError
+from edgeweave.generation.backend import Backend
 from edgeweave.models.tokenizer import ByteTokenizer, Tokenizer
 
 
@@ -46,3 +46,12 @@ class ExecuTorchBackend(Backend):
         pos = torch.arange(start, start + len(ids), dtype=torch.long)
         out = self._method.execute([tokens, pos])[0][0].numpy()
         return (out if all_logits else out[-1:]).copy()
+
+
+def load(path: Path, threads: int | None) -> ExecuTorchBackend:
+    """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`
+    (XNNPACK sizes its own thread pool)."""
+    from edgeweave.export.cache import runtime_file
+    from edgeweave.models.hf_tokenizer import load_tokenizer
+
+    return ExecuTorchBackend(runtime_file(path, "pte"), load_tokenizer(path) if path.is_dir() else None)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import gguf
 import numpy as np
 
-from device.backends.base import Backend
 from edgeweave.errors import ModelFileError, UsageError
+from edgeweave.generation.backend import Backend
 from edgeweave.models.hf_tokenizer import render_template
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
 
@@ -131,3 +131,10 @@ class LlamaCppBackend(Backend):
 
     def close(self) -> None:
         self._llm.close()
+
+
+def load(path: Path, threads: int | None) -> LlamaCppBackend:
+    """The ``llamacpp`` entry point of :func:`edgeweave.generation.backends.load_backend`."""
+    from edgeweave.export.cache import runtime_file
+
+    return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from device.backends.base import Backend
+from edgeweave.generation.backend import Backend
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
@@ -39,3 +39,10 @@ class TorchBackend(Backend):
         pos = torch.arange(start, start + len(ids), dtype=torch.long)
         out = self.model(tokens, pos)[0]
         return (out if all_logits else out[-1:]).float().numpy()
+
+
+def load(path: Path, threads: int | None) -> TorchBackend:
+    """The ``torch`` entry point of :func:`edgeweave.generation.backends.load_backend`."""
+    if threads:
+        torch.set_num_threads(threads)
+    return TorchBackend.load(path)

@@ -1,1 +1,1 @@
-"""Generated datasets (the smart-home command corpus)."""
+"""Data: the generated smart-home command corpus (``smarthome``) and LLM request traces (``traces``)."""

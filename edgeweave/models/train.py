@@ -23,7 +23,7 @@ from edgeweave.models.config import Preset
 from edgeweave.models.llama import Transformer
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
 
-IGNORE = -100
+IGNORE = -100  # the target id cross-entropy skips (a prompt token, padding)
 
 
 @dataclass(frozen=True)

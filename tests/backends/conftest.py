@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from device.backends import BACKEND_KINDS, Backend, load_backend
 from edgeweave.export.cache import runtime_file
+from edgeweave.generation.backend import Backend
+from edgeweave.generation.backends import BACKEND_KINDS, load_backend
 from tests.conftest import CLOUD_MODEL, DEVICE_MODEL
 
 MODELS = [DEVICE_MODEL, CLOUD_MODEL]

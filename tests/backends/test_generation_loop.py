@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from device.backends.torch_backend import TorchBackend
-from edgeweave.chat import chat_prompt
 from edgeweave.errors import UsageError
+from edgeweave.generation.chat import chat_prompt
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.config import PRESETS
 from edgeweave.models.llama import Transformer
 from edgeweave.models.registry import resolve_checkpoint
-from edgeweave.sampling import SamplingParams
 
 PROMPT = "dim the kitchen lights to 30%"
 

@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device.backends import Backend
 from device.backends.llamacpp_backend import LlamaCppBackend
-from edgeweave.chat import chat_prompt
-from edgeweave.sampling import SamplingParams
+from edgeweave.generation.backend import Backend
+from edgeweave.generation.chat import chat_prompt
+from edgeweave.generation.sampling import SamplingParams
 
 PROMPTS = [
     "dim the kitchen lights to 30% and lock the front door",

@@ -14,13 +14,13 @@ from coordinator.circinus.cluster import attach
 from coordinator.circinus.executor import Endpoint, Executor, OperatorError
 from coordinator.circinus.planner import Choice, Plan
 from coordinator.circinus.spec import parse
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.errors import UsageError
-from edgeweave.local_cluster import LocalCluster
 from edgeweave.models.vision import CLASSES, DETECT_CLASSES, frames
-from edgeweave.operators import LLMOp, VisionOp
-from edgeweave.processes import ServiceProcess
+from edgeweave.operators.runtime import LLMOp, VisionOp
+from edgeweave.wire.auth import ClusterKey
 from tests.cloud.test_server import KEY, server  # noqa: F401  (the cloud engine fixture)
 
 DET, CLS, LLM = "traffic-det-w25-r32", "traffic-cls-w50-r64", "weave-home-device"
@@ -112,6 +112,6 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
 def _frame(meta: dict[str, object]) -> bytes:
     import torch
 
-    from edgeweave.tensor_frames import encode, pack
+    from edgeweave.wire.tensor_frames import encode, pack
 
     return pack([encode(torch.zeros(1, 3, 64, 64), meta)])

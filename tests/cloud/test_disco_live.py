@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.local_cluster import LocalCluster
-from edgeweave.processes import ServiceProcess
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.cluster.processes import ServiceProcess
 from tests.cloud.test_server import COMMANDS, KEY, MODEL, server  # noqa: F401  (the cloud engine fixture)
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60, "temperature": 0}

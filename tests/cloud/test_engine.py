@@ -7,9 +7,9 @@ import pytest
 from cloud.engine.engine import EngineOptions, LLMEngine
 from device.backends.torch_backend import TorchBackend
 from edgeweave.errors import UsageError
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
-from edgeweave.sampling import SamplingParams
 
 MODEL = "weave-home-cloud"
 TOK = ByteTokenizer()
@@ -150,8 +150,8 @@ def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list
     from cloud.tempo.length import LengthBound
     from cloud.tempo.policy import Tempo
     from cloud.tempo.remaining import BoundLengths
-    from edgeweave.slo import CompoundSLO, DeadlineSLO, LatencySLO
-    from edgeweave.traces import load_trace
+    from edgeweave.data.traces import load_trace
+    from edgeweave.wire.slo import CompoundSLO, DeadlineSLO, LatencySLO
 
     model = LengthBound.fit(load_trace()[:600]).save(tmp_path / "length.pkl")
     engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model))

@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from cloud.ray_serve import REPLICA_HEADER, deploy, shutdown
+from edgeweave.cluster.processes import free_port
 from edgeweave.config import CloudServerConfig
-from edgeweave.processes import free_port
 
 MODEL = "weave-home-cloud"
 KEY = "ray-test-key-0123456789"

@@ -17,13 +17,13 @@ import openai
 import pytest
 
 from device.backends.torch_backend import TorchBackend
-from edgeweave.cluster_files import cloud_toml, write
-from edgeweave.local_cluster import LocalCluster
+from edgeweave.cluster.cluster_files import cloud_toml, write
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.cluster.processes import ServiceProcess, spawn
+from edgeweave.data.traces import load_trace
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
-from edgeweave.processes import ServiceProcess, spawn
-from edgeweave.sampling import SamplingParams
-from edgeweave.traces import load_trace
 
 MODEL = "weave-home-cloud"
 KEY = "cloud-test-key-0123456789"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cloud.tempo.gain import GainLedger, by_deadline, latency_useful, request_gain
-from edgeweave.slo import CompoundSLO, DeadlineSLO, LatencySLO
+from edgeweave.wire.slo import CompoundSLO, DeadlineSLO, LatencySLO
 
 
 def test_latency_tokens_count_only_by_their_own_due_time() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cloud.tempo.length import LengthBound, split
-from edgeweave.traces import load_trace
+from edgeweave.data.traces import load_trace
 from tests.cli import run_cli
 
 

@@ -19,8 +19,8 @@ from cloud.tempo.remaining import MaxTokens, TrueLengths
 from cloud.tempo.simulator import EngineShape, simulate
 from cloud.tempo.step_time import StepSample, StepTime, fit
 from cloud.tempo.workload import fit_to_context, mixed_workload
-from edgeweave.slo import DeadlineSLO, LatencySLO
-from edgeweave.traces import TraceRequest
+from edgeweave.data.traces import TraceRequest
+from edgeweave.wire.slo import DeadlineSLO, LatencySLO
 
 STEP = StepTime(0.004, 50e-6, 400e-6, 5e-9)
 SHAPE = EngineShape(max_num_seqs=8, max_batched_tokens=256, num_blocks=160, block_size=16)

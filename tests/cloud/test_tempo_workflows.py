@@ -8,7 +8,7 @@ import pytest
 
 from cloud.engine.scheduler import SeqView
 from cloud.tempo.workflows import GraphLibrary, Stage, WorkflowGraph, WorkflowTracker, similarity
-from edgeweave.slo import CompoundSLO
+from edgeweave.wire.slo import CompoundSLO
 
 CHAIN = WorkflowGraph((Stage(1, 40, 20, 1.0), Stage(1, 60, 120, 3.0)))  # short plan, long answer
 FANOUT = WorkflowGraph((Stage(1, 30, 10, 0.5), Stage(3, 200, 60, 2.0), Stage(1, 90, 40, 1.5)))

@@ -20,10 +20,10 @@ import openai
 import pytest
 from zeroconf import ServiceInfo
 
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
-from edgeweave.mdns import SERVICE_TYPE, open_zeroconf
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.mdns import SERVICE_TYPE, open_zeroconf
 
 MODEL = "weave-home-device"
 DISCOVERY_BOUND_S = 10.0  # all three usable this long after the last daemon announced

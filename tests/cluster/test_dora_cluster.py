@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.dora.remote import call
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.local_cluster import LocalCluster
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import LocalCluster
+from edgeweave.wire.auth import ClusterKey
 from tests.cli import run_cli
 
 

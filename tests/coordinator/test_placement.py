@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coordinator.placement import Candidate, LeastLoaded
+from coordinator.cluster.placement import Candidate, LeastLoaded
 
 
 def test_edge_first_then_cloud_then_full_devices() -> None:

@@ -15,15 +15,15 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from coordinator.device_client import DeviceClient, NotTrusted, Refused
-from device.backends import load_backend
+from coordinator.cluster.device_client import DeviceClient, NotTrusted, Refused
 from device.server import create_app
 from device.worker import ModelWorker
-from edgeweave.auth import ClusterKey
-from edgeweave.chat import chat_prompt
 from edgeweave.config import DEFAULT_POWER, DeviceConfig, ModelSpec
-from edgeweave.protocol import DeviceInfo, DoneEvent, GenerateRequest, Message, StartEvent, Telemetry, TokenMessage
-from edgeweave.sampling import SamplingParams
+from edgeweave.generation.backends import load_backend
+from edgeweave.generation.chat import chat_prompt
+from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.protocol import DeviceInfo, DoneEvent, GenerateRequest, Message, StartEvent, Telemetry, TokenMessage
 
 KEY = ClusterKey(b"device-test-cluster-secret-000")
 WRONG = ClusterKey(b"not-the-cluster-secret-1111111")

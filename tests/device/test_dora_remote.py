@@ -13,14 +13,15 @@ import torch
 
 from coordinator.dora.driver import infer, train_step
 from coordinator.dora.remote import RemoteStage, StageError, call, profile
-from device.stage import Stage, StageWorker
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile
-from edgeweave.local_cluster import LocalCluster
+from device.dora.stage import Stage
+from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.registry import resolve_checkpoint
-from edgeweave.tensor_frames import encode, pack
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.tensor_frames import encode, pack
 from tests.device.test_stage import Reference, _batch
+from tests.device.training_checks import RecordingWorker, assert_gradients_match, assert_parameters_match
 
 MODEL = "weave-home-device"
 
@@ -64,17 +65,18 @@ def test_a_training_step_across_daemons_and_a_local_replica_follows_single_proce
         RemoteStage.load(pi, key, "tr-a", MODEL, 0, 2, lr=1e-3),
         RemoteStage.load(phone, key, "tr-b", MODEL, 2, 6, lr=1e-3),
     ]
-    local = [StageWorker(Stage.load(ckpt, 0, 6), lr=1e-3)]
+    local = [RecordingWorker(Stage.load(ckpt, 0, 6), lr=1e-3)]
     ref = Reference()
     for step in range(2):
         tokens, targets = _batch(4, 12, seed=20 + step)
         loss = ref.step(tokens, targets)
         assert train_step([remote, local], (3, 1), tokens, targets, micro_batches=2) == pytest.approx(loss, rel=1e-5)
+        # the local replica is handed the sum of the daemons' gradients and its own
+        assert_gradients_match(local[0].received, ref.grads)
     expected = dict(ref.model.named_parameters())
     for name, g in {**remote[0].gradients(), **remote[1].gradients()}.items():
         assert g.shape == expected[name].shape  # every parameter came back under its model-wide name
-    for name, p in local[0].stage.global_parameters().items():
-        torch.testing.assert_close(p, expected[name], rtol=1e-4, atol=1e-4)
+    assert_parameters_match(local[0].stage.global_parameters(), expected, ref.grads)
 
 
 def test_bad_stage_calls_are_refused_by_name(daemons: tuple[ClusterKey, list[str]]) -> None:

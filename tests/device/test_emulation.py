@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.dora.emulation import Lan, unavailable
 from coordinator.dora.remote import call, profile
-from edgeweave.auth import ClusterKey
-from edgeweave.cluster_files import DeviceProfile, new_secret
-from edgeweave.emulation import Lan, unavailable
+from edgeweave.cluster.cluster_files import DeviceProfile, new_secret
+from edgeweave.wire.auth import ClusterKey
 
 REASON = unavailable()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=f"loopback only: {REASON}")
@@ -67,7 +67,7 @@ async def test_the_emulated_link_delays_each_leg_and_retransmits_lost_segments()
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from edgeweave.emulation import RTO_S, SEGMENT_BYTES, link_middleware
+    from edgeweave.serving.emulated_link import RTO_S, SEGMENT_BYTES, link_middleware
 
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read())

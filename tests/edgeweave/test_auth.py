@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from edgeweave.auth import (
+from edgeweave.wire.auth import (
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeweave.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml
+from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml
 from tests.cli import run_cli
 
 SECRET = "correct-horse-battery-staple-42"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeweave.stopping import StopText
+from edgeweave.generation.stopping import StopText
 
 alphabet = st.sampled_from("ab\n}")
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 import torch
 
-from edgeweave.tensor_frames import DTYPES, FrameError, decode, encode, pack, unpack
+from edgeweave.wire.tensor_frames import DTYPES, FrameError, decode, encode, pack, unpack
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

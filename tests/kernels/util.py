@@ -7,7 +7,7 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
-from edgeweave.traces import load_trace
+from edgeweave.data.traces import load_trace
 from kernels.batch import AttnBatch
 
 _TRACE = [r.prompt_tokens for r in load_trace()]

@@ -15,12 +15,12 @@ import torch
 from device.backends.executorch_backend import ExecuTorchBackend
 from device.backends.llamacpp_backend import LlamaCppBackend
 from device.backends.torch_backend import TorchBackend
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.checkpoint import save_checkpoint
 from edgeweave.models.config import ModelConfig
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
 from edgeweave.models.tokenizer import ChatMessage
-from edgeweave.sampling import SamplingParams
 from tests.cli import run_cli
 
 _WORDS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"

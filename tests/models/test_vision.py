@@ -45,7 +45,7 @@ def test_broken_checkpoints_name_the_file(tmp_path) -> None:
 
 
 def test_an_operators_accuracy_is_measured_once_per_checkpoint(tmp_path, monkeypatch) -> None:
-    from edgeweave.operators import VisionOp
+    from edgeweave.operators.runtime import VisionOp
 
     monkeypatch.setenv("EDGEWEAVE_CACHE", str(tmp_path))
     op = VisionOp("traffic-det-w25-r32")

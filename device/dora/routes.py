@@ -1,0 +1,263 @@
+"""The device daemon's Dora routes: pipeline stages served over the network in tensor frames,
+and per-layer profiling on the device itself.
+
+``POST /v1/dora/profile`` times every layer of a model on this device
+(forward and backward, per sample) and reports the bytes at each cut and each
+layer's weights: the profile Dora's partitioner plans from; ``POST
+/v1/dora/echo`` sends the body back (link probes).
+``POST /v1/dora/stages`` loads a layer range as stage ``id`` (``lr`` > 0: for
+training); then, per stage, bodies and answers are tensor frames
+(:mod:`edgeweave.wire.tensor_frames`):
+
+- ``/infer``: hidden states (or token ids) in, the next stage's input out;
+- ``/forward``: the same in training (meta ``key``: the micro-batch), kept for backward;
+- ``/loss`` (last stage): frames [input, targets] (meta ``key``, ``total``), answer
+  [loss share, gradient for the previous stage];
+- ``/backward``: the next stage's gradient (meta ``key``), answer [gradient] or [];
+- ``GET``/``POST /gradients``: the stage's gradients, one frame per parameter (meta ``name``);
+- ``/step``: the optimizer step; ``DELETE``: unload.
+
+Compute runs off the event loop, one call at a time per stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from device.dora.stage import Stage, StageWorker, cut, load_model, sample_batch
+from edgeweave.errors import EdgeweaveError, ModelFileError, UsageError
+from edgeweave.models.registry import resolve_checkpoint
+from edgeweave.serving.http_errors import ApiError, parse_body
+from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
+T = TypeVar("T")
+
+
+class StageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    model: str = Field(min_length=1)
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+    lr: float = Field(default=0.0, ge=0.0)
+
+
+class ProfileRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    batch: int = Field(default=2, ge=1, le=256)
+    seq_len: int = Field(default=32, ge=1, le=8192)
+    rounds: int = Field(default=3, ge=1, le=100)
+
+
+@dataclass
+class _Served:
+    worker: StageWorker
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+STAGES = web.AppKey("dora_stages", dict)
+
+
+def _checkpoint(model: str) -> Any:
+    try:
+        return resolve_checkpoint(model)
+    except ModelFileError as e:
+        raise ApiError(400, f"model: {e}", param="model") from None
+
+
+async def load_stage(request: web.Request) -> web.Response:
+    req = await parse_body(request, StageRequest)
+    path = _checkpoint(req.model)
+    try:
+        stage = await asyncio.to_thread(Stage.load, path, req.start, req.end)
+    except UsageError as e:
+        raise ApiError(400, str(e), param="end") from None
+    request.app[STAGES][req.id] = _Served(StageWorker(stage, req.lr))
+    params = sum(p.numel() for p in stage.parameters())
+    return web.json_response({"id": req.id, "parameters": params, "first": stage.first, "last": stage.last})
+
+
+async def list_stages(request: web.Request) -> web.Response:
+    stages = request.app[STAGES]
+    return web.json_response(
+        {
+            "data": [
+                {"id": sid, "layers": [s.worker.stage.start, s.worker.stage.end]} for sid, s in sorted(stages.items())
+            ]
+        }
+    )
+
+
+async def drop_stage(request: web.Request) -> web.Response:
+    _served(request)
+    del request.app[STAGES][request.match_info["id"]]
+    return web.json_response({"id": request.match_info["id"], "deleted": True})
+
+
+def _served(request: web.Request) -> _Served:
+    sid = request.match_info["id"]
+    served = request.app[STAGES].get(sid)
+    if served is None:
+        raise ApiError(404, f"no stage {sid!r} is loaded here", param="id")
+    return served
+
+
+async def _frames(request: web.Request) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    try:
+        return [decode(f) for f in unpack(await request.read())]
+    except FrameError as e:
+        raise ApiError(400, f"body: {e}", param="body") from None
+
+
+async def _run(served: _Served, fn: Callable[[], T]) -> T:
+    async with served.lock:
+        try:
+            return await asyncio.to_thread(fn)
+        except KeyError as e:
+            raise ApiError(400, f"key: no forward pass is waiting for micro-batch {e}", param="key") from None
+        except (RuntimeError, IndexError, ValueError) as e:  # shapes or ids that do not fit the stage
+            raise ApiError(400, f"body: the stage cannot take this tensor ({e})", param="body") from None
+        except EdgeweaveError as e:
+            raise ApiError(400, str(e)) from None
+
+
+def _reply(frames: list[bytes]) -> web.Response:
+    return web.Response(body=pack(frames), content_type=CONTENT_TYPE)
+
+
+def _one(frames: list[tuple[torch.Tensor, dict[str, Any]]], n: int = 1) -> None:
+    if len(frames) != n:
+        raise ApiError(400, f"body: expected {n} tensor frame(s), got {len(frames)}", param="body")
+
+
+async def infer(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    out = await _run(served, lambda: served.worker.infer(frames[0][0]))
+    return _reply([encode(out)])
+
+
+async def forward(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    (x, meta) = frames[0]
+    out = await _run(served, lambda: served.worker.forward(str(meta.get("key")), x))
+    return _reply([encode(out)])
+
+
+async def loss(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames, 2)
+    (x, meta), (targets, _) = frames
+    total = meta.get("total")
+    if not isinstance(total, int) or total < 1:
+        raise ApiError(400, "total: the step's target count must be a positive integer", param="total")
+    share, grad = await _run(served, lambda: served.worker.loss(str(meta.get("key")), x, targets, total))
+    return _reply([encode(torch.tensor(share))] + ([encode(grad)] if grad is not None else []))
+
+
+async def backward(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    _one(frames)
+    (grad, meta) = frames[0]
+    out = await _run(served, lambda: served.worker.backward(str(meta.get("key")), grad))
+    return _reply([encode(out)] if out is not None else [])
+
+
+async def get_gradients(request: web.Request) -> web.Response:
+    served = _served(request)
+    grads = await _run(served, served.worker.gradients)
+    return _reply([encode(g, {"name": n}) for n, g in grads.items()])
+
+
+async def set_gradients(request: web.Request) -> web.Response:
+    served, frames = _served(request), await _frames(request)
+    grads = {str(meta.get("name")): g for g, meta in frames}
+    await _run(served, lambda: served.worker.set_gradients(grads))
+    return web.json_response({"ok": True})
+
+
+async def step(request: web.Request) -> web.Response:
+    served = _served(request)
+    await _run(served, served.worker.step)
+    return web.json_response({"ok": True})
+
+
+def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int] | int]:
+    """Per-sample forward and backward seconds of every layer (medians, each layer timed as a
+    one-layer stage on the previous one's real output), bytes leaving each layer per sample, each
+    layer's weight bytes (the embedding and the head count in the first and last layer) and the
+    input's bytes per sample."""
+    path = _checkpoint(model)
+    full = load_model(path)
+    x, _ = sample_batch(path, batch, seq_len, torch.Generator().manual_seed(0))
+    input_bytes = x[0].numel() * x.element_size()
+    fwd: list[float] = []
+    bwd: list[float] = []
+    activation: list[int] = []
+    weights: list[int] = []
+    for i in range(full.config.n_layers):
+        stage = cut(full, i, i + 1).train()
+        f_times, b_times = [], []
+        for _ in range(rounds):
+            inp = x if i == 0 else x.detach().requires_grad_()
+            t0 = time.perf_counter()
+            out = stage(inp)
+            t1 = time.perf_counter()
+            out.sum().backward()
+            t2 = time.perf_counter()
+            f_times.append((t1 - t0) / batch)
+            b_times.append((t2 - t1) / batch)
+        fwd.append(sorted(f_times)[rounds // 2])
+        bwd.append(sorted(b_times)[rounds // 2])
+        activation.append(out[0].numel() * out.element_size())
+        weights.append(sum(p.numel() * p.element_size() for p in stage.parameters()))
+        x = out.detach()
+    return {
+        "forward_s": fwd,
+        "backward_s": bwd,
+        "activation_bytes": activation,
+        "weight_bytes": weights,
+        "input_bytes": input_bytes,
+    }
+
+
+async def profile(request: web.Request) -> web.Response:
+    req = await parse_body(request, ProfileRequest)
+    _checkpoint(req.model)
+    result = await asyncio.to_thread(profile_layers, req.model, req.batch, req.seq_len, req.rounds)
+    return web.json_response({"model": req.model, "batch": req.batch, "seq_len": req.seq_len, **result})
+
+
+async def echo(request: web.Request) -> web.Response:
+    """The body back: the coordinator times it to measure this device's link."""
+    return web.Response(body=await request.read(), content_type="application/octet-stream")
+
+
+def add_routes(app: web.Application, threads: int | None = None) -> None:
+    """Dora's routes; stages compute with ``threads`` torch threads (the device's own thread count:
+    torch's default, every core, would burn a CPU quota spinning)."""
+    if threads:
+        torch.set_num_threads(threads)
+    app[STAGES] = {}
+    app.router.add_post("/v1/dora/echo", echo)
+    app.router.add_post("/v1/dora/profile", profile)
+    app.router.add_post("/v1/dora/stages", load_stage)
+    app.router.add_get("/v1/dora/stages", list_stages)
+    app.router.add_delete("/v1/dora/stages/{id}", drop_stage)
+    app.router.add_post("/v1/dora/stages/{id}/infer", infer)
+    app.router.add_post("/v1/dora/stages/{id}/forward", forward)
+    app.router.add_post("/v1/dora/stages/{id}/loss", loss)
+    app.router.add_post("/v1/dora/stages/{id}/backward", backward)
+    app.router.add_get("/v1/dora/stages/{id}/gradients", get_gradients)
+    app.router.add_post("/v1/dora/stages/{id}/gradients", set_gradients)
+    app.router.add_post("/v1/dora/stages/{id}/step", step)

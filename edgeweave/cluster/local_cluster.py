@@ -1,0 +1,144 @@
+"""A coordinator and device daemons as local processes on 127.0.0.1.
+
+What the demo runs, and what the multi-process tests and the edge-runtime
+benchmark start: real processes, real HTTP, real mDNS on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml, new_secret, write
+from edgeweave.cluster.processes import ServiceProcess, spawn
+
+DEMO_PROFILES = (
+    DeviceProfile("phone-1", "phone", "executorch", max_queue=2),
+    DeviceProfile("pi-1", "pi", "llamacpp", threads=1, max_queue=2),
+    DeviceProfile("jetson-1", "jetson", "torch", threads=1, max_queue=2),
+)
+
+
+def prepare_models(profiles: tuple[DeviceProfile, ...]) -> None:
+    """Export each model once for the runtimes the profiles use, so daemons start fast
+    and never race each other writing the same cache file."""
+    from edgeweave.export.cache import runtime_file
+    from edgeweave.models.registry import resolve_checkpoint
+
+    targets = {"llamacpp": "gguf", "executorch": "pte"}
+    for model, backend in {(p.model, p.backend) for p in profiles}:
+        if backend in targets:
+            runtime_file(resolve_checkpoint(model), targets[backend])
+
+
+class LocalCluster:
+    def __init__(self, workdir: Path, heartbeat_s: float = 0.5, api_key: str = "", secret: str = "") -> None:
+        from edgeweave.serving.api_keys import new_api_key
+
+        self.workdir = workdir
+        self.secret = secret or new_secret()
+        self.api_key = api_key or new_api_key()
+        self.heartbeat_s = heartbeat_s
+        self.coordinator: ServiceProcess | None = None
+        self.devices: dict[str, ServiceProcess] = {}
+        self.cloud: ServiceProcess | None = None
+        self._upstream: tuple[tuple[str, str, str, str], ...] = ()  # the started cloud, for the coordinator
+
+    # --- processes -------------------------------------------------------------------
+    def start_cloud(
+        self, model: str = "weave-home-cloud", env: dict[str, str] | None = None, timeout_s: float = 180.0
+    ) -> ServiceProcess:
+        """The cloud service (``edgeweave cloud serve``); a coordinator started after it lists it as
+        ``cloud:cloud``."""
+        from edgeweave.serving.api_keys import new_api_key
+
+        key = new_api_key()
+        path = write(self.workdir / "cloud.toml", cloud_toml(model, key))
+        self.cloud = spawn("cloud", ["cloud", "serve", "--config", str(path)], self.workdir / "cloud.log", env=env)
+        self.cloud.wait_ready(timeout_s)
+        self._upstream = (("cloud", self.cloud.url + "/v1", key, model),)
+        return self.cloud
+
+    def start_coordinator(
+        self,
+        timeout_s: float = 60.0,
+        mdns: bool = True,
+        static: tuple[str, ...] = (),
+        cloud: tuple[tuple[str, str, str, str], ...] = (),
+        disco: str = "",
+    ) -> ServiceProcess:
+        """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints besides the one
+        :meth:`start_cloud` started; ``disco``: the
+        ``[coordinator.disco]`` table's lines."""
+        upstream = (*self._upstream, *cloud)
+        text = coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, upstream, disco)
+        path = write(self.workdir / "coordinator.toml", text)
+        self.coordinator = spawn(
+            "coordinator", ["coordinator", "serve", "--config", str(path)], self.workdir / "coordinator.log"
+        )
+        self.coordinator.wait_ready(timeout_s)
+        return self.coordinator
+
+    def start_devices(
+        self,
+        profiles: tuple[DeviceProfile, ...],
+        timeout_s: float = 180.0,
+        secret: str | None = None,
+        advertise: bool = True,
+    ) -> list[ServiceProcess]:
+        """Start daemons in parallel; ``secret`` overrides the cluster's (impostor tests)."""
+        started = [self.spawn_device(p, secret, advertise) for p in profiles]
+        for svc in started:
+            svc.wait_ready(timeout_s)
+        return started
+
+    def spawn_device(self, p: DeviceProfile, secret: str | None = None, advertise: bool = True) -> ServiceProcess:
+        """Start one daemon without waiting for it to be ready."""
+        path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret, advertise))
+        svc = spawn(p.id, ["device", "serve", "--config", str(path)], self.workdir / f"{p.id}.log")
+        self.devices[p.id] = svc
+        return svc
+
+    def stop(self) -> None:
+        for svc in [*self.devices.values(), *(s for s in (self.coordinator, self.cloud) if s is not None)]:
+            svc.stop()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # --- the coordinator's view ------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self.coordinator is not None
+        return self.coordinator.url
+
+    def get(self, path: str) -> dict[str, object]:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.api_key}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    def devices_view(self) -> list[dict[str, object]]:
+        return self.get("/v1/devices")["data"]  # type: ignore[return-value]
+
+    def up_ids(self) -> set[str]:
+        return {str(d["id"]) for d in self.devices_view() if d["state"] == "up"}
+
+    def wait_until(self, predicate: Callable[[set[str]], bool], timeout_s: float, poll_s: float = 0.02) -> float:
+        """Seconds until ``predicate(up_ids)`` holds; raises TimeoutError after ``timeout_s``."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            try:
+                if predicate(self.up_ids()):
+                    return time.monotonic() - start
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(poll_s)
+        raise TimeoutError(f"cluster state not reached in {timeout_s} s (up: {sorted(self.up_ids())})")

@@ -1,0 +1,80 @@
+"""Circinus's operator route, served by device daemons and the cloud service alike:
+``POST /v1/circinus/run`` runs one operator (:mod:`edgeweave.operators.runtime`) on this tier.
+
+The body is one tensor frame (:mod:`edgeweave.wire.tensor_frames`): the input
+frames ``[B, 3, 64, 64]`` for a vision operator (an empty tensor for an LLM),
+meta ``{"model": NAME}`` and, for an LLM, ``"prompt"``.  The answer is one
+tensor frame: the logits (an empty tensor for an LLM), meta ``{"seconds":
+compute time}`` and, for an LLM, ``"text"``.  Operators are loaded on first
+use and kept; each runs one call at a time, off the event loop.  An unknown
+model, a malformed body or a missing prompt is a 400 naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from aiohttp import web
+
+from edgeweave.errors import EdgeweaveError
+from edgeweave.operators.runtime import LLMOp, VisionOp, load_operator
+from edgeweave.serving.http_errors import ApiError
+from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
+
+@dataclass
+class _Loaded:
+    op: VisionOp | LLMOp
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+OPERATORS = web.AppKey("circinus_operators", dict)
+
+
+async def _operator(request: web.Request, model: str) -> _Loaded:
+    loaded: dict[str, _Loaded] = request.app[OPERATORS]
+    if model not in loaded:
+        try:
+            loaded[model] = _Loaded(await asyncio.to_thread(load_operator, model))
+        except EdgeweaveError as e:
+            raise ApiError(400, f"model: {e}", param="model") from None
+    return loaded[model]
+
+
+async def run(request: web.Request) -> web.Response:
+    try:
+        frames = [decode(f) for f in unpack(await request.read())]
+    except FrameError as e:
+        raise ApiError(400, f"body: {e}", param="body") from None
+    if len(frames) != 1:
+        raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
+    x, meta = frames[0]
+    model = meta.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
+    loaded = await _operator(request, model)
+    op = loaded.op
+    out: dict[str, Any] = {}
+    async with loaded.lock:
+        t0 = time.perf_counter()
+        if isinstance(op, LLMOp):
+            prompt = meta.get("prompt")
+            if not isinstance(prompt, str) or not prompt:
+                raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
+            out["text"] = await asyncio.to_thread(op, prompt)
+            result = torch.empty(0)
+        else:
+            if x.dim() != 4 or x.shape[1] != 3:
+                raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
+            result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
+        out["seconds"] = time.perf_counter() - t0
+    return web.Response(body=pack([encode(result, out)]), content_type=CONTENT_TYPE)
+
+
+def add_routes(app: web.Application) -> None:
+    app[OPERATORS] = {}
+    app.router.add_post("/v1/circinus/run", run)

@@ -1,0 +1,62 @@
+"""Running a server process: bind, announce readiness, stop on SIGINT/SIGTERM.
+
+Every edgeweave server (device daemon, coordinator, cloud engine) prints one
+readiness line on stdout once it accepts connections (with the real port when
+the config asked for port 0), then runs until a signal, then shuts down in
+order: the caller's ``on_stop`` hook (e.g. mDNS unregistration) first, then
+the HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+READY_PREFIX = "edgeweave-ready"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def serve_until_signal(
+    app: web.Application,
+    host: str,
+    port: int,
+    on_ready: Callable[[str], Awaitable[None]],
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """``on_ready`` gets the base URL once the socket listens."""
+    stop = stop_on_signal()
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_port = runner.addresses[0][1]
+        await on_ready(f"http://{host}:{bound_port}")
+        await stop.wait()
+        if on_stop is not None:
+            await on_stop()
+    finally:
+        await runner.cleanup()
+
+
+def stop_on_signal() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def announce(line: str) -> None:
+    """The readiness line parents wait for (see :mod:`edgeweave.cluster.processes`)."""
+    print(line, flush=True)

@@ -1,0 +1,214 @@
+"""The OpenAI-compatible API surface: request bodies and response objects.
+
+Served by the coordinator (and the cloud engine), and spoken to upstream
+OpenAI-compatible endpoints.  Requests reject fields we do not implement
+(naming them) instead of silently ignoring them; ``ignore_eos`` is accepted
+as an extension, as vLLM does.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+
+from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.protocol import Message
+from edgeweave.wire.slo import Slo
+
+MAX_STOP_SEQUENCES = 4
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    include_usage: bool = False
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    ignore_eos: bool = False  # extension: generate max_tokens tokens
+    resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
+    slo: Slo | None = None  # extension: the request's SLO (edgeweave.wire.slo); none: latency with server defaults
+    return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
+    prefer: Literal["device", "cloud", "auto"] = "auto"  # extension (coordinator): where to answer; auto: DiSCo
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError("only n=1 is supported")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: str | list[str] | None) -> list[str]:
+        stops = [v] if isinstance(v, str) else list(v or [])
+        if len(stops) > MAX_STOP_SEQUENCES or any(not s for s in stops):
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} non-empty stop sequences")
+        return stops
+
+    def sampling(self, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=list(self.stop or []),
+            ignore_eos=self.ignore_eos,
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def to_message(self) -> Message:
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return Message(role="system" if self.role == "developer" else self.role, content=text)
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> ChatCompletionRequest:
+        if self.max_completion_tokens is not None:
+            if self.max_tokens is not None and self.max_tokens != self.max_completion_tokens:
+                raise ValueError("max_tokens and max_completion_tokens disagree")
+            self.max_tokens = self.max_completion_tokens
+        return self
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[int] | list[str]
+    max_tokens: int | None = Field(default=16, ge=1, le=1 << 20)  # OpenAI's default for completions
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, v: str | list[int] | list[str]) -> str | list[int]:
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            if len(v) != 1:
+                raise ValueError("one prompt per request is supported")
+            v = v[0]
+        if len(v) == 0:
+            raise ValueError("prompt is empty")
+        return v  # type: ignore[return-value]
+
+
+# --- responses --------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float | None = None  # extension: what the coordinator's endpoints spent on the answer
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_cost(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        out: dict[str, object] = handler(self)
+        if out.get("cost_usd") is None:
+            out.pop("cost_usd", None)
+        return out
+
+    @classmethod
+    def of(cls, prompt: int, completion: int, cost_usd: float | None = None) -> Usage:
+        total = prompt + completion
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cost_usd=cost_usd)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class _Response(BaseModel):
+    id: str
+    created: int = Field(default_factory=now)
+    model: str
+    usage: Usage | None = None
+    system_fingerprint: str | None = None  # which endpoint served it ("device:pi-1", "cloud:gpu")
+
+
+class ChatCompletion(_Response):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    token_ids: list[int] | None = None  # extension, when the request asked (return_token_ids)
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(_Response):
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    choices: list[ChunkChoice]
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class Completion(_Response):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
