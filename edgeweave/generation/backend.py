@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeweave.errors import UsageError
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.tokenizer import Tokenizer
@@ -34,6 +35,7 @@ class TokenEvent:
     text: str  # text this token makes visible (empty mid-character or while it may begin a stop string)
     elapsed_s: float  # since the request started
     finish_reason: FinishReason | None = None  # set on the last event of a stream
+    logprob: TokenLogprob | None = None  # when the request's sampling asked for logprobs
 
 
 @dataclass

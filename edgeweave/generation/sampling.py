@@ -22,6 +22,9 @@ class SamplingParams(BaseModel):
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
     ignore_eos: bool = False  # keep generating past end-of-turn (fixed-length benchmarks)
+    # None: no log-probabilities; k >= 0: each token's own and its step's k most likely alternatives
+    # (edgeweave.generation.logprobs; OpenAI's logprobs=true with top_logprobs=k)
+    logprobs: int | None = Field(default=None, ge=0, le=20)
 
     @property
     def greedy(self) -> bool:

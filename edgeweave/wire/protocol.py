@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import SamplingParams
 
 Role = Literal["system", "user", "assistant"]
@@ -70,6 +71,7 @@ class TokenMessage(StreamEvent):
     id: int
     text: str
     t: float  # seconds since the request started on the device
+    logprob: TokenLogprob | None = None  # when the request's sampling asked for logprobs
 
 
 class DoneEvent(StreamEvent):
