@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.wire import sse
 from edgeweave.wire.openai_api import (
@@ -39,6 +40,7 @@ log = logging.getLogger("edgeweave.openai")
 class Delta:
     text: str
     token_id: int | None = None
+    logprob: TokenLogprob | None = None  # when the request asked for logprobs (edgeweave.generation.logprobs)
 
 
 class AnswerFailed(Exception):
