@@ -1,2 +1,3 @@
-"""What runs on a phone / Pi / Jetson: inference backends now; the daemon,
-discovery and telemetry arrive with the edge-runtime issue."""
+"""What runs on a phone / Pi / Jetson: the device daemon (``daemon``, ``server``, ``worker``), its mDNS
+advertisement and psutil telemetry with an energy model, the inference runtimes (``backends/``) and
+Dora's stage worker (``dora/``)."""
