@@ -69,6 +69,7 @@ def test_a_training_step_across_daemons_and_a_local_replica_follows_single_proce
     ref = Reference()
     for step in range(2):
         tokens, targets = _batch(4, 12, seed=20 + step)
+        ref.grads.sync(local[0].stage.global_parameters())
         loss = ref.step(tokens, targets)
         assert train_step([remote, local], (3, 1), tokens, targets, micro_batches=2) == pytest.approx(loss, rel=1e-5)
         # the local replica is handed the sum of the daemons' gradients and its own

@@ -79,6 +79,7 @@ def test_pipeline_and_data_parallel_training_follow_single_process_training(ckpt
     pipes = [[RecordingWorker(Stage.load(ckpt, a, b), lr=1e-3) for a, b in cut] for cut in cuts[1:]]  # cut differently
     for step in range(4):
         tokens, targets = batch(6, 16, seed=10 + step)
+        ref.grads.sync({n: p for w in pipes[0] for n, p in w.stage.global_parameters().items()})
         loss = ref.step(tokens, targets)
         assert train_step(pipes, (4, 2), tokens, targets, micro_batches=2) == pytest.approx(loss, rel=1e-5), step
         for worker in (w for pipe in pipes for w in pipe):
