@@ -1,5 +1,8 @@
 """What every benchmark shares: its command line (``--quick``, ``--trace``) and where it
-writes (``benchmarks/results/NAME.json`` with a flat ``summary``)."""
+writes (``benchmarks/results/NAME.json`` with a flat ``summary``, beside the benchmark's PNG).
+
+``benchmarks/results/`` is untracked (``.gitignore``), so a run never overwrites a committed
+file; the full runs the documentation quotes are kept in ``docs/results/``."""
 
 from __future__ import annotations
 
