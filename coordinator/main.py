@@ -7,7 +7,7 @@ import logging
 import aiohttp
 
 from coordinator.api import CoordinatorState, create_app
-from coordinator.cluster.discovery import Discovery, MdnsDiscovery, StaticDiscovery
+from coordinator.cluster.discovery import Discovery, MdnsDiscovery, StaticDiscovery, UniqueSightings
 from coordinator.cluster.placement import POLICIES
 from coordinator.cluster.registry import Registry
 from coordinator.streaming.dispatch import Dispatcher
@@ -40,8 +40,9 @@ async def serve_coordinator(cfg: EdgeweaveConfig) -> None:
 
         async def ready(url: str) -> None:
             registry.start()
+            sink = UniqueSightings(registry)
             for source in sources:
-                await source.start(registry)
+                await source.start(sink)
             # the key goes to stdout once, for the operator; never to the log
             announce(f"{READY_PREFIX} coordinator {url}" + (f" api-key: {api_keys[0]}" if generated else ""))
             log.info("coordinator on %s (%s placement, %d cloud endpoints)", url, co.placement, len(co.cloud))

@@ -23,9 +23,11 @@ def atomic_output(dest: str | Path) -> Iterator[Path]:
     tmp = Path(name)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     try:
         yield tmp
+        # mkstemp creates 0600: give the file normal permissions, after the block, since some
+        # writers (safetensors' save_file) replace the file they are given with a new 0600 one
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -8,10 +8,12 @@ never falls below what was already generated.  Trained from logged requests
 server's ``request_log`` or the Azure trace) by ``edgeweave tempo
 train-length``; each training request contributes one row per checkpoint of
 its generation (0, 50, 100, ... tokens in), conditioning on having got there.
+The model file is a pickle: loading it runs code (:data:`PICKLE_WARNING`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
 import random
@@ -25,6 +27,8 @@ from quantile_forest import RandomForestQuantileRegressor
 from edgeweave.data.traces import TraceRequest
 from edgeweave.errors import ModelFileError
 
+log = logging.getLogger("edgeweave.tempo")
+PICKLE_WARNING = "the length model file is unpickled, which runs code: load only files you trust"
 QUANTILE = 0.95
 CALIBRATION_LEVELS = (0.95, 0.96, 0.97, 0.975, 0.98, 0.985, 0.99, 0.995)
 REPREDICT_EVERY = 50
@@ -88,8 +92,9 @@ class LengthBound:
 
     @classmethod
     def load(cls, path: str | Path) -> LengthBound:
+        log.warning("loading %s: %s", path, PICKLE_WARNING)
         try:
-            obj = pickle.loads(Path(path).read_bytes())  # our own files only: pickle runs code
+            obj = pickle.loads(Path(path).read_bytes())
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
             raise ModelFileError(str(path), f"not a length-bound model ({type(e).__name__})") from None
         if not isinstance(obj, cls):

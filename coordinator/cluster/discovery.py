@@ -4,6 +4,12 @@
 asyncio API; :class:`StaticDiscovery` reports the device URLs listed in the
 config (networks without multicast).  Both only report sightings; whether a
 sighted daemon is trusted and used is the registry's decision.
+
+:class:`UniqueSightings` stands between the sources and the registry: a daemon
+advertised by mDNS and also listed statically is seen at one URL under two
+names; only the first name reaches the registry (the other would be
+re-checked, and warned about, on every heartbeat), and the second takes over
+if the first is lost.
 """
 
 from __future__ import annotations
@@ -41,6 +47,44 @@ class Discovery(Protocol):
     async def start(self, sink: DiscoverySink) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class UniqueSightings:
+    """A :class:`DiscoverySink` that forwards one sighting per URL to ``sink``."""
+
+    def __init__(self, sink: DiscoverySink) -> None:
+        self.sink = sink
+        self._sightings: dict[str, Sighting] = {}  # name -> its latest sighting, forwarded or not
+        self._forwarded: dict[str, str] = {}  # url -> the name the sink knows it by
+
+    def found(self, sighting: Sighting) -> None:
+        previous = self._sightings.get(sighting.name)
+        self._sightings[sighting.name] = sighting
+        was_forwarded = previous is not None and self._forwarded.get(previous.url) == sighting.name
+        if previous is not None and previous.url != sighting.url:
+            self._release(previous)
+        owner = self._forwarded.setdefault(sighting.url, sighting.name)
+        if owner == sighting.name:
+            self.sink.found(sighting)  # a move included: the sink re-keys the name itself
+        elif was_forwarded:
+            self.sink.lost(sighting.name)  # it moved to a URL the sink knows by another name
+
+    def lost(self, name: str) -> None:
+        sighting = self._sightings.pop(name, None)
+        if sighting is None or self._forwarded.get(sighting.url) != name:
+            return
+        self.sink.lost(name)
+        self._release(sighting)
+
+    def _release(self, sighting: Sighting) -> None:
+        """``sighting``'s name no longer holds its URL: another name seen there takes it over."""
+        if self._forwarded.get(sighting.url) != sighting.name:
+            return
+        del self._forwarded[sighting.url]
+        heir = next((s for s in self._sightings.values() if s.url == sighting.url), None)
+        if heir is not None:
+            self._forwarded[heir.url] = heir.name
+            self.sink.found(heir)
 
 
 class StaticDiscovery:

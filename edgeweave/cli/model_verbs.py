@@ -102,11 +102,15 @@ def _serve(role: str, path: str, run: Callable[[Any], Awaitable[None]]) -> int:
     import asyncio
 
     from edgeweave.config import load_config
-    from edgeweave.serving.service import configure_logging
+    from edgeweave.errors import UsageError
+    from edgeweave.serving.service import ListenError, configure_logging
 
     cfg = load_config(path, role)  # type: ignore[arg-type]
     configure_logging()
-    asyncio.run(run(cfg))
+    try:
+        asyncio.run(run(cfg))
+    except ListenError as e:
+        raise UsageError(f"{role}.{e.field}", e.problem) from None
     return 0
 
 

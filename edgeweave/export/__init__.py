@@ -2,8 +2,10 @@
 
 ``export_model(checkpoint, target, out)`` with target ``gguf`` (llama.cpp),
 ``pte`` (ExecuTorch), ``onnx`` (onnxruntime) or ``safetensors`` (a Hugging
-Face checkpoint directory); a traffic CNN exports to ``onnx``.  Real Hugging Face Llama / Qwen2 checkpoints go
-through exactly the same path as the weave-home models.  Outputs are written
+Face checkpoint directory, tokenizer files included); a traffic CNN exports
+to ``onnx``.  ``dtype`` f16 applies to gguf and safetensors; the other
+targets are float32 graphs and refuse it.  Real Hugging Face Llama / Qwen2
+checkpoints go through exactly the same path as the weave-home models.  Outputs are written
 atomically: a failed export leaves nothing behind.
 """
 
@@ -16,14 +18,18 @@ from edgeweave.errors import UsageError
 
 ExportTarget = Literal["gguf", "pte", "onnx", "safetensors"]
 EXPORT_TARGETS: tuple[str, ...] = get_args(ExportTarget)
+DTYPES = ("f32", "f16")
+F16_TARGETS = ("gguf", "safetensors")  # pte and onnx export float32 graphs only
 
 
 def export_model(checkpoint: str | Path, target: str, out: str | Path, dtype: str = "f32") -> Path:
     if target not in EXPORT_TARGETS:
         raise UsageError("--to", f"unknown export target {target!r} (choose from {', '.join(EXPORT_TARGETS)})")
-    if dtype not in ("f32", "f16"):
-        raise UsageError("--dtype", f"unknown dtype {dtype!r} (choose from f32, f16)")
-    from edgeweave.models.checkpoint import load_checkpoint, save_checkpoint
+    if dtype not in DTYPES:
+        raise UsageError("--dtype", f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    if dtype != "f32" and target not in F16_TARGETS:
+        raise UsageError("--dtype", f"{target} exports f32 only ({dtype} is for {' and '.join(F16_TARGETS)})")
+    from edgeweave.models.checkpoint import load_checkpoint
     from edgeweave.models.vision import is_vision_checkpoint, load_cnn
 
     checkpoint, out = Path(checkpoint), Path(out)
@@ -48,4 +54,6 @@ def export_model(checkpoint: str | Path, target: str, out: str | Path, dtype: st
         return export_onnx(model, out)
     import torch
 
-    return save_checkpoint(model, out, dtype=torch.float32 if dtype == "f32" else torch.float16)
+    from edgeweave.export.safetensors_export import export_safetensors
+
+    return export_safetensors(model, checkpoint, out, torch.float32 if dtype == "f32" else torch.float16)
