@@ -1,11 +1,14 @@
 """The coordinator's OpenAI-compatible front door (aiohttp).
 
 ``/v1/chat/completions`` and ``/v1/completions`` (SSE streaming or not, usage
-filled), ``/v1/models``, plus ``/v1/devices`` (the registry with live
-telemetry), ``/v1/dora/plan`` and ``/v1/dora/run`` (:mod:`coordinator.dora.api`),
-``/v1/circinus/endpoints`` and ``/v1/circinus/run/{endpoint}`` (:mod:`coordinator.circinus.api`),
-``/health`` and ``/metrics``.  Client API keys (``Authorization:
-Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
+filled; each served from a started live answer that DiSCo steers,
+:mod:`coordinator.disco.runtime`), ``/v1/models`` (models with at least one
+endpoint up), plus ``/v1/devices`` (the registry: devices with live
+telemetry, cloud endpoints with their health), ``/v1/dora/plan`` and
+``/v1/dora/run`` (:mod:`coordinator.dora.api`), ``/v1/circinus/endpoints`` and
+``/v1/circinus/run/{endpoint}`` (:mod:`coordinator.circinus.api`), ``/health``
+(devices up, each cloud endpoint's health) and ``/metrics``.  Client API keys
+(``Authorization: Bearer``) guard every ``/v1/`` route; errors use OpenAI's JSON shape.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 
 from coordinator.circinus.api import add_routes as add_circinus_routes
 from coordinator.cluster.metrics import CoordinatorMetrics
-from coordinator.cluster.registry import Registry
+from coordinator.cluster.registry import CloudView, DeviceView, Registry
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime
 from coordinator.dora.api import add_routes as add_dora_routes
@@ -62,9 +67,28 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     return resp
 
 
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"  # the coordinator answers; what it can serve is below
+    devices_up: int
+    cloud_up: int
+    cloud: list[CloudView]
+
+
+class EndpointsView(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeviceView]
+    cloud: list[CloudView]
+
+
 async def health(request: web.Request) -> web.Response:
-    devices = request.app[KEY].registry.devices.values()
-    return web.json_response({"status": "ok", "devices_up": sum(d.state == "up" for d in devices)})
+    registry = request.app[KEY].registry
+    clouds = [c.view() for c in sorted(registry.clouds.values(), key=lambda c: c.name)]
+    body = Health(
+        devices_up=sum(d.state == "up" for d in registry.devices.values()),
+        cloud_up=sum(c.state == "up" for c in clouds),
+        cloud=clouds,
+    )
+    return web.json_response(text=body.model_dump_json())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -84,8 +108,12 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def devices(request: web.Request) -> web.Response:
-    recs = sorted(request.app[KEY].registry.devices.values(), key=lambda r: r.id)
-    return web.json_response({"object": "list", "data": [r.view() for r in recs]})
+    registry = request.app[KEY].registry
+    body = EndpointsView(
+        data=[r.view() for r in sorted(registry.devices.values(), key=lambda r: r.id)],
+        cloud=[c.view() for c in sorted(registry.clouds.values(), key=lambda c: c.name)],
+    )
+    return web.json_response(text=body.model_dump_json())
 
 
 def _max_tokens(dispatcher: Dispatcher, model: str, asked: int | None) -> tuple[int, bool]:
@@ -138,23 +166,21 @@ async def _serve(
     state = request.app[KEY]
     started = time.perf_counter()
     metrics = state.metrics
-    served = state.disco.answer(job, _prompt_chars(job), req.prefer, _migrate_after(request))
-    answer = served.answer
+    forced_after = _migrate_after(request)
     metrics.in_flight.inc()
     try:
-        await answer.start(served.plan)
+        async with state.disco.answer(job, _prompt_chars(job), req.prefer, forced_after) as answer:
 
-        def on_token(first: bool) -> None:
-            if first:
-                metrics.ttft.observe(time.perf_counter() - started)
-            metrics.tokens.labels(answer.endpoint).inc()
+            def on_token(first: bool) -> None:
+                if first:
+                    metrics.ttft.observe(time.perf_counter() - started)
+                metrics.tokens.labels(answer.endpoint).inc()
 
-        headers = {PIN_HEADER: answer.endpoint}
-        return await respond(
-            request, answer, job.model, chat, req.stream, req.include_usage, on_token, headers, req.return_token_ids
-        )
+            headers = {PIN_HEADER: answer.endpoint}
+            return await respond(
+                request, answer, job.model, chat, req.stream, req.include_usage, on_token, headers, req.return_token_ids
+            )
     finally:
-        await answer.close()
         metrics.in_flight.dec()
 
 

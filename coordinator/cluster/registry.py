@@ -1,4 +1,5 @@
-"""The coordinator's registry of devices: admission, heartbeats, removal.
+"""The coordinator's registry of endpoints: devices (admission, heartbeats, removal) and the
+configured cloud endpoints (health checks).
 
 A sighted daemon is admitted only after the cluster handshake: a signed
 ``GET /v1/info`` whose answer carries a valid response signature.  A daemon
@@ -11,6 +12,16 @@ is down (no new requests), after ``remove_after_missed`` it leaves the
 registry; an mDNS goodbye removes it at once.  Sightings are kept, so a
 device that comes back (same or new address) is re-admitted on the next
 heartbeat even when mDNS says nothing new.
+
+Cloud endpoints come from the config and never leave; each heartbeat checks
+their health (an edgeweave cloud server's ``/health``, any other
+OpenAI-compatible server's ``/models``): after ``down_after_missed`` failed
+checks one is down, and up again at its first good answer.
+
+:attr:`Registry.version` counts changes (admission, removal, up/down,
+telemetry), so callers can cache what they derive from the registry (the
+candidates a streaming answer's per-token decision ranks) and refresh it only
+when the version moves.
 """
 
 from __future__ import annotations
@@ -24,17 +35,44 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
+from pydantic import BaseModel
 
 from coordinator.cluster.device_client import DeviceClient, NotTrusted, Refused, Unreachable
 from coordinator.cluster.discovery import Sighting
 from coordinator.cluster.energy import DeviceEnergy
-from edgeweave.config import CoordinatorConfig
+from edgeweave.config import CloudEndpoint, CoordinatorConfig
 from edgeweave.wire.auth import ClusterKey
 from edgeweave.wire.protocol import DeviceInfo, ModelInfo, Telemetry
 
 log = logging.getLogger("edgeweave.registry")
 RECHECK_REJECTED_S = 30.0
 State = Literal["up", "down"]
+
+
+class DeviceView(BaseModel):
+    """One device as ``/v1/devices`` reports it."""
+
+    id: str
+    kind: str
+    url: str
+    source: Literal["mdns", "static"]
+    state: State
+    missed_heartbeats: int
+    models: list[ModelInfo]
+    in_flight: dict[str, int]
+    telemetry: Telemetry | None
+
+
+class CloudView(BaseModel):
+    """One cloud endpoint as ``/v1/devices`` and ``/health`` report it."""
+
+    name: str
+    url: str
+    models: list[str]
+    state: State
+    missed_heartbeats: int
+    in_flight: int
+    last_error: str | None
 
 
 @dataclass
@@ -80,18 +118,50 @@ class DeviceRecord:
                 return DeviceEnergy.measured(busy_w, b.decode_tok_s, b.prefill_tok_s)
         return None
 
-    def view(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "kind": self.info.kind,
-            "url": self.url,
-            "source": self.source,
-            "state": self.state,
-            "missed_heartbeats": self.missed,
-            "models": [m.model_dump() for m in self.info.models],
-            "in_flight": dict(self.in_flight),
-            "telemetry": self.telemetry.model_dump() if self.telemetry else None,
-        }
+    def view(self) -> DeviceView:
+        return DeviceView(
+            id=self.id,
+            kind=self.info.kind,
+            url=self.url,
+            source=self.source,
+            state=self.state,
+            missed_heartbeats=self.missed,
+            models=self.info.models,
+            in_flight=dict(self.in_flight),
+            telemetry=self.telemetry,
+        )
+
+
+@dataclass
+class CloudRecord:
+    """A configured cloud endpoint and what its health checks found (up until a check fails)."""
+
+    endpoint: CloudEndpoint
+    state: State = "up"
+    missed: int = 0
+    in_flight: int = 0  # streams we have open there
+    last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.name
+
+    def health_url(self) -> str:
+        base = str(self.endpoint.url).rstrip("/")
+        if self.endpoint.extensions:  # an edgeweave cloud server: /health beside /v1
+            return base.removesuffix("/v1") + "/health"
+        return base + "/models"  # any OpenAI-compatible server answers this
+
+    def view(self) -> CloudView:
+        return CloudView(
+            name=self.name,
+            url=str(self.endpoint.url),
+            models=self.endpoint.models,
+            state=self.state,
+            missed_heartbeats=self.missed,
+            in_flight=self.in_flight,
+            last_error=self.last_error,
+        )
 
 
 class Registry:
@@ -102,6 +172,8 @@ class Registry:
         self.key = key
         self.session = session
         self.devices: dict[str, DeviceRecord] = {}
+        self.clouds: dict[str, CloudRecord] = {c.name: CloudRecord(c) for c in cfg.cloud}
+        self.version = 0  # bumped on every change callers may cache on
         self.sightings: dict[str, Sighting] = {}
         self.rejected: dict[str, float] = {}  # url -> when the handshake failed
         self._checking: set[str] = set()
@@ -167,6 +239,7 @@ class Registry:
             log.warning("device id %s seen at %s while up at %s: keeping the first", info.id, s.url, old.url)
             return
         self.devices[info.id] = DeviceRecord(info, s.url, s.source, s.name, client, telemetry)
+        self.version += 1
         models = ", ".join(f"{m.name}/{m.backend}" for m in info.models)
         log.info("device %s (%s) admitted via %s at %s serving %s", info.id, info.kind, s.source, s.url, models)
 
@@ -180,6 +253,34 @@ class Registry:
         if rec.state == "down":
             log.info("device %s is back after %d missed heartbeats", rec.id, rec.missed)
         rec.missed, rec.state = 0, "up"
+        self.version += 1  # new telemetry: load, speed and energy figures moved
+
+    async def _check(self, rec: CloudRecord) -> None:
+        key = rec.endpoint.api_key
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key and not rec.endpoint.extensions else {}
+        try:
+            async with self.session.get(
+                rec.health_url(), headers=headers, timeout=aiohttp.ClientTimeout(total=max(0.5, self.cfg.heartbeat_s))
+            ) as resp:
+                ok, why = resp.status == 200, f"health check answered HTTP {resp.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            ok, why = False, f"health check failed: {type(e).__name__} {e}"
+        if ok:
+            if rec.state == "down":
+                log.info("cloud endpoint %s is back after %d failed health checks", rec.name, rec.missed)
+                self.version += 1
+            rec.missed, rec.state, rec.last_error = 0, "up", None
+        else:
+            self.cloud_missed(rec, why)
+
+    def cloud_missed(self, rec: CloudRecord, why: str) -> None:
+        """A health check failed (or a request could not reach it): count it against the endpoint."""
+        rec.missed += 1
+        rec.last_error = why
+        if rec.missed >= self.cfg.down_after_missed and rec.state == "up":
+            rec.state = "down"
+            self.version += 1
+            log.warning("cloud endpoint %s is down (%s)", rec.name, why)
 
     def missed(self, rec: DeviceRecord, why: str) -> None:
         """A heartbeat failed (or a stream broke): count it against the device."""
@@ -188,17 +289,20 @@ class Registry:
             self._remove(rec, f"missed {rec.missed} heartbeats")
         elif rec.missed >= self.cfg.down_after_missed and rec.state == "up":
             rec.state = "down"
+            self.version += 1
             log.warning("device %s is down (%s)", rec.id, why)
 
     def _remove(self, rec: DeviceRecord, why: str) -> None:
         if self.devices.get(rec.id) is rec:
             del self.devices[rec.id]
+            self.version += 1
             log.warning("device %s removed: %s", rec.id, why)
 
     async def _heartbeat_loop(self) -> None:
         while True:
             started = time.monotonic()
             beats = [self._beat(rec) for rec in list(self.devices.values())]
+            beats += [self._check(rec) for rec in self.clouds.values()]
             await asyncio.gather(*beats)
             registered = {rec.sighting for rec in self.devices.values()}
             for s in list(self.sightings.values()):
@@ -225,3 +329,6 @@ class Registry:
 
     def up(self, model: str) -> list[DeviceRecord]:
         return [r for r in self.devices.values() if r.state == "up" and r.model(model) is not None]
+
+    def clouds_up(self, model: str) -> list[CloudRecord]:
+        return [c for c in self.clouds.values() if c.state == "up" and model in c.endpoint.models]

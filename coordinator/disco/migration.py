@@ -10,7 +10,7 @@ saved over the estimated remaining tokens beats the target's prefill.  The
 target must also decode at least at reading pace, or the reader would catch
 up with it.  No KV is transferred: the target is sent the token ids and
 prefills them.  (Failures and stalls move an answer regardless of cost: that
-is the mechanism's job, :mod:`coordinator.disco.stream`.)
+is the mechanism's job, :mod:`coordinator.streaming.answer`.)
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 pays, and accounted for.
 
 :class:`DiscoRuntime` joins the pure :class:`~coordinator.disco.policy.DiscoPolicy`
-to the dispatcher and the streaming mechanism.  The prompt's token count is
+to the dispatcher and the system-neutral streaming mechanism
+(:mod:`coordinator.streaming.answer`) through one controller per answer
+(:class:`DiscoController`).  The per-token cost decision reads the other
+tier's best endpoint and the involved device's energy from a cache refreshed
+when the registry's version moves.  The prompt's token count is
 not known before an endpoint tokenizes it, so plans use an estimate (text
 length over the characters per token measured on earlier answers); the exact
 count is what is accounted.  When an answer ends, every endpoint that worked
@@ -12,19 +16,20 @@ it prefilled and the tokens it generated; its TTFT feeds the profiles.
 
 from __future__ import annotations
 
-import logging
 import math
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 
 from coordinator.cluster.metrics import CoordinatorMetrics
-from coordinator.cluster.placement import Tier
+from coordinator.cluster.placement import Candidate, Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.migration import other
 from coordinator.disco.policy import DiscoPolicy, Plan, Prefer
-from coordinator.disco.stream import MigratingAnswer, Migration, Reason
+from coordinator.streaming.answer import LiveAnswer, live_answer
+from coordinator.streaming.controller import Move, Opening, Outcome, Progress
 from coordinator.streaming.dispatch import Dispatcher
 from coordinator.streaming.routes import Job
 
-log = logging.getLogger("edgeweave.disco")
 CHARS_PER_TOKEN_PRIOR = 4.0  # English text under BPE tokenizers, until measured
 
 
@@ -56,13 +61,17 @@ class DiscoRuntime:
         self.metrics = metrics
         self.sizes = PromptSize()
 
-    def answer(self, job: Job, prompt_chars: int | None, prefer: Prefer, forced_after: int | None) -> Served:
-        """A not yet started answer for ``job`` and the plan to start it with.  ``prompt_chars`` is
-        None when the prompt came as token ids (then its length is exact)."""
+    def answer(
+        self, job: Job, prompt_chars: int | None, prefer: Prefer, forced_after: int | None
+    ) -> AbstractAsyncContextManager[LiveAnswer]:
+        """The started answer for ``job`` as DiSCo plans it, settled when the context exits.  ``prompt_chars``
+        is None when the prompt came as token ids (then its length is exact); ``forced_after``: move the
+        answer after that many tokens whatever it costs (tests, demos)."""
         estimate = self.sizes.estimate(prompt_chars) if prompt_chars is not None else len(job.prompt or ())
         tiers = self.dispatcher.tiers(job.model)
         plan = self.policy.plan(job.model, estimate, tiers, prefer) if tiers and job.pin is None else None
-        return Served(self, job, plan, estimate, prompt_chars, forced_after)
+        controller = DiscoController(self, job, plan, estimate, prompt_chars, forced_after)
+        return live_answer(job, self.dispatcher.open, controller)
 
     def energy(self, endpoint: str, model: str) -> DeviceEnergy | None:
         """The measured energy of the device at ``endpoint`` (None for the cloud or before it measured)."""
@@ -72,8 +81,19 @@ class DiscoRuntime:
         return rec.energy(model) if rec is not None else None
 
 
-class Served:
-    """One answer under DiSCo: its migrations decided, its cost settled when it closes."""
+@dataclass(frozen=True)
+class _Other:
+    """What a cost decision needs about the other tier, as of one registry version."""
+
+    version: int
+    best: Candidate | None
+    energy: DeviceEnergy | None  # of the device involved, source or target
+
+
+class DiscoController:
+    """One answer under DiSCo (a :class:`~coordinator.streaming.controller.Controller`): opened as the
+    plan says, moved when the migration policy finds it pays (or to the best other endpoint when its
+    source fails or stalls), its cost charged to the spend and its TTFTs fed to the profiles."""
 
     def __init__(
         self,
@@ -90,57 +110,69 @@ class Served:
         self.estimate = estimate
         self.prompt_chars = prompt_chars
         self.forced_after = forced_after
-        d = rt.dispatcher
-        self.answer = MigratingAnswer(
-            job, d.open, self._decide, lambda e: d.fallback(job.model, e), rt.policy.cfg.stall_s,
-            self._migrated, self._settle,
-        )  # fmt: skip
+        self._other: dict[Tier, _Other] = {}  # source tier -> the other tier's best, cached per registry version
 
-    def _decide(self, source: str, sent: int, since_first_s: float) -> tuple[str, Reason] | None:
-        d, model = self.rt.dispatcher, self.job.model
-        if sent == self.forced_after:
+    def opening(self) -> Opening:
+        stall_s = self.rt.policy.cfg.stall_s
+        p = self.plan
+        if p is None:
+            return Opening(stall_s=stall_s)
+        if p.second is None:
+            return Opening((p.first, other(p.first)), stall_s=stall_s)
+        return Opening((p.first,), (p.second,), p.second_after_s, stall_s)
+
+    def decide(self, progress: Progress) -> Move | None:
+        d, model, source = self.rt.dispatcher, self.job.model, progress.source
+        if progress.trigger != "token" or progress.sent == self.forced_after:
             target = d.fallback(model, source)
-            return (target, "forced") if target else None
+            reason = progress.trigger if progress.trigger != "token" else "forced"
+            return Move(target, reason) if target else None
         if self.job.pin is not None:
             return None
         here = tier_of(source)
-        there = d.best(model, other(here))
-        if there is None:
+        there = self._there(here, source)
+        if there.best is None:
             return None
-        target_tok_s = there.decode_tok_s if there.tier == "device" else math.inf
-        energy = self.rt.energy(there.endpoint if there.tier == "device" else source, model)  # the device involved
-        prompt = self.answer.prompt_tokens or self.estimate
+        target_tok_s = there.best.decode_tok_s if there.best.tier == "device" else math.inf
+        prompt = progress.prompt_tokens or self.estimate
         ok = self.rt.policy.should_migrate(
-            model, here, prompt, sent, since_first_s, self.job.sampling.max_tokens, target_tok_s, energy
-        )
-        return (there.endpoint, "cost") if ok else None
+            model, here, prompt, progress.sent, progress.since_first_s, self.job.sampling.max_tokens, target_tok_s,
+            there.energy,
+        )  # fmt: skip
+        return Move(there.best.endpoint, "cost", stop_source=True) if ok else None
 
-    def _migrated(self, m: Migration) -> None:
-        log.info("answer moved %s -> %s after %d tokens (%s, %d delayed, %.3f s)", m.source, m.target,
-                 m.at_token, m.reason, m.delayed_tokens, m.seconds)  # fmt: skip
-        self.rt.metrics.migrations.labels(m.source, m.target, m.reason).inc()
-        self.rt.metrics.delayed.inc(m.delayed_tokens)
+    def _there(self, here: Tier, source: str) -> _Other:
+        version = self.rt.dispatcher.registry.version
+        cached = self._other.get(here)
+        if cached is None or cached.version != version:
+            best = self.rt.dispatcher.best(self.job.model, other(here))
+            device = best.endpoint if best is not None and best.tier == "device" else source
+            cached = self._other[here] = _Other(version, best, self.rt.energy(device, self.job.model))
+        return cached
 
-    def _settle(self, answer: MigratingAnswer) -> float:
+    def settle(self, outcome: Outcome) -> float:
         rt, model = self.rt, self.job.model
-        prompt = answer.prompt_tokens or self.estimate
-        if answer.prompt_tokens and self.prompt_chars is not None:
-            rt.sizes.observe(self.prompt_chars, answer.prompt_tokens)
+        for m in outcome.migrations:
+            rt.metrics.migrations.labels(m.source, m.target, m.reason).inc()
+            rt.metrics.delayed.inc(m.delayed_tokens)
+        prompt = outcome.prompt_tokens or self.estimate
+        if outcome.prompt_tokens and self.prompt_chars is not None:
+            rt.sizes.observe(self.prompt_chars, outcome.prompt_tokens)
         total = 0.0
-        for leg in answer.legs:
-            tier = tier_of(leg.endpoint)
-            resumed = len(leg.job.resume_tokens) - len(self.job.resume_tokens)
-            prefill = leg.route.prompt_tokens or prompt + resumed
-            cost = rt.policy.charge(tier, prefill - resumed, leg.generated, resumed, rt.energy(leg.endpoint, model))
+        for share in outcome.shares:
+            tier = tier_of(share.endpoint)
+            prefill = share.prompt_tokens or prompt + share.resumed
+            energy = rt.energy(share.endpoint, model)
+            cost = rt.policy.charge(tier, prefill - share.resumed, share.generated, share.resumed, energy)
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
-            if leg.ttft_s is not None:
-                rt.policy.observe_ttft(model, tier, prefill, leg.ttft_s)
-        if answer.finish_reason is not None:
-            rt.policy.observe_answer(model, answer.completion_tokens)
+            if share.ttft_s is not None:
+                rt.policy.observe_ttft(model, tier, prefill, share.ttft_s)
+        if outcome.finish_reason is not None:
+            rt.policy.observe_answer(model, outcome.completion_tokens)
         for tier in ("device", "cloud"):
             rt.metrics.budget_used.labels(tier).set(rt.policy.spend.budget_used(tier))
-        if answer.legs:
+        if outcome.shares:
             label = self.plan.label if self.plan is not None else "pinned"
-            rt.metrics.routes.labels(label, tier_of(answer.endpoint)).inc()
+            rt.metrics.routes.labels(label, tier_of(outcome.endpoint)).inc()
         return total

@@ -1,25 +1,30 @@
-"""Dispatch: pick an endpoint for a job with the placement policy and open it.
+"""Dispatch: pick an endpoint for a job with the placement policy and open a route there.
 
 Candidates are the up devices serving the model and the cloud endpoints
-configured for it.  They are tried in the policy's order: a refusal for load
+serving it that pass their health checks (:mod:`coordinator.cluster.registry`).
+They are tried in the policy's order: a refusal for load
 (429) or an unreachable or untrusted endpoint moves on to the next one; a
 refusal of the request itself (400, 413, ...) goes back to the client with the
 field renamed to the client's API.  Only when every candidate is full does the
-client get 429, with the shortest Retry-After any of them gave.
+client get 429, with the shortest Retry-After any of them gave; when none
+could be reached, or every cloud endpoint configured for the model is down,
+503.  The ranking that streaming answers consult on every token
+(:meth:`Dispatcher.best`, :meth:`Dispatcher.fallback`) is cached per model
+until the registry's version moves.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import time
+from contextlib import AsyncExitStack
 
 import aiohttp
 
 from coordinator.cluster.device_client import NotTrusted, Refused, Unreachable
 from coordinator.cluster.placement import Candidate, PlacementPolicy, Tier
-from coordinator.cluster.registry import DeviceRecord, Registry
+from coordinator.cluster.registry import CloudRecord, DeviceRecord, Registry
 from coordinator.streaming.routes import CloudRoute, DeviceRoute, EndpointFailed, Job, Route, open_cloud
 from edgeweave.config import CloudEndpoint
 from edgeweave.serving.http_errors import ApiError
@@ -44,20 +49,21 @@ class Dispatcher:
     ) -> None:
         self.registry = registry
         self.cloud = {c.name: c for c in cloud}
-        self.cloud_in_flight: dict[str, int] = dict.fromkeys(self.cloud, 0)
         self.policy = policy
         self.session = session
+        self._ranked: dict[str, tuple[int, list[Candidate]]] = {}  # model -> (registry version, ranked candidates)
 
     def models(self) -> dict[str, list[str]]:
-        """Served model -> endpoints serving it now."""
+        """Served model -> endpoints serving it now (devices up, cloud endpoints passing their health checks)."""
         out: dict[str, list[str]] = {}
         for rec in self.registry.devices.values():
             if rec.state == "up":
                 for m in rec.info.models:
                     out.setdefault(m.name, []).append(f"device:{rec.id}")
-        for c in self.cloud.values():
-            for m in c.models:
-                out.setdefault(m, []).append(f"cloud:{c.name}")
+        for c in self.registry.clouds.values():
+            if c.state == "up":
+                for m in c.endpoint.models:
+                    out.setdefault(m, []).append(f"cloud:{c.name}")
         return out
 
     def max_context(self, model: str) -> int | None:
@@ -68,6 +74,7 @@ class Dispatcher:
         return max(sizes) if sizes else None
 
     def candidates(self, model: str) -> list[Candidate]:
+        """The endpoints serving ``model`` now, with their load as of this moment."""
         out = []
         for rec in self.registry.up(model):
             info = rec.model(model)
@@ -75,36 +82,46 @@ class Dispatcher:
             out.append(
                 Candidate(f"device:{rec.id}", "device", rec.load_of(model), 1 + info.max_queue, rec.decode_tok_s(model))
             )
-        for c in self.cloud.values():
-            if model in c.models:
-                out.append(Candidate(f"cloud:{c.name}", "cloud", self.cloud_in_flight[c.name], None))
+        for c in self.registry.clouds_up(model):
+            out.append(Candidate(f"cloud:{c.name}", "cloud", c.in_flight, None))
         return out
+
+    def ranked(self, model: str) -> list[Candidate]:
+        """The candidates best first, as of the registry's last change (what per-token decisions read:
+        refreshed when the registry's version moves, not per call)."""
+        cached = self._ranked.get(model)
+        if cached is None or cached[0] != self.registry.version:
+            by_endpoint = {c.endpoint: c for c in self.candidates(model)}
+            cached = (self.registry.version, [by_endpoint[e] for e in self.policy.rank(list(by_endpoint.values()))])
+            self._ranked[model] = cached
+        return cached[1]
 
     def tiers(self, model: str) -> set[Tier]:
         """The tiers with an endpoint serving ``model`` now."""
-        return {c.tier for c in self.candidates(model)}
+        return {c.tier for c in self.ranked(model)}
 
     def best(self, model: str, tier: Tier) -> Candidate | None:
         """The policy's first choice on ``tier``."""
-        on_tier = {c.endpoint: c for c in self.candidates(model) if c.tier == tier}
-        ranked = self.policy.rank(list(on_tier.values()))
-        return on_tier[ranked[0]] if ranked else None
+        return next((c for c in self.ranked(model) if c.tier == tier), None)
 
     def fallback(self, model: str, endpoint: str) -> str | None:
         """Where an answer on ``endpoint`` would move: the policy's best other endpoint, the other
         tier first (a device's answer goes to the cloud, a cloud answer to a device)."""
-        ranked = self.policy.rank([c for c in self.candidates(model) if c.endpoint != endpoint])
+        ranked = [c for c in self.ranked(model) if c.endpoint != endpoint]
         tier = endpoint.split(":", 1)[0]
-        return next((e for e in ranked if not e.startswith(tier + ":")), ranked[0] if ranked else None)
+        return next((c.endpoint for c in ranked if c.tier != tier), ranked[0].endpoint if ranked else None)
 
-    @asynccontextmanager
-    async def open(self, job: Job) -> AsyncIterator[Route]:
+    async def open(self, job: Job) -> Route:
+        """A route for ``job`` on the first candidate, in the policy's order, that takes it."""
+        asked_at = time.monotonic()
         candidates = self.candidates(job.model)
         if job.pin is not None:
             candidates = [c for c in candidates if c.endpoint == job.pin]
             if not candidates:
                 raise ApiError(404, f"{PIN_HEADER}: {job.pin} is not up serving {job.model}", param=PIN_HEADER)
         if not candidates:
+            if any(job.model in c.models for c in self.cloud.values()):
+                raise ApiError(503, f"every endpoint serving {job.model} is down", code="unavailable")
             served = ", ".join(sorted(self.models())) or "none (no device is up)"
             raise ApiError(
                 404, f"model {job.model!r} is not served; available: {served}", param="model", code="model_not_found"
@@ -115,34 +132,39 @@ class Dispatcher:
         retry_after: list[float] = []
         for endpoint in ranked:
             tier, name = endpoint.split(":", 1)
-            async with AsyncExitStack() as stack:
-                try:
-                    if tier == "device":
-                        route: Route = await self._open_device(stack, self.registry.devices[name], job)
-                    else:
-                        route = await self._open_cloud(stack, self.cloud[name], job)
-                except Refused as e:
-                    if e.status == 429:
-                        retry_after.append(e.retry_after_s or 1.0)
-                        continue
-                    if e.status in (401, 403) or e.status >= 500:
-                        log.warning("%s refused with HTTP %d: %s", endpoint, e.status, e.error.message)
-                        continue
-                    raise ApiError(
-                        e.status,
-                        e.error.message.replace("sampling.", ""),
-                        param=client_param(e.error.param),
-                        code=e.error.code,
-                    ) from None
-                except (Unreachable, NotTrusted, EndpointFailed) as e:
-                    log.warning("%s could not take a request: %s", endpoint, e)
-                    if tier == "device" and name in self.registry.devices:
-                        self.registry.missed(self.registry.devices[name], str(e))
+            stack = AsyncExitStack()
+            try:
+                if tier == "device":
+                    return await self._open_device(stack, self.registry.devices[name], job, asked_at)
+                return await self._open_cloud(stack, self.registry.clouds[name], job, asked_at)
+            except Refused as e:
+                await stack.aclose()
+                if e.status == 429:
+                    retry_after.append(e.retry_after_s or 1.0)
                     continue
-                except KeyError:
-                    continue  # left the registry while we were trying others
-                yield route
-                return
+                if e.status in (401, 403) or e.status >= 500:
+                    log.warning("%s refused with HTTP %d: %s", endpoint, e.status, e.error.message)
+                    continue
+                raise ApiError(
+                    e.status,
+                    e.error.message.replace("sampling.", ""),
+                    param=client_param(e.error.param),
+                    code=e.error.code,
+                ) from None
+            except (Unreachable, NotTrusted, EndpointFailed) as e:
+                await stack.aclose()
+                log.warning("%s could not take a request: %s", endpoint, e)
+                if tier == "device" and name in self.registry.devices:
+                    self.registry.missed(self.registry.devices[name], str(e))
+                elif tier == "cloud" and isinstance(e, Unreachable):
+                    self.registry.cloud_missed(self.registry.clouds[name], str(e))
+                continue
+            except KeyError:
+                await stack.aclose()
+                continue  # left the registry while we were trying others
+            except BaseException:
+                await stack.aclose()
+                raise
         if retry_after:
             wait = math.ceil(min(retry_after))
             raise ApiError(
@@ -153,7 +175,7 @@ class Dispatcher:
             )
         raise ApiError(503, f"no endpoint serving {job.model} could be reached", code="unavailable")
 
-    async def _open_device(self, stack: AsyncExitStack, rec: DeviceRecord, job: Job) -> Route:
+    async def _open_device(self, stack: AsyncExitStack, rec: DeviceRecord, job: Job, asked_at: float) -> Route:
         req = GenerateRequest(
             model=job.model,
             messages=job.messages,
@@ -165,23 +187,24 @@ class Dispatcher:
         events = await stack.enter_async_context(rec.client.generate(req))
         rec.in_flight[job.model] += 1
         stack.callback(_decrement, rec, job.model)
-        route = DeviceRoute(f"device:{rec.id}", events)
+        route = DeviceRoute(f"device:{rec.id}", job, stack, asked_at, events)
         await route.start()
         return route
 
-    async def _open_cloud(self, stack: AsyncExitStack, endpoint: CloudEndpoint, job: Job) -> Route:
-        resp = await open_cloud(self.session, endpoint, job)
+    async def _open_cloud(self, stack: AsyncExitStack, rec: CloudRecord, job: Job, asked_at: float) -> Route:
+        resp = await open_cloud(self.session, rec.endpoint, job)
         stack.push_async_callback(_close, resp)
-        self.cloud_in_flight[endpoint.name] += 1
-        stack.callback(self._cloud_done, endpoint.name)
-        return CloudRoute(f"cloud:{endpoint.name}", resp)
-
-    def _cloud_done(self, name: str) -> None:
-        self.cloud_in_flight[name] -= 1
+        rec.in_flight += 1
+        stack.callback(_cloud_done, rec)
+        return CloudRoute(f"cloud:{rec.name}", job, stack, asked_at, resp)
 
 
 def _decrement(rec: DeviceRecord, model: str) -> None:
     rec.in_flight[model] -= 1
+
+
+def _cloud_done(rec: CloudRecord) -> None:
+    rec.in_flight -= 1
 
 
 async def _close(resp: aiohttp.ClientResponse) -> None:

@@ -1,27 +1,39 @@
-"""A generation opened on one endpoint, seen as a stream of text deltas.
+"""A generation opened on one endpoint (a *route*), seen as a stream of text deltas.
 
-The coordinator's front door formats OpenAI responses from :class:`Delta`s
-without knowing whether a device daemon (edgeweave's event stream, token ids
-included) or an OpenAI-compatible cloud endpoint produced them.
+The live answer (:mod:`coordinator.streaming.answer`) reads a route without
+knowing whether a device daemon (edgeweave's event stream, token ids and
+logprobs included) or an OpenAI-compatible cloud endpoint produced it.  A
+route owns what was opened for it (the HTTP stream, the in-flight counts, on
+an exit stack that :meth:`Route.close` unwinds), counts the tokens it produced
+(held-back ones included: they cost as much) and times its first token from the
+moment it was asked for, which is what DiSCo's TTFT profiles are fitted on.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import aiohttp
+from pydantic import ValidationError
 
 from coordinator.cluster.device_client import DeviceError, Unreachable, refusal
 from coordinator.cluster.placement import Tier
 from edgeweave.config import CloudEndpoint
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.serving.openai_serving import Answer as Route
-from edgeweave.serving.openai_serving import AnswerFailed as EndpointFailed
-from edgeweave.serving.openai_serving import Delta
+from edgeweave.serving.openai_serving import AnswerFailed, Delta
 from edgeweave.wire import sse
 from edgeweave.wire.protocol import DoneEvent, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
+
+
+class EndpointFailed(AnswerFailed):
+    """An endpoint broke off, refused in-stream, or sent something malformed."""
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,54 @@ class Job:
     tiers: tuple[Tier, ...] = ()  # serve on these tiers only, in this order (empty: any, the policy's order)
 
 
+class Route(abc.ABC):
+    def __init__(self, endpoint: str, job: Job, stack: AsyncExitStack, asked_at: float) -> None:
+        self.endpoint = endpoint
+        self.job = job
+        self.asked_at = asked_at
+        self.prompt_tokens = 0  # what the endpoint says it prefilled (resumed tokens included); 0 until it has
+        self.finish_reason: str | None = None
+        self.generated = 0
+        self.ttft_s: float | None = None
+        self._stack = stack
+        self._it: AsyncIterator[Delta] | None = None
+        self._head: list[Delta | None] = []
+
+    @abc.abstractmethod
+    def deltas(self) -> AsyncIterator[Delta]:
+        """The endpoint's deltas, once; raises :class:`EndpointFailed` if it breaks off."""
+
+    async def next(self) -> Delta | None:
+        """The next delta, or None once the endpoint has finished."""
+        if self._head:
+            return self._head.pop()
+        if self._it is None:
+            self._it = self.deltas()
+        item = await anext(self._it, None)
+        if item is not None:
+            self.generated += 1
+            if self.ttft_s is None:
+                self.ttft_s = time.monotonic() - self.asked_at
+        return item
+
+    async def peek(self) -> None:
+        """Wait for the first delta (or the end) and keep it for :meth:`next`."""
+        if not self._head:
+            self._head.append(await self.next())
+
+    async def close(self) -> None:
+        """Stop the endpoint generating and release what was opened for it."""
+        if self._it is not None:
+            with contextlib.suppress(Exception):
+                await self._it.aclose()  # type: ignore[attr-defined]
+        await self._stack.aclose()
+
+
 class DeviceRoute(Route):
-    def __init__(self, endpoint: str, events: AsyncIterator[StreamEvent]) -> None:
-        super().__init__(endpoint)
+    def __init__(
+        self, endpoint: str, job: Job, stack: AsyncExitStack, asked_at: float, events: AsyncIterator[StreamEvent]
+    ) -> None:
+        super().__init__(endpoint, job, stack, asked_at)
         self._events = events
 
     async def start(self) -> None:
@@ -55,11 +112,9 @@ class DeviceRoute(Route):
         try:
             async for ev in self._events:
                 if isinstance(ev, TokenMessage):
-                    self.completion_tokens += 1
-                    yield Delta(ev.text, ev.id)
+                    yield Delta(ev.text, ev.id, ev.logprob)
                 elif isinstance(ev, DoneEvent):
                     self.finish_reason = ev.finish_reason
-                    self.completion_tokens = ev.completion_tokens
                     return
                 elif isinstance(ev, ErrorEvent):
                     raise EndpointFailed(f"{self.endpoint}: {ev.error.message}")
@@ -71,8 +126,10 @@ class DeviceRoute(Route):
 class CloudRoute(Route):
     """An OpenAI-compatible upstream, streamed (``stream_options.include_usage``)."""
 
-    def __init__(self, endpoint: str, resp: aiohttp.ClientResponse) -> None:
-        super().__init__(endpoint)
+    def __init__(
+        self, endpoint: str, job: Job, stack: AsyncExitStack, asked_at: float, resp: aiohttp.ClientResponse
+    ) -> None:
+        super().__init__(endpoint, job, stack, asked_at)
         self._resp = resp
 
     async def deltas(self) -> AsyncIterator[Delta]:
@@ -85,19 +142,28 @@ class CloudRoute(Route):
                     raise EndpointFailed(f"{self.endpoint}: {chunk['error'].get('message', chunk['error'])}")
                 if chunk.get("usage"):
                     self.prompt_tokens = chunk["usage"]["prompt_tokens"]
-                    self.completion_tokens = chunk["usage"]["completion_tokens"]
                 for choice in chunk.get("choices", []):
                     text = choice.get("delta", {}).get("content") if "delta" in choice else choice.get("text")
                     ids = choice.get("delta", {}).get("token_ids") or []
+                    logprobs = self._logprobs(choice)
                     if choice.get("finish_reason"):
                         self.finish_reason = choice["finish_reason"]
                     if len(ids) == 1:  # an edgeweave server: one token per chunk, with its id
-                        yield Delta(text or "", ids[0])
+                        yield Delta(text or "", ids[0], logprobs[0] if len(logprobs) == 1 else None)
                     elif text:
-                        yield Delta(text)
+                        yield Delta(text, None, logprobs[0] if len(logprobs) == 1 else None)
         except (aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError) as e:
             raise EndpointFailed(f"{self.endpoint} failed mid-answer ({type(e).__name__})") from None
         raise EndpointFailed(f"{self.endpoint} closed the stream without [DONE]")
+
+    def _logprobs(self, choice: dict[str, object]) -> list[TokenLogprob]:
+        """A chunk's ``logprobs.content`` entries (OpenAI's chat shape, with edgeweave's token ids)."""
+        block = choice.get("logprobs")
+        content = block.get("content") if isinstance(block, dict) else None
+        try:
+            return [TokenLogprob.model_validate(e) for e in content or ()]
+        except ValidationError as e:
+            raise EndpointFailed(f"{self.endpoint} sent malformed logprobs ({e.error_count()} problems)") from None
 
 
 def cloud_payload(job: Job, extensions: bool) -> tuple[str, dict[str, object]]:
@@ -117,6 +183,8 @@ def cloud_payload(job: Job, extensions: bool) -> tuple[str, dict[str, object]]:
         body["seed"] = s.seed
     if s.stop:
         body["stop"] = s.stop
+    if s.logprobs is not None:
+        body |= {"logprobs": True, "top_logprobs": s.logprobs} if job.messages is not None else {"logprobs": s.logprobs}
     if extensions:
         body |= {"ignore_eos": s.ignore_eos, "resume_tokens": list(job.resume_tokens)}
     elif job.resume_tokens:
