@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from coordinator.cluster.placement import Tier
 from coordinator.disco.migration import other
-from coordinator.disco.policy import Plan
+from coordinator.disco.policy import DispatchPlan
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class Only:
     def name(self) -> str:
         return f"{self.tier}-only"
 
-    def plan(self, prompt_tokens: int) -> Plan:
-        return Plan(self.tier)
+    def plan(self, prompt_tokens: int) -> DispatchPlan:
+        return DispatchPlan(self.tier)
 
 
 @dataclass
@@ -39,13 +39,13 @@ class RandomSplit:
     def name(self) -> str:
         return "random-split"
 
-    def plan(self, prompt_tokens: int) -> Plan:
-        return Plan(self.constrained if self._rng.random() < self.budget else other(self.constrained))
+    def plan(self, prompt_tokens: int) -> DispatchPlan:
+        return DispatchPlan(self.constrained if self._rng.random() < self.budget else other(self.constrained))
 
 
 @dataclass(frozen=True)
 class AlwaysRace:
     name: str = "always-race"
 
-    def plan(self, prompt_tokens: int) -> Plan:
-        return Plan("device", "cloud")
+    def plan(self, prompt_tokens: int) -> DispatchPlan:
+        return DispatchPlan("device", "cloud")

@@ -31,7 +31,7 @@ MIN_LENGTHS = 10  # finished answers needed before remaining lengths are estimat
 
 
 @dataclass(frozen=True)
-class Plan:
+class DispatchPlan:
     """``first`` starts at once; ``second``, if any, races it from ``second_after_s`` unless
     ``first`` has produced a token by then; the answer keeps whichever token comes first."""
 
@@ -102,7 +102,7 @@ class DiscoPolicy:
             st = self._models[model] = _ModelState(ctl)
         return st
 
-    def plan(self, model: str, prompt_tokens: int, tiers: Collection[Tier], prefer: Prefer = "auto") -> Plan:
+    def plan(self, model: str, prompt_tokens: int, tiers: Collection[Tier], prefer: Prefer = "auto") -> DispatchPlan:
         """Where a request with (about) ``prompt_tokens`` goes, given the tiers serving ``model`` now."""
         if not tiers:
             raise ValueError("no tier serves the model")
@@ -112,17 +112,17 @@ class DiscoPolicy:
         if known:
             st.controller.observe_prompt(prompt_tokens)
         if prefer != "auto":
-            return Plan(prefer if prefer in tiers else other(prefer))
+            return DispatchPlan(prefer if prefer in tiers else other(prefer))
         if len(tiers) == 1:
-            return Plan(next(iter(tiers)))
+            return DispatchPlan(next(iter(tiers)))
         d = st.controller.decide(prompt_tokens)
         if d.kind == "device":
-            return Plan("device")
+            return DispatchPlan("device")
         if d.kind == "server":
-            return Plan("cloud")
+            return DispatchPlan("cloud")
         if d.device_wait_s == 0:
-            return Plan("device", "cloud")
-        return Plan("cloud", "device", d.device_wait_s)
+            return DispatchPlan("device", "cloud")
+        return DispatchPlan("cloud", "device", d.device_wait_s)
 
     def observe_ttft(self, model: str, tier: Tier, prefill_tokens: int, ttft_s: float) -> None:
         st = self._state(model, prefill_tokens)

@@ -24,7 +24,7 @@ from coordinator.cluster.metrics import CoordinatorMetrics
 from coordinator.cluster.placement import Candidate, Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.migration import other
-from coordinator.disco.policy import DiscoPolicy, Plan, Prefer
+from coordinator.disco.policy import DiscoPolicy, DispatchPlan, Prefer
 from coordinator.streaming.answer import LiveAnswer, live_answer
 from coordinator.streaming.controller import Move, Opening, Outcome, Progress
 from coordinator.streaming.dispatch import Dispatcher
@@ -99,7 +99,7 @@ class DiscoController:
         self,
         rt: DiscoRuntime,
         job: Job,
-        plan: Plan | None,
+        plan: DispatchPlan | None,
         estimate: int,
         prompt_chars: int | None,
         forced_after: int | None,

@@ -27,7 +27,7 @@ from coordinator.cluster.placement import Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
 from coordinator.disco.migration import other
-from coordinator.disco.policy import DiscoPolicy, Plan
+from coordinator.disco.policy import DiscoPolicy, DispatchPlan
 
 MODEL = "sim"
 
@@ -48,7 +48,7 @@ class Profiles:
 class Planner(Protocol):
     name: str
 
-    def plan(self, prompt_tokens: int) -> Plan: ...
+    def plan(self, prompt_tokens: int) -> DispatchPlan: ...
 
 
 @dataclass
@@ -62,7 +62,7 @@ class SimAnswer:
     first_tier: Tier = "device"
 
 
-def first_token(plan: Plan, device_s: float, cloud_s: float) -> tuple[Tier, float, Tier | None]:
+def first_token(plan: DispatchPlan, device_s: float, cloud_s: float) -> tuple[Tier, float, Tier | None]:
     """(winner, its TTFT from arrival, the loser if it was started)."""
     ttft = {"device": device_s, "cloud": cloud_s}
     if plan.second is None:

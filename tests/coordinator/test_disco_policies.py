@@ -9,7 +9,7 @@ import pytest
 from coordinator.disco.cost import ComputeProfile, CostModel, DeviceEnergy, Spend
 from coordinator.disco.dispatch_policy import Decision, DeviceConstrained, DeviceTTFT, ServerConstrained, ServerTTFT
 from coordinator.disco.migration import MigrationPolicy, StreamState
-from coordinator.disco.policy import DiscoPolicy, OutputLengths, Plan
+from coordinator.disco.policy import DiscoPolicy, DispatchPlan, OutputLengths
 from coordinator.disco.runtime import PromptSize
 from edgeweave.config import DiscoConfig
 
@@ -114,15 +114,15 @@ def test_plans_follow_the_controller_the_tiers_up_and_the_clients_preference() -
     for n in LENGTHS[:-1]:
         p.plan("m", n, {"device", "cloud"})
     # the 1000-token prompt is half the 2000 offered: it races, shorter ones stay on the device
-    assert p.plan("m", 1000, {"device", "cloud"}) == Plan("device", "cloud")
-    assert p.plan("m", 100, {"device", "cloud"}) == Plan("device")
-    assert p.plan("m", 1000, {"cloud"}) == Plan("cloud")  # no device up: no race
-    assert p.plan("m", 100, {"device", "cloud"}, prefer="cloud") == Plan("cloud")
-    assert p.plan("m", 100, {"cloud"}, prefer="device") == Plan("cloud")  # a preference, not a pin
+    assert p.plan("m", 1000, {"device", "cloud"}) == DispatchPlan("device", "cloud")
+    assert p.plan("m", 100, {"device", "cloud"}) == DispatchPlan("device")
+    assert p.plan("m", 1000, {"cloud"}) == DispatchPlan("cloud")  # no device up: no race
+    assert p.plan("m", 100, {"device", "cloud"}, prefer="cloud") == DispatchPlan("cloud")
+    assert p.plan("m", 100, {"cloud"}, prefer="device") == DispatchPlan("cloud")  # a preference, not a pin
     assert p.spend.offered_prompt_tokens == 1000 + 1000 + 100 + 1000 + 100 + 100
     d = _policy(constrained="device", budget=0.1, cloud_ttft_s=0.9)  # server first, device after its P90
     plan = d.plan("m", 500, {"device", "cloud"})
-    assert plan == Plan("cloud", "device", pytest.approx(0.9)) and plan.label == "cloud-then-device"
+    assert plan == DispatchPlan("cloud", "device", pytest.approx(0.9)) and plan.label == "cloud-then-device"
     with pytest.raises(ValueError, match="no tier"):
         d.plan("m", 10, set())
 

@@ -9,7 +9,7 @@ import pytest
 from coordinator.disco.baselines import AlwaysRace, Only, RandomSplit
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
-from coordinator.disco.policy import DiscoPolicy, Plan
+from coordinator.disco.policy import DiscoPolicy, DispatchPlan
 from coordinator.disco.simulator import Profiles, first_token, reader_stall, simulate
 from edgeweave.config import DiscoConfig
 
@@ -22,10 +22,14 @@ def _policy(**kw: object) -> DiscoPolicy:
 
 
 def test_the_first_token_wins_a_race_and_a_late_second_leg_may_never_start() -> None:
-    assert first_token(Plan("device", "cloud"), 0.2, 0.5) == ("device", 0.2, "cloud")
-    assert first_token(Plan("cloud", "device", 0.25), 0.2, 0.5) == ("device", pytest.approx(0.45), "cloud")
-    assert first_token(Plan("cloud", "device", 0.6), 0.2, 0.5) == ("cloud", 0.5, None)  # the device never started
-    assert first_token(Plan("cloud"), 0.2, 0.5) == ("cloud", 0.5, None)
+    assert first_token(DispatchPlan("device", "cloud"), 0.2, 0.5) == ("device", 0.2, "cloud")
+    assert first_token(DispatchPlan("cloud", "device", 0.25), 0.2, 0.5) == ("device", pytest.approx(0.45), "cloud")
+    assert first_token(DispatchPlan("cloud", "device", 0.6), 0.2, 0.5) == (
+        "cloud",
+        0.5,
+        None,
+    )  # the device never started
+    assert first_token(DispatchPlan("cloud"), 0.2, 0.5) == ("cloud", 0.5, None)
 
 
 def test_single_endpoints_and_races_are_timed_and_charged_per_leg() -> None:
