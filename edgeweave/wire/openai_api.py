@@ -227,10 +227,15 @@ class ChatLogprobs(BaseModel):
         )
 
 
+def _rank(lp: TopLogprob) -> float:
+    return lp.logprob  # ascending: in a dict built in this order the most likely token of a text is written last
+
+
 class CompletionLogprobs(BaseModel):
     """A completion choice's ``logprobs``, OpenAI's legacy shape: parallel lists over the tokens.
     ``top_logprobs[i]`` maps token text to logprob for the step's alternatives and, as OpenAI's, the chosen
-    token (so up to k+1 entries); ``text_offset[i]``: where token i's text begins in the choice's text."""
+    token (so up to k+1 entries; a text several of them share keeps the most likely one's);
+    ``text_offset[i]``: where token i's text begins in the choice's text."""
 
     tokens: list[str]
     token_logprobs: list[float]
@@ -242,7 +247,7 @@ class CompletionLogprobs(BaseModel):
         return cls(
             tokens=[lp.token for lp in tokens],
             token_logprobs=[lp.logprob for lp in tokens],
-            top_logprobs=[{t.token: t.logprob for t in (*lp.top_logprobs, lp)} for lp in tokens],
+            top_logprobs=[{t.token: t.logprob for t in sorted((lp, *lp.top_logprobs), key=_rank)} for lp in tokens],
             text_offset=list(offsets),
         )
 
