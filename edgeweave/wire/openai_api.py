@@ -199,7 +199,7 @@ class AssistantMessage(BaseModel):
 class ChatTopLogprob(BaseModel):
     token: str
     logprob: float
-    bytes: list[int] | None
+    bytes: list[int]
 
     @classmethod
     def of(cls, lp: TopLogprob) -> ChatTopLogprob:
@@ -213,22 +213,15 @@ class ChatTokenLogprob(ChatTopLogprob):
 class ChatLogprobs(BaseModel):
     """A chat choice's ``logprobs``: one entry per token (per chunk's tokens when streaming)."""
 
-    content: list[ChatTokenLogprob] | None
+    content: list[ChatTokenLogprob]
 
     @classmethod
     def of(cls, tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
-        return cls(
-            content=[
-                ChatTokenLogprob(
-                    **ChatTopLogprob.of(lp).model_dump(), top_logprobs=[ChatTopLogprob.of(t) for t in lp.top_logprobs]
-                )
-                for lp in tokens
-            ]
-        )
+        def entry(lp: TokenLogprob) -> ChatTokenLogprob:
+            top = [ChatTopLogprob.of(t) for t in lp.top_logprobs]
+            return ChatTokenLogprob(token=lp.token, logprob=lp.logprob, bytes=lp.bytes, top_logprobs=top)
 
-
-def _rank(lp: TopLogprob) -> float:
-    return lp.logprob  # ascending: in a dict built in this order the most likely token of a text is written last
+        return cls(content=[entry(lp) for lp in tokens])
 
 
 class CompletionLogprobs(BaseModel):
@@ -244,10 +237,14 @@ class CompletionLogprobs(BaseModel):
 
     @classmethod
     def of(cls, tokens: Sequence[TokenLogprob], offsets: Sequence[int]) -> CompletionLogprobs:
+        def top(lp: TokenLogprob) -> dict[str, float]:
+            ascending = sorted((lp, *lp.top_logprobs), key=lambda t: t.logprob)  # the most likely is written last
+            return {t.token: t.logprob for t in ascending}
+
         return cls(
             tokens=[lp.token for lp in tokens],
             token_logprobs=[lp.logprob for lp in tokens],
-            top_logprobs=[{t.token: t.logprob for t in sorted((lp, *lp.top_logprobs), key=_rank)} for lp in tokens],
+            top_logprobs=[top(lp) for lp in tokens],
             text_offset=list(offsets),
         )
 
