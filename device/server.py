@@ -242,7 +242,8 @@ async def _relay_tokens(
     last = None
     try:
         async for ev in tokens:
-            await _send(resp, TokenMessage(index=ev.index, id=ev.token_id, text=ev.text, t=round(ev.elapsed_s, 6)))
+            t = round(ev.elapsed_s, 6)
+            await _send(resp, TokenMessage(index=ev.index, id=ev.token_id, text=ev.text, t=t, logprob=ev.logprob))
             state.metrics.tokens.labels(worker.name).inc()
             if ev.index == 0:
                 state.metrics.ttft.labels(worker.name).observe(ev.elapsed_s)

@@ -72,6 +72,10 @@ class LlamaCppTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The token's piece as llama.cpp stores it (raw bytes: a byte token may be part of a character)."""
+        return self._llm.detokenize([token_id])
+
     def render_chat(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
         if not self._template:
             raise UsageError("messages", "this GGUF has no tokenizer.chat_template")

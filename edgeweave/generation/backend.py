@@ -5,7 +5,9 @@ A backend only has to load a model and turn token ids into logits
 token, :meth:`Backend.logits` for parity checks).  Sampling, stop conditions,
 resuming from a token prefix (what DiSCo's token-level migration sends) and
 the measured statistics are implemented once here, so every runtime behaves
-the same way and the numbers are comparable.
+the same way and the numbers are comparable.  Log-probabilities, when a request
+asks for them, come from the same step logits the sampler reads
+(:mod:`edgeweave.generation.logprobs`), so a runtime needs nothing more.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeweave.errors import UsageError
-from edgeweave.generation.logprobs import TokenLogprob
+from edgeweave.generation.logprobs import TokenLogprob, token_logprob
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.tokenizer import Tokenizer
@@ -148,8 +150,10 @@ class Backend(ABC):
         start = time.perf_counter()
         logits = self.prefill(context)
         stats.prefill_s = time.perf_counter() - start
+        top = params.logprobs
         for index in range(params.max_tokens):
             token = sampler(logits)
+            logprob = None if top is None else token_logprob(logits, token, top, self.tokenizer.token_bytes)
             stats.generated_tokens = index + 1
             piece, finish = output.accept(token)
             now = time.perf_counter() - start
@@ -157,7 +161,7 @@ class Backend(ABC):
                 stats.ttft_s = now
             if finish:
                 stats.peak_rss_mb = peak_rss_mb()
-            yield TokenEvent(index, token, piece, now, finish)
+            yield TokenEvent(index, token, piece, now, finish, logprob)
             if finish:
                 return
             t0 = time.perf_counter()

@@ -18,7 +18,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edgeweave.errors import ModelFileError, UsageError
 from edgeweave.models.config import ModelConfig
-from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
+from edgeweave.models.tokenizer import (
+    ByteTokenizer,
+    ChatMessage,
+    IncrementalDetokenizer,
+    Tokenizer,
+    byte_level_spelling,
+)
 
 
 def render_template(
@@ -47,6 +53,7 @@ def _token_text(value: Any) -> str | None:
 class HFTokenizer:
     def __init__(self, directory: Path, vocab_size: int) -> None:
         from tokenizers import Tokenizer as RustTokenizer
+        from tokenizers import decoders
 
         path = directory / "tokenizer.json"
         if not path.is_file():
@@ -64,6 +71,9 @@ class HFTokenizer:
         self._vocab_size = vocab_size
         stops = {self._tok.token_to_id(t) for t in (self._eos, "<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t}
         self._stop_ids = frozenset(i for i in stops if i is not None)
+        self._specials = frozenset(i for i, t in self._tok.get_added_tokens_decoder().items() if t.special)
+        byte_level = isinstance(self._tok.decoder, decoders.ByteLevel)
+        self._byte_of = {c: b for b, c in enumerate(byte_level_spelling())} if byte_level else None
 
     @property
     def vocab_size(self) -> int:
@@ -80,6 +90,17 @@ class HFTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=True)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes a token contributes to text: none for special tokens and the padding past the
+        tokenizer's vocabulary (as :meth:`decode`); a byte-level piece's own bytes, which may be part of a
+        UTF-8 character (decoding that one token alone would give U+FFFD)."""
+        piece = None if token_id in self._specials else self._tok.id_to_token(token_id)
+        if piece is None:
+            return b""
+        if self._byte_of is not None and all(c in self._byte_of for c in piece):
+            return bytes(self._byte_of[c] for c in piece)
+        return self.decode([token_id]).encode()  # other decoders (SentencePiece): the token's text
 
     def render_chat(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> list[int]:
         if self._template is None:

@@ -43,6 +43,20 @@ class Tokenizer(Protocol):
     def stream_decoder(self) -> TextStream: ...
 
 
+def byte_level_spelling() -> list[str]:
+    """GPT-2's reversible byte -> printable character table: byte-level BPE vocabularies (GPT-2,
+    Llama 3, Qwen2, our GGUFs) spell each token's bytes with it."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    spelling, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            spelling[b] = chr(b)
+        else:
+            spelling[b] = chr(256 + extra)
+            extra += 1
+    return [spelling[b] for b in range(256)]
+
+
 class TextStream(Protocol):
     def push(self, token_id: int) -> str: ...
 

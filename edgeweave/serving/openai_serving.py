@@ -4,7 +4,8 @@ The coordinator (relaying a device or cloud endpoint) and the cloud server
 (streaming from its engine) both hand an :class:`Answer` to :func:`respond`,
 which writes a ``chat.completion`` / ``text_completion`` body or its SSE
 chunks (role first, then content, then the finish reason, the optional usage
-chunk and ``[DONE]``).
+chunk and ``[DONE]``).  Deltas that carry a logprob (the request asked for
+them) are reported in OpenAI's shapes, per chunk when streaming.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from edgeweave.wire.openai_api import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionChunk,
+    ChatLogprobs,
     ChunkChoice,
     ChunkDelta,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     Usage,
     new_id,
 )
@@ -93,17 +96,25 @@ async def respond(
 async def collect(answer: Answer, model: str, chat: bool, on_token: OnToken) -> dict[str, object]:
     """The whole answer as a ``chat.completion`` / ``text_completion`` body."""
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    offsets: list[int] = []  # where each logprob's token begins in the text
+    length = 0
     try:
         async for delta in answer.deltas():
             on_token(not parts)
             parts.append(delta.text)
+            if delta.logprob is not None:
+                logprobs.append(delta.logprob)
+                offsets.append(length)
+            length += len(delta.text)
     except AnswerFailed as e:
         raise ApiError(502, str(e), code="endpoint_failed") from None
     text, finish = "".join(parts), answer.finish_reason
     usage = Usage.of(answer.prompt_tokens, answer.completion_tokens, answer.cost_usd)
     body: BaseModel
     if chat:
-        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish)
+        chat_logprobs = ChatLogprobs.of(logprobs) if logprobs else None
+        choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=finish, logprobs=chat_logprobs)
         body = ChatCompletion(
             id=new_id("chatcmpl"), model=model, choices=[choice], usage=usage, system_fingerprint=answer.endpoint
         )
@@ -111,7 +122,13 @@ async def collect(answer: Answer, model: str, chat: bool, on_token: OnToken) -> 
         body = Completion(
             id=new_id("cmpl"),
             model=model,
-            choices=[CompletionChoice(text=text, finish_reason=finish)],
+            choices=[
+                CompletionChoice(
+                    text=text,
+                    finish_reason=finish,
+                    logprobs=CompletionLogprobs.of(logprobs, offsets) if logprobs else None,
+                )
+            ],
             usage=usage,
             system_fingerprint=answer.endpoint,
         )
@@ -125,21 +142,30 @@ async def sse_chunks(
     (or an ``error`` event if the producer breaks off)."""
     cid = new_id("chatcmpl" if chat else "cmpl")
 
-    def chunk(text: str | None, finish: str | None = None, role: bool = False, ids: list[int] | None = None) -> bytes:
+    def chunk(
+        text: str | None,
+        finish: str | None = None,
+        role: bool = False,
+        ids: list[int] | None = None,
+        logprob: TokenLogprob | None = None,
+        offset: int = 0,
+    ) -> bytes:
         body: BaseModel
         if chat:
             delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids)
+            lp = None if logprob is None else ChatLogprobs.of([logprob])
             body = ChatCompletionChunk(
                 id=cid,
                 model=model,
-                choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                choices=[ChunkChoice(delta=delta, finish_reason=finish, logprobs=lp)],
                 system_fingerprint=answer.endpoint,
             )
         else:
+            clp = None if logprob is None else CompletionLogprobs.of([logprob], [offset])
             body = Completion(
                 id=cid,
                 model=model,
-                choices=[CompletionChoice(text=text or "", finish_reason=finish)],
+                choices=[CompletionChoice(text=text or "", finish_reason=finish, logprobs=clp)],
                 system_fingerprint=answer.endpoint,
             )
         return sse.encode(body.model_dump_json(exclude_none=chat))
@@ -148,13 +174,15 @@ async def sse_chunks(
         if chat:
             yield chunk("", role=True)
         first = True
+        length = 0  # of the text streamed so far (completions' text_offset)
         async for delta in answer.deltas():
             on_token(first)
             first = False
-            if token_ids and chat and delta.token_id is not None:
-                yield chunk(delta.text, ids=[delta.token_id])  # even an empty text: a partial UTF-8 character
-            elif delta.text:
-                yield chunk(delta.text)
+            ids = [delta.token_id] if token_ids and chat and delta.token_id is not None else None
+            # even an empty text (a partial UTF-8 character) carries a token's id or logprob
+            if delta.text or ids is not None or delta.logprob is not None:
+                yield chunk(delta.text, ids=ids, logprob=delta.logprob, offset=length)
+            length += len(delta.text)
         yield chunk(None, finish=answer.finish_reason)
         if include_usage:
             usage = Usage.of(answer.prompt_tokens, answer.completion_tokens, answer.cost_usd)

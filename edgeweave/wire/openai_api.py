@@ -3,13 +3,17 @@
 Served by the coordinator (and the cloud engine), and spoken to upstream
 OpenAI-compatible endpoints.  Requests reject fields we do not implement
 (naming them) instead of silently ignoring them; ``ignore_eos`` is accepted
-as an extension, as vLLM does.
+as an extension, as vLLM does.  Log-probabilities are asked for in OpenAI's two
+ways (chat: ``logprobs: true`` + ``top_logprobs: 0..20``; completions:
+``logprobs: 0..5``), both becoming ``SamplingParams.logprobs``, and reported in
+OpenAI's two shapes (:class:`ChatLogprobs`, :class:`CompletionLogprobs`).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import (
@@ -17,16 +21,19 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.slo import Slo
 
 MAX_STOP_SEQUENCES = 4
+MAX_COMPLETION_LOGPROBS = 5  # OpenAI's bound on the completions API's logprobs
 
 
 class StreamOptions(BaseModel):
@@ -76,7 +83,13 @@ class _Request(BaseModel):
             seed=self.seed,
             stop=list(self.stop or []),
             ignore_eos=self.ignore_eos,
+            logprobs=self.top_logprobs_asked,
         )
+
+    @property
+    def top_logprobs_asked(self) -> int | None:
+        """None: no logprobs; k: each token's logprob and its step's k most likely alternatives."""
+        return None
 
     @property
     def include_usage(self) -> bool:
@@ -103,6 +116,19 @@ class ChatMessageIn(BaseModel):
 class ChatCompletionRequest(_Request):
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1, le=1 << 20)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # needs logprobs=true
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _needs_logprobs(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("requires logprobs=true")
+        return v
+
+    @property
+    def top_logprobs_asked(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
 
     @model_validator(mode="after")
     def _one_limit(self) -> ChatCompletionRequest:
@@ -116,6 +142,12 @@ class ChatCompletionRequest(_Request):
 class CompletionRequest(_Request):
     prompt: str | list[int] | list[str]
     max_tokens: int | None = Field(default=16, ge=1, le=1 << 20)  # OpenAI's default for completions
+    # strict: a chat-style logprobs=true must not pass as 1
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_COMPLETION_LOGPROBS, strict=True)
+
+    @property
+    def top_logprobs_asked(self) -> int | None:
+        return self.logprobs
 
     @field_validator("prompt")
     @classmethod
@@ -164,11 +196,64 @@ class AssistantMessage(BaseModel):
     content: str
 
 
+class ChatTopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+    @classmethod
+    def of(cls, lp: TopLogprob) -> ChatTopLogprob:
+        return cls(token=lp.token, logprob=lp.logprob, bytes=lp.bytes)
+
+
+class ChatTokenLogprob(ChatTopLogprob):
+    top_logprobs: list[ChatTopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    """A chat choice's ``logprobs``: one entry per token (per chunk's tokens when streaming)."""
+
+    content: list[ChatTokenLogprob]
+
+    @classmethod
+    def of(cls, tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
+        def entry(lp: TokenLogprob) -> ChatTokenLogprob:
+            top = [ChatTopLogprob.of(t) for t in lp.top_logprobs]
+            return ChatTokenLogprob(token=lp.token, logprob=lp.logprob, bytes=lp.bytes, top_logprobs=top)
+
+        return cls(content=[entry(lp) for lp in tokens])
+
+
+class CompletionLogprobs(BaseModel):
+    """A completion choice's ``logprobs``, OpenAI's legacy shape: parallel lists over the tokens.
+    ``top_logprobs[i]`` maps token text to logprob for the step's alternatives and, as OpenAI's, the chosen
+    token (so up to k+1 entries; a text several of them share keeps the most likely one's);
+    ``text_offset[i]``: where token i's text begins in the choice's text."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+    @classmethod
+    def of(cls, tokens: Sequence[TokenLogprob], offsets: Sequence[int]) -> CompletionLogprobs:
+        def top(lp: TokenLogprob) -> dict[str, float]:
+            ascending = sorted((lp, *lp.top_logprobs), key=lambda t: t.logprob)  # the most likely is written last
+            return {t.token: t.logprob for t in ascending}
+
+        return cls(
+            tokens=[lp.token for lp in tokens],
+            token_logprobs=[lp.logprob for lp in tokens],
+            top_logprobs=[top(lp) for lp in tokens],
+            text_offset=list(offsets),
+        )
+
+
 class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class _Response(BaseModel):
@@ -194,7 +279,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: ChunkDelta
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: ChatLogprobs | None = None
 
 
 class ChatCompletionChunk(_Response):
@@ -206,7 +291,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(_Response):

@@ -121,6 +121,23 @@ async def test_stream_matches_the_backend_and_resume_continues(
     assert [t.id for t in tokens] == want.token_ids[10:]
 
 
+async def test_token_events_carry_logprobs_when_asked(
+    server: TestServer, session: aiohttp.ClientSession, worker: ModelWorker
+) -> None:
+    client = DeviceClient(session, KEY, url(server))
+    asked = SamplingParams(max_tokens=12, ignore_eos=True, logprobs=3)
+    want = list(worker.backend.stream(chat_prompt(worker.backend, COMMAND), asked))
+    messages = [Message(role="user", content=COMMAND)]
+    _, tokens, _ = await collect(client, GenerateRequest(messages=messages, sampling=asked))
+    assert [t.id for t in tokens] == [ev.token_id for ev in want]
+    # the same backend on the same input in one process: the same floats, and JSON round-trips them exactly
+    assert [t.logprob for t in tokens] == [ev.logprob for ev in want]
+    assert all(t.logprob is not None and len(t.logprob.top_logprobs) == 3 for t in tokens)
+    plain = GenerateRequest(messages=messages, sampling=asked.model_copy(update={"logprobs": None}))
+    _, tokens, _ = await collect(client, plain)
+    assert [t.id for t in tokens] == [ev.token_id for ev in want] and all(t.logprob is None for t in tokens)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "param"),
     [
@@ -138,6 +155,7 @@ async def test_stream_matches_the_backend_and_resume_continues(
         (json.dumps({"prompt": "hi", "resume_tokens": [-1]}).encode(), 400, "resume_tokens"),
         (json.dumps({"prompt": "x" * (10 * 2**20)}).encode(), 400, "prompt"),
         (json.dumps({"prompt": "hi", "unknown": 1}).encode(), 400, "unknown"),
+        (json.dumps({"prompt": "hi", "sampling": {"logprobs": 21}}).encode(), 400, "sampling.logprobs"),
     ],
 )
 async def test_bad_input_is_a_4xx_naming_the_field(
