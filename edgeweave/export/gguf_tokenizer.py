@@ -21,7 +21,7 @@ import gguf
 
 from edgeweave.errors import ModelFileError
 from edgeweave.models.config import ModelConfig
-from edgeweave.models.tokenizer import ByteTokenizer
+from edgeweave.models.tokenizer import ByteTokenizer, byte_level_spelling
 
 PRE_TOKENIZER = {"qwen2": "qwen2", "llama": "llama-bpe"}
 
@@ -37,7 +37,7 @@ def _write_byte_tokenizer(w: gguf.GGUFWriter, cfg: ModelConfig) -> None:
     tok = ByteTokenizer()
     if cfg.vocab_size != tok.vocab_size:
         raise ModelFileError("config.json", f"vocab_size {cfg.vocab_size} != byte tokenizer's {tok.vocab_size}")
-    spelling = gpt2_byte_spelling()
+    spelling = byte_level_spelling()
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("default")
     w.add_token_list([*tok.SPECIALS, *spelling])
@@ -54,19 +54,6 @@ def _write_byte_tokenizer(w: gguf.GGUFWriter, cfg: ModelConfig) -> None:
     w.add_add_eos_token(False)
     w.add_chat_template(tok.CHAT_TEMPLATE)
     w.add_string("edgeweave.tokenizer", tok.NAME)
-
-
-def gpt2_byte_spelling() -> list[str]:
-    """GPT-2's reversible byte -> printable character table (what byte-level BPE vocabularies store)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    spelling, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            spelling[b] = chr(b)
-        else:
-            spelling[b] = chr(256 + extra)
-            extra += 1
-    return [spelling[b] for b in range(256)]
 
 
 def _read_json(path: Path) -> Any:
