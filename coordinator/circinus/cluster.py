@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from coordinator.circinus.spec import Tier
+from coordinator.circinus.spec import PipelineTier
 from edgeweave.errors import EdgeweaveError, UsageError
 
 if TYPE_CHECKING:  # the executor imports torch: only a run needs it, not --help
@@ -45,10 +45,12 @@ def endpoints(url: str, api_key: str) -> dict[str, str]:
         raise UsageError("--url", f"no coordinator answers at {url} ({e})") from None
 
 
-def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier, str]) -> dict[Tier, str]:
+def assign(
+    tiers: Iterable[PipelineTier], listed: Mapping[str, str], given: Mapping[PipelineTier, str]
+) -> dict[PipelineTier, str]:
     """Each tier's endpoint: ``given`` first, else the first listed of the tier's kinds."""
     tiers = list(tiers)
-    out: dict[Tier, str] = {}
+    out: dict[PipelineTier, str] = {}
     for tier, endpoint in given.items():
         if tier not in tiers:
             raise UsageError("--tier", f"{tier}={endpoint}: the spec has no tier {tier!r} (it has {', '.join(tiers)})")
@@ -67,9 +69,9 @@ def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier
     return out
 
 
-def _assignments(items: Iterable[str]) -> dict[Tier, str]:
+def _assignments(items: Iterable[str]) -> dict[PipelineTier, str]:
     """``["edge=jetson-1", ...]`` from the command line."""
-    out: dict[Tier, str] = {}
+    out: dict[PipelineTier, str] = {}
     for item in items:
         tier, sep, endpoint = item.partition("=")
         if not sep or not tier or not endpoint:
@@ -84,7 +86,7 @@ class Attached:
 
     url: str
     api_key: str
-    tiers: dict[Tier, str]
+    tiers: dict[PipelineTier, str]
 
     def executor(self) -> Executor:
         from coordinator.circinus.executor import Endpoint, Executor
@@ -94,7 +96,9 @@ class Attached:
         )
 
 
-def attach(url: str, api_key: str, tiers: Iterable[Tier], given: Mapping[Tier, str] | None = None) -> Attached:
+def attach(
+    url: str, api_key: str, tiers: Iterable[PipelineTier], given: Mapping[PipelineTier, str] | None = None
+) -> Attached:
     return Attached(url, api_key, assign(tiers, endpoints(url, api_key), given or {}))
 
 
@@ -107,7 +111,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
 
 
-def from_arguments(url: str | None, api_key: str | None, tier: list[str], tiers: Iterable[Tier]) -> Attached | None:
+def from_arguments(
+    url: str | None, api_key: str | None, tier: list[str], tiers: Iterable[PipelineTier]
+) -> Attached | None:
     """The cluster ``--url`` names (None without it: the other two flags are then refused)."""
     if url is None:
         if api_key is not None or tier:

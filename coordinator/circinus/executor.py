@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from coordinator.circinus.planner import Plan
-from coordinator.circinus.spec import Pipeline, Tier
+from coordinator.circinus.planner import PipelinePlan
+from coordinator.circinus.spec import Pipeline, PipelineTier
 from coordinator.dora.remote import StageError, call
 from edgeweave.errors import EdgeweaveError
 from edgeweave.models.registry import resolve_checkpoint
@@ -38,7 +38,7 @@ PATH = "/v1/circinus/run"
 class OperatorError(EdgeweaveError):
     """A tier refused or could not run an operator (``tier``: which, when known)."""
 
-    def __init__(self, message: str, tier: Tier | None = None) -> None:
+    def __init__(self, message: str, tier: PipelineTier | None = None) -> None:
         super().__init__(message)
         self.tier = tier
 
@@ -82,11 +82,11 @@ class Invocation:
     latency_s: float
     outputs: dict[str, str]  # per operator: a class name or the LLM's text
     compute_s: dict[str, float]  # per operator, as its tier measured it
-    tiers: dict[str, Tier]
+    tiers: dict[str, PipelineTier]
 
 
 class Executor:
-    def __init__(self, endpoints: Mapping[Tier, Endpoint]) -> None:
+    def __init__(self, endpoints: Mapping[PipelineTier, Endpoint]) -> None:
         self.endpoints = dict(endpoints)
         self._classes: dict[str, tuple[str, ...] | None] = {}
 
@@ -97,7 +97,7 @@ class Executor:
             self._classes[model] = VisionConfig.from_dir(path).classes if is_vision_checkpoint(path) else None
         return self._classes[model]
 
-    def _run(self, model: str, tier: Tier, frame: torch.Tensor, parents: dict[str, str]) -> tuple[str, float]:
+    def _run(self, model: str, tier: PipelineTier, frame: torch.Tensor, parents: dict[str, str]) -> tuple[str, float]:
         if tier not in self.endpoints:
             raise OperatorError(f"{tier}: no endpoint for this tier", tier)
         classes = self._classes_of(model)
@@ -114,13 +114,13 @@ class Executor:
         answer = str(meta.get("text", "")) if classes is None else classes[int(result.argmax(-1)[0])]
         return answer, float(meta.get("seconds", 0.0))
 
-    def time(self, model: str, tier: Tier) -> float:
+    def time(self, model: str, tier: PipelineTier) -> float:
         """One run of ``model`` on ``tier`` (a sample frame or prompt), as the tier timed it: a
         profiling step on the tier itself."""
         frame = frames(1, seed=0)[0]
         return self._run(model, tier, frame, {"profile": "a car"})[1]
 
-    def invoke(self, plan: Plan, pipeline: Pipeline, frame: torch.Tensor) -> Invocation:
+    def invoke(self, plan: PipelinePlan, pipeline: Pipeline, frame: torch.Tensor) -> Invocation:
         """One frame ``[1, 3, 64, 64]`` through the plan."""
         t0 = time.perf_counter()
         futures: dict[str, Future[tuple[str, float]]] = {}
