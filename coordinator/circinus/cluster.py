@@ -13,9 +13,6 @@ planner then never places an operator there.  :func:`add_arguments` and
 from __future__ import annotations
 
 import argparse
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -31,18 +28,18 @@ KINDS: dict[str, tuple[str, ...]] = {"device": ("pi", "phone"), "edge": ("jetson
 
 def endpoints(url: str, api_key: str) -> dict[str, str]:
     """The coordinator's endpoints: id -> kind."""
-    req = urllib.request.Request(
-        url.rstrip("/") + "/v1/circinus/endpoints", headers={"Authorization": f"Bearer {api_key}"}
-    )
+    from edgeweave.wire.circinus import ENDPOINTS_PATH, EndpointList
+    from edgeweave.wire.client import BlockingClient, Refused, Unreachable
+
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return {e["id"]: e["kind"] for e in json.loads(resp.read())["data"]}
-    except urllib.error.HTTPError as e:
-        if e.code in (401, 403):
-            raise UsageError("--api-key", f"the coordinator at {url} refused it (HTTP {e.code})") from None
-        raise EdgeweaveError(f"{url}: HTTP {e.code} listing endpoints") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        listed = BlockingClient(url, api_key=api_key).get(ENDPOINTS_PATH, EndpointList, timeout_s=10)
+    except Refused as e:
+        if e.status in (401, 403):
+            raise UsageError("--api-key", f"the coordinator at {url} refused it (HTTP {e.status})") from None
+        raise EdgeweaveError(f"{url}: HTTP {e.status} listing endpoints ({e.error.message})") from None
+    except Unreachable as e:
         raise UsageError("--url", f"no coordinator answers at {url} ({e})") from None
+    return {e.id: e.kind for e in listed.data}
 
 
 def assign(

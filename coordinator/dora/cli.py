@@ -9,17 +9,17 @@ QoE no plan meets, is one line and exit code 2.
 from __future__ import annotations
 
 import argparse
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgeweave.errors import UsageError
-from edgeweave.wire.client import BlockingClient, Refused, Unreachable
-from edgeweave.wire.dora import PlanList, PlanRequest, PlanView, RunRequest, RunResult
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # the wire client imports aiohttp, the table rich: only a command needs them, not --help
+    from pydantic import BaseModel
+    from rich.table import Table
+
+    from edgeweave.wire.dora import PlanRequest, PlanView
+
+M = TypeVar("M", bound="BaseModel")
 TIMEOUT_S = 900.0  # a run of many training steps
 
 
@@ -42,13 +42,11 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         v.set_defaults(func=cmd_dora)
 
 
-def _client(args: argparse.Namespace) -> BlockingClient:
-    return BlockingClient(args.url, api_key=args.api_key)
-
-
 def _ask(args: argparse.Namespace, path: str, request: PlanRequest, model: type[M]) -> M:
+    from edgeweave.wire.client import BlockingClient, Refused, Unreachable
+
     try:
-        return _client(args).post(path, request, model, TIMEOUT_S)
+        return BlockingClient(args.url, api_key=args.api_key).post(path, request, model, TIMEOUT_S)
     except Refused as e:
         raise e.usage_error("request") from None
     except Unreachable as e:
@@ -57,18 +55,27 @@ def _ask(args: argparse.Namespace, path: str, request: PlanRequest, model: type[
 
 def plans_table(plans: list[PlanView], title: str) -> Table:
     """The Pareto set, one row per plan and one line per data-parallel pipeline: readable at 80 columns."""
-    table = Table(title=title, caption="pipelines: device[layers] x samples; mb: micro-batches")
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    caption = escape("pipelines: device[layers] x samples; mb: micro-batches; all predicted")
+    table = Table(title=escape(title), caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("pipelines", overflow="fold", ratio=1)
     for col in ("mb", "latency s", "samples/s", "energy J"):
         table.add_column(col, justify="right", no_wrap=True)
     for i, p in enumerate(plans):
         nums = (str(p.micro_batches), f"{p.latency_s:.4f}", f"{p.throughput:.1f}", f"{p.energy_j:.3f}")
-        table.add_row(str(i), "\n".join(p.layout()), *nums)
+        table.add_row(str(i), escape("\n".join(p.layout())), *nums)
     return table
 
 
 def cmd_dora(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from edgeweave.wire.dora import PlanList, PlanRequest, RunRequest, RunResult
+
     body = PlanRequest(
         model=args.model,
         training=args.training,
@@ -88,7 +95,7 @@ def cmd_dora(args: argparse.Namespace) -> int:
     run = RunRequest(**body.model_dump(), plan=args.plan, steps=args.steps)
     done = _ask(args, "/v1/dora/run", run, RunResult)
     m = done.measured
-    console.print(f"plan: {' | '.join(done.layout())}, {done.micro_batches} micro-batches")
+    console.print(f"plan: {' | '.join(done.layout())}, {done.micro_batches} micro-batches", markup=False)
     console.print(f"batch time: predicted {done.latency_s:.4f} s, measured {m.batch_s:.4f} s (median of {m.steps})")
     if m.losses:
         console.print("losses: " + ", ".join(f"{x:.4f}" for x in m.losses))
