@@ -60,7 +60,7 @@ import numpy as np
 from benchmarks.results_io import RESULTS, parser, save_result
 from coordinator.dora import baselines
 from coordinator.dora.adapter import Adapter, Conditions
-from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.partitioner import Estimate, PartitionPlan
 from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 from device.dora.routes import profile_layers
@@ -120,7 +120,7 @@ SCENARIOS = {
 }
 QOE_SLACK = 1.5  # the QoE: this times the fastest plan's latency
 SCALE_OUT = (16, 32)  # simulated device counts (inference, a 200 Mbit/s access point, batch 4 per device)
-Baseline = Callable[[ModelProfile, Sequence[DeviceProfile], Network, Workload], Plan | None]
+Baseline = Callable[[ModelProfile, Sequence[DeviceProfile], Network, Workload], PartitionPlan | None]
 BASELINES: dict[str, Baseline] = {
     "exo_ring": lambda m, d, n, w: baselines.exo_ring(m, d, w),
     "even_split": lambda m, d, n, w: baselines.even_split(m, d, w),
@@ -132,8 +132,8 @@ BASELINES: dict[str, Baseline] = {
 
 def measured_model(name: str, rounds: int) -> tuple[ModelProfile, tuple[float, ...], tuple[float, ...]]:
     prof = profile_layers(name, batch=2, seq_len=SEQ_LEN, rounds=rounds)
-    model = ModelProfile(name, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]), prof["input_bytes"])  # type: ignore[arg-type]
-    return model, tuple(prof["forward_s"]), tuple(prof["backward_s"])  # type: ignore[arg-type]
+    model = ModelProfile(name, tuple(prof.activation_bytes), tuple(prof.weight_bytes), prof.input_bytes)
+    return model, tuple(prof.forward_s), tuple(prof.backward_s)
 
 
 def devices_for(
@@ -157,7 +157,9 @@ def devices_for(
     return out
 
 
-def scored(plan: Plan, model: ModelProfile, devices: Sequence[DeviceProfile], net: Network, work: Workload) -> Estimate:
+def scored(
+    plan: PartitionPlan, model: ModelProfile, devices: Sequence[DeviceProfile], net: Network, work: Workload
+) -> Estimate:
     return score(plan, model, {d.name: d for d in devices}, net, work)
 
 
@@ -187,7 +189,7 @@ def compare(model: ModelProfile, devices: list[DeviceProfile], net: Network, wor
 
 
 def latency_now(
-    plan: Plan | None, model: ModelProfile, devices: list[DeviceProfile], net: Network, work: Workload
+    plan: PartitionPlan | None, model: ModelProfile, devices: list[DeviceProfile], net: Network, work: Workload
 ) -> float:
     present = {d.name for d in devices}
     if plan is None or not set(plan.devices) <= present:

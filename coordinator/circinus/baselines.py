@@ -18,20 +18,20 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from coordinator.circinus.planner import Catalog, Choice, Plan, Scored, meets, score
+from coordinator.circinus.planner import Catalog, Choice, PipelinePlan, Scored, meets, score
 from coordinator.circinus.profiles import Profiler, Tiers
 from coordinator.circinus.selection import Selection, select, summarize
-from coordinator.circinus.spec import Pipeline, Tier, Workload
+from coordinator.circinus.spec import Pipeline, PipelineTier, Workload
 
 
-def every_plan(pipeline: Pipeline, catalog: Catalog) -> Iterator[Plan]:
+def every_plan(pipeline: Pipeline, catalog: Catalog) -> Iterator[PipelinePlan]:
     per_op = [
         [Choice(o, cfg, t) for cfg in pipeline.operator(o).configs for t in pipeline.operator(o).tiers
          if (cfg.key, t) in catalog]
         for o in pipeline.order
     ]  # fmt: skip
     for combo in itertools.product(*per_op):
-        yield Plan(pipeline.name, tuple(combo))
+        yield PipelinePlan(pipeline.name, tuple(combo))
 
 
 @dataclass
@@ -76,7 +76,7 @@ def greedy(workload: Workload, catalog: Catalog, tiers: Tiers, profiler: Profile
 FEASIBILITY_TOL = 1e-6  # HiGHS's primal feasibility tolerance: a constraint may be exceeded by this much
 
 
-def within(selection: Selection, capacity: Mapping[Tier, float]) -> bool:
+def within(selection: Selection, capacity: Mapping[PipelineTier, float]) -> bool:
     """Whether a selection respects every tier's capacity (tests and the benchmark check it), up to the
     solver's feasibility tolerance."""
     return all(used <= capacity.get(t, 0.0) + FEASIBILITY_TOL for t, used in selection.load.items())

@@ -13,14 +13,11 @@ planner then never places an operator there.  :func:`add_arguments` and
 from __future__ import annotations
 
 import argparse
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from coordinator.circinus.spec import Tier
+from coordinator.circinus.spec import PipelineTier
 from edgeweave.errors import EdgeweaveError, UsageError
 
 if TYPE_CHECKING:  # the executor imports torch: only a run needs it, not --help
@@ -31,24 +28,26 @@ KINDS: dict[str, tuple[str, ...]] = {"device": ("pi", "phone"), "edge": ("jetson
 
 def endpoints(url: str, api_key: str) -> dict[str, str]:
     """The coordinator's endpoints: id -> kind."""
-    req = urllib.request.Request(
-        url.rstrip("/") + "/v1/circinus/endpoints", headers={"Authorization": f"Bearer {api_key}"}
-    )
+    from edgeweave.wire.circinus import ENDPOINTS_PATH, EndpointList
+    from edgeweave.wire.client import BlockingClient, Refused, Unreachable
+
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return {e["id"]: e["kind"] for e in json.loads(resp.read())["data"]}
-    except urllib.error.HTTPError as e:
-        if e.code in (401, 403):
-            raise UsageError("--api-key", f"the coordinator at {url} refused it (HTTP {e.code})") from None
-        raise EdgeweaveError(f"{url}: HTTP {e.code} listing endpoints") from None
-    except (urllib.error.URLError, TimeoutError, OSError) as e:
+        listed = BlockingClient(url, api_key=api_key).get(ENDPOINTS_PATH, EndpointList, timeout_s=10)
+    except Refused as e:
+        if e.status in (401, 403):
+            raise UsageError("--api-key", f"the coordinator at {url} refused it (HTTP {e.status})") from None
+        raise EdgeweaveError(f"{url}: HTTP {e.status} listing endpoints ({e.error.message})") from None
+    except Unreachable as e:
         raise UsageError("--url", f"no coordinator answers at {url} ({e})") from None
+    return {e.id: e.kind for e in listed.data}
 
 
-def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier, str]) -> dict[Tier, str]:
+def assign(
+    tiers: Iterable[PipelineTier], listed: Mapping[str, str], given: Mapping[PipelineTier, str]
+) -> dict[PipelineTier, str]:
     """Each tier's endpoint: ``given`` first, else the first listed of the tier's kinds."""
     tiers = list(tiers)
-    out: dict[Tier, str] = {}
+    out: dict[PipelineTier, str] = {}
     for tier, endpoint in given.items():
         if tier not in tiers:
             raise UsageError("--tier", f"{tier}={endpoint}: the spec has no tier {tier!r} (it has {', '.join(tiers)})")
@@ -67,9 +66,9 @@ def assign(tiers: Iterable[Tier], listed: Mapping[str, str], given: Mapping[Tier
     return out
 
 
-def _assignments(items: Iterable[str]) -> dict[Tier, str]:
+def _assignments(items: Iterable[str]) -> dict[PipelineTier, str]:
     """``["edge=jetson-1", ...]`` from the command line."""
-    out: dict[Tier, str] = {}
+    out: dict[PipelineTier, str] = {}
     for item in items:
         tier, sep, endpoint = item.partition("=")
         if not sep or not tier or not endpoint:
@@ -84,7 +83,7 @@ class Attached:
 
     url: str
     api_key: str
-    tiers: dict[Tier, str]
+    tiers: dict[PipelineTier, str]
 
     def executor(self) -> Executor:
         from coordinator.circinus.executor import Endpoint, Executor
@@ -94,7 +93,9 @@ class Attached:
         )
 
 
-def attach(url: str, api_key: str, tiers: Iterable[Tier], given: Mapping[Tier, str] | None = None) -> Attached:
+def attach(
+    url: str, api_key: str, tiers: Iterable[PipelineTier], given: Mapping[PipelineTier, str] | None = None
+) -> Attached:
     return Attached(url, api_key, assign(tiers, endpoints(url, api_key), given or {}))
 
 
@@ -107,7 +108,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --url: the endpoint serving a tier (default: by device kind)")  # fmt: skip
 
 
-def from_arguments(url: str | None, api_key: str | None, tier: list[str], tiers: Iterable[Tier]) -> Attached | None:
+def from_arguments(
+    url: str | None, api_key: str | None, tier: list[str], tiers: Iterable[PipelineTier]
+) -> Attached | None:
     """The cluster ``--url`` names (None without it: the other two flags are then refused)."""
     if url is None:
         if api_key is not None or tier:

@@ -22,7 +22,7 @@ import numpy as np
 
 from coordinator.circinus.planner import Catalog
 from coordinator.circinus.profiles import OpStats, Sampler, Tiers
-from coordinator.circinus.spec import Infrastructure, Tier, Workload
+from coordinator.circinus.spec import Infrastructure, PipelineTier, Workload
 from edgeweave.models.vision import DETECT_CLASSES, frames
 from edgeweave.operators.runtime import FRAME_SIZE, LLMOp, VisionOp, load_operator
 
@@ -38,7 +38,7 @@ class TierSpec:
     usd_per_s: float  # billed per busy second
 
 
-def from_infrastructure(infra: Infrastructure) -> tuple[Tiers, dict[Tier, TierSpec]]:
+def from_infrastructure(infra: Infrastructure) -> tuple[Tiers, dict[PipelineTier, TierSpec]]:
     """The planner's view of a spec's ``infrastructure`` block, and the tiers' speeds and prices."""
     tiers = Tiers(
         {t: m.capacity for t, m in infra.tiers.items()},
@@ -65,11 +65,14 @@ def _runner(op: VisionOp | LLMOp) -> tuple[Callable[[], object], int]:
     return (lambda: op(PROMPT)), TEXT_BYTES
 
 
-TierRunner = Callable[[str, Tier], float]  # (model, tier) -> seconds one run took on that tier
+TierRunner = Callable[[str, PipelineTier], float]  # (model, tier) -> seconds one run took on that tier
 
 
 def measure(
-    workload: Workload, tiers: Mapping[Tier, TierSpec], calibration_runs: int = 5, on_tiers: TierRunner | None = None
+    workload: Workload,
+    tiers: Mapping[PipelineTier, TierSpec],
+    calibration_runs: int = 5,
+    on_tiers: TierRunner | None = None,
 ) -> Measured:
     """The catalog and a sampler.  Without ``on_tiers`` every run is on this machine, scaled by the
     tier's factor; with it (the live executor's :meth:`coordinator.circinus.executor.Executor.time`)
@@ -81,12 +84,12 @@ def measure(
     out_bytes: dict[str, int] = {}
     model_of = {cfg.key: cfg.model for p in workload.pipelines for op in p.operators for cfg in op.configs}
 
-    def sample(key: str, tier: Tier) -> float:
+    def sample(key: str, tier: PipelineTier) -> float:
         if on_tiers is not None:
             return on_tiers(model_of[key], tier)
         return _timed(runs[model_of[key]]) * tiers[tier].factor
 
-    catalog: dict[tuple[str, Tier], OpStats] = {}
+    catalog: dict[tuple[str, PipelineTier], OpStats] = {}
     for pipeline in workload.pipelines:
         for op in pipeline.operators:
             for cfg in op.configs:

@@ -40,9 +40,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.circinus.profiles import OpStats, Profiler, Tiers
-from coordinator.circinus.spec import SLO, OperatorConfig, Pipeline, Tier
+from coordinator.circinus.spec import SLO, OperatorConfig, Pipeline, PipelineTier
 
-Catalog = Mapping[tuple[str, Tier], OpStats]  # (configuration key, tier) -> what it was measured at
+Catalog = Mapping[tuple[str, PipelineTier], OpStats]  # (configuration key, tier) -> what it was measured at
 DEFAULT_K: int | None = None  # hand the selection every non-dominated plan (measured: K = 4 lost ~10% goodput)
 
 
@@ -50,15 +50,15 @@ DEFAULT_K: int | None = None  # hand the selection every non-dominated plan (mea
 class Choice:
     op: str
     config: OperatorConfig
-    tier: Tier
+    tier: PipelineTier
 
     @property
-    def key(self) -> tuple[str, Tier]:
+    def key(self) -> tuple[str, PipelineTier]:
         return (self.config.key, self.tier)
 
 
 @dataclass(frozen=True)
-class Plan:
+class PipelinePlan:
     pipeline: str
     choices: tuple[Choice, ...]  # in the pipeline's topological order
 
@@ -68,13 +68,13 @@ class Plan:
 
 @dataclass(frozen=True)
 class Scored:
-    plan: Plan
+    plan: PipelinePlan
     latency_s: float  # mean estimate of the longest path
     accuracy: float
     cost_usd: float  # per invocation
-    busy_s: tuple[tuple[Tier, float], ...]  # compute-seconds per invocation, per tier
+    busy_s: tuple[tuple[PipelineTier, float], ...]  # compute-seconds per invocation, per tier
 
-    def load(self, tier: Tier) -> float:
+    def load(self, tier: PipelineTier) -> float:
         return dict(self.busy_s).get(tier, 0.0)
 
 
@@ -87,14 +87,14 @@ def _transfer_s(pipeline: Pipeline, choices: Mapping[str, Choice], catalog: Cata
     return t + tiers.hop_s(choices[path[-1]].tier, tiers.source, catalog[choices[path[-1]].key].output_bytes)
 
 
-def score(plan: Plan, pipeline: Pipeline, catalog: Catalog, tiers: Tiers, profiler: Profiler) -> Scored:
+def score(plan: PipelinePlan, pipeline: Pipeline, catalog: Catalog, tiers: Tiers, profiler: Profiler) -> Scored:
     by_op = {c.op: c for c in plan.choices}
     latency = max(
         _transfer_s(pipeline, by_op, catalog, tiers, p) + sum(profiler.mean(*by_op[o].key) for o in p)
         for p in pipeline.paths
     )
     stats = [catalog[c.key] for c in plan.choices]
-    busy: dict[Tier, float] = {}
+    busy: dict[PipelineTier, float] = {}
     for c, s in zip(plan.choices, stats, strict=True):
         busy[c.tier] = busy.get(c.tier, 0.0) + s.busy_s
     return Scored(plan, latency, math.prod(s.accuracy for s in stats), sum(s.cost_usd for s in stats),
@@ -113,7 +113,7 @@ def meets(scored: Scored, pipeline: Pipeline, slo: SLO, catalog: Catalog, tiers:
 
 
 def options(pipeline: Pipeline, catalog: Catalog, profiler: Profiler,
-            tiers_allowed: frozenset[Tier] | None = None) -> dict[str, list[Choice]]:  # fmt: skip
+            tiers_allowed: frozenset[PipelineTier] | None = None) -> dict[str, list[Choice]]:  # fmt: skip
     """Each operator's non-dominated choices (per tier), cheapest first."""
     out: dict[str, list[Choice]] = {}
     for op in pipeline.operators:
@@ -181,7 +181,7 @@ class Search:
             return
         self.found = [o for o in self.found if not _beats(scored, o)] + [scored]
 
-    def _beaten(self, cost_floor: float, load: Mapping[Tier, float]) -> bool:
+    def _beaten(self, cost_floor: float, load: Mapping[PipelineTier, float]) -> bool:
         """Some plan found is no dearer than ``cost_floor`` and loads no tier more than ``load``: it
         beats every completion of a partial plan with these lower bounds."""
         return any(
@@ -213,7 +213,7 @@ class Search:
             return max(sum(self._optimistic(chosen[o]) if o in chosen else lat_min[o] for o in p)
                        for p in self.pipeline.paths)  # fmt: skip
 
-        def expand(i: int, chosen: dict[str, Choice], acc: float, cost: float, load: dict[Tier, float]) -> None:
+        def expand(i: int, chosen: dict[str, Choice], acc: float, cost: float, load: dict[PipelineTier, float]) -> None:
             self.steps += 1
             if acc * acc_rest[i] < self.slo.min_accuracy:
                 return
@@ -222,7 +222,7 @@ class Search:
             if latency_bound(chosen) > self.slo.latency_s:
                 return
             if i == len(order):
-                plan = Plan(self.pipeline.name, tuple(chosen[o] for o in order))
+                plan = PipelinePlan(self.pipeline.name, tuple(chosen[o] for o in order))
                 scored = score(plan, self.pipeline, self.catalog, self.tiers, self.profiler)
                 if meets(scored, self.pipeline, self.slo, self.catalog, self.tiers, self.profiler):
                     self.offer(scored)
@@ -248,7 +248,7 @@ class Planner:
     tiers: Tiers
     profiler: Profiler
     k: int | None = DEFAULT_K
-    tiers_allowed: frozenset[Tier] | None = None
+    tiers_allowed: frozenset[PipelineTier] | None = None
     reuse: bool = True
     steps: int = 0
     _opts: dict[str, dict[str, list[Choice]]] = field(default_factory=dict)

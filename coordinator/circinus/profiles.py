@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 
 from scipy.stats import t as student_t
 
-from coordinator.circinus.spec import Tier
+from coordinator.circinus.spec import PipelineTier
 
-Sampler = Callable[[str, Tier], float]  # (configuration key, tier) -> one measured latency, s
+Sampler = Callable[[str, PipelineTier], float]  # (configuration key, tier) -> one measured latency, s
 
 
 @functools.lru_cache(maxsize=1024)
@@ -55,12 +55,12 @@ class OpStats:
 
 @dataclass(frozen=True)
 class Tiers:
-    capacity: Mapping[Tier, float]  # compute-seconds per second each tier offers
-    rtt_s: Mapping[tuple[Tier, Tier], float]  # one transfer between tiers (0 within one)
-    bandwidth: Mapping[tuple[Tier, Tier], float]  # bytes/s
-    source: Tier = "device"  # where the input comes from and the answer goes back to
+    capacity: Mapping[PipelineTier, float]  # compute-seconds per second each tier offers
+    rtt_s: Mapping[tuple[PipelineTier, PipelineTier], float]  # one transfer between tiers (0 within one)
+    bandwidth: Mapping[tuple[PipelineTier, PipelineTier], float]  # bytes/s
+    source: PipelineTier = "device"  # where the input comes from and the answer goes back to
 
-    def hop_s(self, a: Tier, b: Tier, nbytes: int) -> float:
+    def hop_s(self, a: PipelineTier, b: PipelineTier, nbytes: int) -> float:
         if a == b:
             return 0.0
         key = (a, b) if (a, b) in self.rtt_s else (b, a)
@@ -75,20 +75,20 @@ class Profiler:
     min_samples: int = 3
     max_samples: int = 20
     early_stop: bool = True
-    samples: dict[tuple[str, Tier], list[float]] = field(default_factory=dict)
-    _cached: dict[tuple[str, Tier], tuple[int, float, float]] = field(default_factory=dict)
+    samples: dict[tuple[str, PipelineTier], list[float]] = field(default_factory=dict)
+    _cached: dict[tuple[str, PipelineTier], tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
         return sum(len(v) for v in self.samples.values())
 
-    def _take(self, key: str, tier: Tier, n: int) -> list[float]:
+    def _take(self, key: str, tier: PipelineTier, n: int) -> list[float]:
         got = self.samples.setdefault((key, tier), [])
         while len(got) < n:
             got.append(self.sampler(key, tier))
         return got
 
-    def estimate(self, key: str, tier: Tier) -> tuple[float, float]:
+    def estimate(self, key: str, tier: PipelineTier) -> tuple[float, float]:
         """(mean, half-width) from the samples so far (``min_samples`` taken first)."""
         got = self._take(key, tier, self.min_samples)
         n = len(got)
@@ -99,16 +99,16 @@ class Profiler:
             cached = self._cached[(key, tier)] = (n, mean, half)
         return cached[1], cached[2]
 
-    def known(self, key: str, tier: Tier) -> bool:
+    def known(self, key: str, tier: PipelineTier) -> bool:
         mean, half = self.estimate(key, tier)
         n = len(self.samples[(key, tier)])
         return n >= self.max_samples or half <= self.precision * mean
 
-    def _done(self, part: tuple[str, Tier]) -> bool:
+    def _done(self, part: tuple[str, PipelineTier]) -> bool:
         """No more samples for this part: known (early stopping) or at ``max_samples`` (without)."""
         return self.known(*part) if self.early_stop else len(self.samples[part]) >= self.max_samples
 
-    def decide(self, parts: list[tuple[str, Tier]], fixed_s: float, bound_s: float) -> bool:
+    def decide(self, parts: list[tuple[str, PipelineTier]], fixed_s: float, bound_s: float) -> bool:
         """Whether ``fixed_s`` plus the latencies of ``parts`` (one path's operators) stays within
         ``bound_s``, sampling incrementally until the interval decides."""
         while True:
@@ -123,5 +123,5 @@ class Profiler:
             _, (key, tier) = max(open_parts, key=lambda hp: hp[0])
             self._take(key, tier, len(self.samples[(key, tier)]) + 1)
 
-    def mean(self, key: str, tier: Tier) -> float:
+    def mean(self, key: str, tier: PipelineTier) -> float:
         return self.estimate(key, tier)[0]

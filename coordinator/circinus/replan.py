@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from coordinator.circinus.planner import Catalog, Scored
 from coordinator.circinus.profiles import Profiler, Tiers
 from coordinator.circinus.solve import Solution, solve
-from coordinator.circinus.spec import Tier, Workload
+from coordinator.circinus.spec import PipelineTier, Workload
 
 
 @dataclass
@@ -36,17 +36,17 @@ class Replanner:
     profiler: Profiler
     window: int = 20
     min_attainment: float = 0.8
-    down: set[Tier] = field(default_factory=set)
+    down: set[PipelineTier] = field(default_factory=set)
     replans: int = 0
     _met: dict[str, deque[bool]] = field(default_factory=dict)
 
-    def observe(self, query: str, met: bool, compute_s: Mapping[tuple[str, Tier], float]) -> None:
+    def observe(self, query: str, met: bool, compute_s: Mapping[tuple[str, PipelineTier], float]) -> None:
         """One invocation of ``query``: whether it met its SLO and each (configuration, tier)'s time."""
         self._met.setdefault(query, deque(maxlen=self.window)).append(met)
         for key, seconds in compute_s.items():
             self.profiler.samples.setdefault(key, []).append(seconds)
 
-    def failed(self, tier: Tier) -> None:
+    def failed(self, tier: PipelineTier) -> None:
         self.down.add(tier)
 
     def attainment(self, query: str) -> float | None:

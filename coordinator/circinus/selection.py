@@ -25,7 +25,7 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from coordinator.circinus.planner import Scored
-from coordinator.circinus.spec import Query, Tier
+from coordinator.circinus.spec import PipelineTier, Query
 
 GOODPUT_GAP = 1e-4  # relative; capped below half the smallest rate's share, so goodput is exact
 COST_GAP = 1e-2  # relative: the least cost to within 1% (closing it further took HiGHS 30 s at 100 queries)
@@ -36,12 +36,12 @@ class Selection:
     chosen: Mapping[str, Scored]  # query id -> its plan (served queries only)
     goodput: float  # invocations/s of queries served within their SLO
     cost_usd_s: float  # dollars per second of the served queries
-    load: Mapping[Tier, float]  # compute-seconds per second used on each tier
+    load: Mapping[PipelineTier, float]  # compute-seconds per second used on each tier
 
 
 def summarize(queries: Sequence[Query], chosen: Mapping[str, Scored]) -> Selection:
     rate = {q.id: q.rate for q in queries}
-    load: dict[Tier, float] = {}
+    load: dict[PipelineTier, float] = {}
     for qid, s in chosen.items():
         for tier, busy in s.busy_s:
             load[tier] = load.get(tier, 0.0) + rate[qid] * busy
@@ -56,7 +56,7 @@ def summarize(queries: Sequence[Query], chosen: Mapping[str, Scored]) -> Selecti
 def select(
     queries: Sequence[Query],
     candidates: Mapping[str, Sequence[Scored]],
-    capacity: Mapping[Tier, float],
+    capacity: Mapping[PipelineTier, float],
     time_limit_s: float = 30.0,
 ) -> Selection:
     """The best assignment of ``candidates`` (query id -> plans meeting its SLO) within ``capacity``.
@@ -111,7 +111,7 @@ def _cheapened(
     queries: Sequence[Query],
     chosen: Mapping[str, Scored],
     candidates: Mapping[str, Sequence[Scored]],
-    capacity: Mapping[Tier, float],
+    capacity: Mapping[PipelineTier, float],
 ) -> dict[str, Scored]:
     """Each served query moved, one at a time, to the cheapest of its own plans that still fits:
     the cost program stops within ``COST_GAP``, often on a plan that such a swap improves.  The same

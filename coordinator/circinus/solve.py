@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from coordinator.circinus.planner import DEFAULT_K, Catalog, Planner
 from coordinator.circinus.profiles import Profiler, Tiers
 from coordinator.circinus.selection import Selection, select
-from coordinator.circinus.spec import Tier, Workload
+from coordinator.circinus.spec import PipelineTier, Workload
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def solve(
     tiers: Tiers,
     profiler: Profiler,
     k: int | None = DEFAULT_K,
-    tiers_allowed: frozenset[Tier] | None = None,
+    tiers_allowed: frozenset[PipelineTier] | None = None,
     reuse: bool = True,
 ) -> Solution:
     planner = Planner(catalog, tiers, profiler, k, tiers_allowed, reuse)

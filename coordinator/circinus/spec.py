@@ -43,8 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edgeweave.errors import UsageError
 
-Tier = Literal["device", "edge", "cloud"]
-TIERS: tuple[Tier, ...] = ("device", "edge", "cloud")
+PipelineTier = Literal["device", "edge", "cloud"]
+TIERS: tuple[PipelineTier, ...] = ("device", "edge", "cloud")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -69,7 +69,7 @@ class Operator(_Strict):
     name: str = Field(pattern=NAME)
     kind: str = Field(min_length=1)
     configs: tuple[OperatorConfig, ...] = Field(min_length=1)
-    tiers: tuple[Tier, ...] = Field(min_length=1)
+    tiers: tuple[PipelineTier, ...] = Field(min_length=1)
 
 
 class Pipeline(_Strict):
@@ -176,15 +176,15 @@ class TierModel(_Strict):
 
 
 class Link(_Strict):
-    between: tuple[Tier, Tier]
+    between: tuple[PipelineTier, PipelineTier]
     rtt_ms: float = Field(ge=0)
     mbit: float = Field(gt=0)
 
 
 class Infrastructure(_Strict):
-    tiers: dict[Tier, TierModel] = Field(min_length=1)
+    tiers: dict[PipelineTier, TierModel] = Field(min_length=1)
     links: tuple[Link, ...] = ()
-    source: Tier = "device"  # where inputs come from and answers go back to
+    source: PipelineTier = "device"  # where inputs come from and answers go back to
 
     @model_validator(mode="after")
     def _every_pair_linked(self) -> Infrastructure:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.partitioner import Estimate, PartitionPlan
 from coordinator.dora.planner import partition
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 
@@ -37,7 +37,7 @@ class Conditions:
 
 @dataclass(frozen=True)
 class Mix:
-    parts: tuple[tuple[Plan, Estimate, float], ...]  # (plan, its estimate, share of time)
+    parts: tuple[tuple[PartitionPlan, Estimate, float], ...]  # (plan, its estimate, share of time)
     batch: int  # samples per batch (estimates are per batch)
 
     @property
@@ -53,7 +53,7 @@ def _per_sample(e: Estimate, batch: int) -> float:
     return e.energy_j / batch
 
 
-def choose(front: Sequence[tuple[Plan, Estimate]], qoe: QoE, batch: int) -> Mix | None:
+def choose(front: Sequence[tuple[PartitionPlan, Estimate]], qoe: QoE, batch: int) -> Mix | None:
     """The least-energy way to serve ``qoe.min_throughput`` (or the least-energy plan when there is
     no throughput target) with plans that meet the latency bound; None if nothing can."""
     ok = [(p, e) for p, e in front if qoe.max_latency_s is None or e.latency_s <= qoe.max_latency_s]

@@ -13,36 +13,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
 from coordinator.cluster.registry import Registry
 from coordinator.dora.adapter import Adapter, Conditions
-from coordinator.dora.partitioner import Estimate, Plan
+from coordinator.dora.partitioner import Estimate, PartitionPlan
 from coordinator.dora.planner import partition
 from coordinator.dora.profiles import QoE, Workload
 from coordinator.dora.service import Member, measure, run
 from edgeweave.errors import EdgeweaveError
 from edgeweave.serving.http_errors import ApiError, parse_body
+from edgeweave.wire.dora import PipelineView, PlanList, PlanRequest, PlanView, RunRequest, RunResult, StageView
 
 REGISTRY = web.AppKey("dora_registry", Registry)
-
-
-class PlanRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1)
-    training: bool = False
-    batch: int = Field(default=8, ge=1, le=4096)
-    seq_len: int = Field(default=32, ge=1, le=8192)
-    max_latency_s: float | None = Field(default=None, gt=0)
-    min_throughput: float | None = Field(default=None, gt=0)
-
-
-class RunRequest(PlanRequest):
-    plan: int = Field(default=0, ge=0)  # index into the Pareto set, fastest first
-    steps: int = Field(default=3, ge=1, le=10_000)
 
 
 def _members(registry: Registry) -> list[Member]:
@@ -58,23 +42,29 @@ def _members(registry: Registry) -> list[Member]:
     return out
 
 
-def _describe(plan: Plan, est: Estimate) -> dict[str, Any]:
-    return {
-        "pipelines": [
-            {"samples": p.samples, "stages": [{"device": s.device, "layers": [s.start, s.end]} for s in p.stages]}
+def _describe(plan: PartitionPlan, est: Estimate) -> PlanView:
+    return PlanView(
+        pipelines=[
+            PipelineView(
+                samples=p.samples, stages=[StageView(device=s.device, layers=(s.start, s.end)) for s in p.stages]
+            )
             for p in plan.pipelines
         ],
-        "micro_batches": plan.micro_batches,
-        "latency_s": est.latency_s,
-        "throughput": est.throughput,
-        "energy_j": est.energy_j,
-    }
+        micro_batches=plan.micro_batches,
+        latency_s=est.latency_s,
+        throughput=est.throughput,
+        energy_j=est.energy_j,
+    )
+
+
+def _json(body: PlanList | RunResult) -> web.Response:
+    return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 
 @dataclass(frozen=True)
 class _Planned:
     members: list[Member]
-    front: list[tuple[Plan, Estimate]]
+    front: list[tuple[PartitionPlan, Estimate]]
     adapter: Adapter  # for re-planning mid-run, on the same measurements
 
 
@@ -91,7 +81,7 @@ def _plan(registry: Registry, req: PlanRequest) -> _Planned:
 async def plan_route(request: web.Request) -> web.Response:
     req = await parse_body(request, PlanRequest)
     planned = await asyncio.to_thread(_plan, request.app[REGISTRY], req)
-    return web.json_response({"object": "list", "data": [_describe(p, e) for p, e in planned.front]})
+    return _json(PlanList(data=[_describe(p, e) for p, e in planned.front]))
 
 
 async def run_route(request: web.Request) -> web.Response:
@@ -102,23 +92,23 @@ async def run_route(request: web.Request) -> web.Response:
     def present() -> frozenset[str]:
         return frozenset(r.id for r in list(registry.devices.values()) if r.state == "up")
 
-    def go() -> dict[str, Any]:
+    def go() -> RunResult:
         planned = _plan(registry, req)
         front, net = planned.front, planned.adapter.net
         if req.plan >= len(front):
             raise ApiError(400, f"plan: {req.plan} is past the {len(front)} plans that meet the QoE", param="plan")
         plan, est = front[req.plan]
 
-        def replan(left: frozenset[str]) -> Plan | None:
+        def replan(left: frozenset[str]) -> PartitionPlan | None:
             mix = planned.adapter.observe(Conditions(net.shared_bytes_s, left))
             return mix.parts[0][0] if mix else None
 
         measured = run(
             plan, planned.members, registry.key, req.model, req.training, req.seq_len, req.steps, replan, present
         )
-        return {**_describe(plan, est), "measured": measured}
+        return RunResult(**_describe(plan, est).model_dump(), measured=measured)
 
-    return web.json_response(await asyncio.to_thread(go))
+    return _json(await asyncio.to_thread(go))
 
 
 def add_routes(app: web.Application, registry: Registry) -> None:

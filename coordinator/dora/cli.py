@@ -1,22 +1,26 @@
 """``edgeweave dora plan|run``: ask a coordinator to plan a model over its devices, or run a plan.
 
 Prints the Pareto set (each plan's pipelines, micro-batches, predicted
-latency, throughput and energy); ``run`` also prints the batch time measured
-on the devices.  A refusal from the coordinator is one line and exit code 2.
+latency, throughput and energy), readable in 80 columns; ``run`` also prints
+the batch time measured on the devices.  A refusal from the coordinator, or a
+QoE no plan meets, is one line and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import urllib.error
-import urllib.request
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edgeweave.errors import UsageError
+
+if TYPE_CHECKING:  # the wire client imports aiohttp, the table rich: only a command needs them, not --help
+    from pydantic import BaseModel
+    from rich.table import Table
+
+    from edgeweave.wire.dora import PlanRequest, PlanView
+
+M = TypeVar("M", bound="BaseModel")
+TIMEOUT_S = 900.0  # a run of many training steps
 
 
 def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
@@ -38,57 +42,72 @@ def add_parser(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         v.set_defaults(func=cmd_dora)
 
 
-def _post(url: str, key: str, path: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
+def _ask(args: argparse.Namespace, path: str, request: PlanRequest, model: type[M]) -> M:
+    from edgeweave.wire.client import BlockingClient, Refused, Unreachable
+
     try:
-        with urllib.request.urlopen(req, timeout=900) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())["error"]
-        except (ValueError, KeyError, TypeError):
-            raise UsageError("url", f"the coordinator answered HTTP {e.code}") from None
-        raise UsageError(err.get("param") or "request", err["message"]) from None
-    except (urllib.error.URLError, OSError) as e:
-        raise UsageError("url", f"cannot reach {url} ({e})") from None
+        return BlockingClient(args.url, api_key=args.api_key).post(path, request, model, TIMEOUT_S)
+    except Refused as e:
+        raise e.usage_error("request") from None
+    except Unreachable as e:
+        raise UsageError("--url", f"cannot reach {args.url} ({e})") from None
 
 
-def _layout(plan: dict[str, Any]) -> str:
-    return " | ".join(
-        " -> ".join(f"{s['device']}[{s['layers'][0]}:{s['layers'][1]}]" for s in p["stages"]) + f" x{p['samples']}"
-        for p in plan["pipelines"]
-    )
+def plans_table(plans: list[PlanView], title: str) -> Table:
+    """The Pareto set, one row per plan and one line per data-parallel pipeline: readable at 80 columns."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    caption = escape("pipelines: device[layers] x samples; mb: micro-batches; all predicted")
+    table = Table(title=escape(title), caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("pipelines", overflow="fold", ratio=1)
+    for col in ("mb", "latency s", "samples/s", "energy J"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for i, p in enumerate(plans):
+        nums = (str(p.micro_batches), f"{p.latency_s:.4f}", f"{p.throughput:.1f}", f"{p.energy_j:.3f}")
+        table.add_row(str(i), escape("\n".join(p.layout())), *nums)
+    return table
 
 
 def cmd_dora(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {
-        "model": args.model,
-        "training": args.training,
-        "batch": args.batch,
-        "seq_len": args.seq_len,
-        "max_latency_s": args.max_latency,
-        "min_throughput": args.min_throughput,
-    }
+    from rich.console import Console
+
+    from edgeweave.wire.dora import PlanList, PlanRequest, RunRequest, RunResult
+
+    body = PlanRequest(
+        model=args.model,
+        training=args.training,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        max_latency_s=args.max_latency,
+        min_throughput=args.min_throughput,
+    )
     console = Console()
     if args.verb == "plan":
-        plans = _post(args.url, args.api_key, "/v1/dora/plan", body)["data"]
-        table = Table(title=f"{args.model}: {'training' if args.training else 'inference'}, batch {args.batch}")
-        for col in ("#", "pipelines (device[layers] x samples)", "micro-batches", "latency s", "samples/s", "energy J"):
-            table.add_column(col)
-        for i, p in enumerate(plans):
-            row = (_layout(p), str(p["micro_batches"]), f"{p['latency_s']:.4f}", f"{p['throughput']:.1f}")
-            table.add_row(str(i), *row, f"{p['energy_j']:.3f}")
-        console.print(table)
+        plans = _ask(args, "/v1/dora/plan", body, PlanList).data
+        if not plans:
+            raise _unmet(args)
+        kind = "training" if args.training else "inference"
+        console.print(plans_table(plans, f"{args.model}: {kind}, batch {args.batch}"))
         return 0
-    done = _post(args.url, args.api_key, "/v1/dora/run", {**body, "plan": args.plan, "steps": args.steps})
-    m = done["measured"]
-    console.print(f"plan: {_layout(done)}, {done['micro_batches']} micro-batches")
-    predicted, measured = done["latency_s"], m["batch_s"]
-    console.print(f"batch time: predicted {predicted:.4f} s, measured {measured:.4f} s (median of {m['steps']})")
-    if m["losses"]:
-        console.print("losses: " + ", ".join(f"{x:.4f}" for x in m["losses"]))
+    run = RunRequest(**body.model_dump(), plan=args.plan, steps=args.steps)
+    done = _ask(args, "/v1/dora/run", run, RunResult)
+    m = done.measured
+    console.print(f"plan: {' | '.join(done.layout())}, {done.micro_batches} micro-batches", markup=False)
+    console.print(f"batch time: predicted {done.latency_s:.4f} s, measured {m.batch_s:.4f} s (median of {m.steps})")
+    if m.losses:
+        console.print("losses: " + ", ".join(f"{x:.4f}" for x in m.losses))
     return 0
+
+
+def _unmet(args: argparse.Namespace) -> UsageError:
+    """No plan meets the QoE: the error names the target that was asked for."""
+    per = "step" if args.training else "request"
+    asked = [("--max-latency", f"at most {args.max_latency:g} s per {per}")] if args.max_latency is not None else []
+    if args.min_throughput is not None:
+        asked.append(("--min-throughput", f"at least {args.min_throughput:g} samples/s"))
+    if not asked:
+        return UsageError("--model", "no plan fits it on the cluster's devices (not enough memory)")
+    return UsageError(asked[0][0], f"no plan meets the QoE ({', '.join(a for _, a in asked)}) on the cluster's devices")

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from coordinator.dora.partitioner import Estimate, Hop, Plan, allreduce_s, hops
+from coordinator.dora.partitioner import Estimate, Hop, PartitionPlan, allreduce_s, hops
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
 Order = Literal["fifo", "critical"]
@@ -59,7 +59,7 @@ def _chain(jobs: list[_Job]) -> None:
 
 
 def _jobs(
-    plan: Plan, model: ModelProfile, devices: Mapping[str, DeviceProfile], net: Network, work: Workload
+    plan: PartitionPlan, model: ModelProfile, devices: Mapping[str, DeviceProfile], net: Network, work: Workload
 ) -> list[_Job]:
     """Every job of one batch, linked to what must finish first; ``remaining`` filled in."""
     out: list[_Job] = []
@@ -99,7 +99,12 @@ def _jobs(
 
 
 def simulate(
-    plan: Plan, model: ModelProfile, devices: Mapping[str, DeviceProfile], net: Network, work: Workload, order: Order
+    plan: PartitionPlan,
+    model: ModelProfile,
+    devices: Mapping[str, DeviceProfile],
+    net: Network,
+    work: Workload,
+    order: Order,
 ) -> Schedule:
     jobs = _jobs(plan, model, devices, net, work)
     queues: dict[str, list[_Job]] = {}
@@ -142,7 +147,7 @@ def simulate(
 
 
 def rescore(
-    plan: Plan,
+    plan: PartitionPlan,
     est: Estimate,
     model: ModelProfile,
     devices: Mapping[str, DeviceProfile],

@@ -56,7 +56,7 @@ MAX_PIPELINES = 4
 
 
 @dataclass(frozen=True)
-class Stage:
+class PlacedStage:
     device: str
     start: int
     end: int  # exclusive
@@ -64,12 +64,12 @@ class Stage:
 
 @dataclass(frozen=True)
 class Pipeline:
-    stages: tuple[Stage, ...]
+    stages: tuple[PlacedStage, ...]
     samples: int  # its part of the batch
 
 
 @dataclass(frozen=True)
-class Plan:
+class PartitionPlan:
     pipelines: tuple[Pipeline, ...]
     micro_batches: int
 
@@ -111,7 +111,7 @@ class Hop:
         return crossing, self.legs * net.latency_s + max(crossing, links)
 
 
-def hops(model: ModelProfile, stages: Sequence[Stage], training: bool) -> tuple[list[Hop], list[Hop]]:
+def hops(model: ModelProfile, stages: Sequence[PlacedStage], training: bool) -> tuple[list[Hop], list[Hop]]:
     """A pipeline's transfers: forward (the input to stage 0, then one before each later stage, and
     in inference the output back after the last) and, in training, backward (one after each stage
     but the first, in reverse order, then the first stage's empty answer)."""
@@ -136,7 +136,7 @@ def stage_memory(model: ModelProfile, start: int, end: int, samples: int, traini
 
 
 def estimate(
-    plan: Plan, model: ModelProfile, devices: Mapping[str, DeviceProfile], net: Network, work: Workload
+    plan: PartitionPlan, model: ModelProfile, devices: Mapping[str, DeviceProfile], net: Network, work: Workload
 ) -> Estimate:
     m_count = plan.micro_batches
     fwd: list[list[float]] = []
@@ -175,7 +175,9 @@ def estimate(
     return Estimate(latency, throughput, energy)
 
 
-def cut(model: ModelProfile, chain: Sequence[DeviceProfile], samples: int, training: bool) -> tuple[Stage, ...] | None:
+def cut(
+    model: ModelProfile, chain: Sequence[DeviceProfile], samples: int, training: bool
+) -> tuple[PlacedStage, ...] | None:
     """Contiguous layer ranges for ``chain`` in order, at least one layer each, making the slowest
     stage's per-sample time as small as possible within every device's memory; None if none fits."""
     n_layers, k = model.layers, len(chain)
@@ -196,11 +198,11 @@ def cut(model: ModelProfile, chain: Sequence[DeviceProfile], samples: int, train
                     best[j][i], back[j][i] = value, h
     if best[k][n_layers] == math.inf:
         return None
-    stages: list[Stage] = []
+    stages: list[PlacedStage] = []
     end = n_layers
     for j in range(k, 0, -1):
         start = back[j][end]
-        stages.append(Stage(chain[j - 1].name, start, end))
+        stages.append(PlacedStage(chain[j - 1].name, start, end))
         end = start
     return tuple(reversed(stages))
 
@@ -222,7 +224,7 @@ def _split(batch: int, speeds: Sequence[float]) -> list[int] | None:
     return parts
 
 
-def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Workload) -> Iterator[Plan]:
+def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Workload) -> Iterator[PartitionPlan]:
     everything = (0, model.layers)
 
     def per_sample(d: DeviceProfile) -> float:
@@ -232,7 +234,7 @@ def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Work
         tuple(sorted(devices, key=lambda d: (per_sample(d), d.name))),
         tuple(sorted(devices, key=lambda d: (d.busy_w * per_sample(d), d.name))),
     }
-    seen: set[Plan] = set()
+    seen: set[PartitionPlan] = set()
     for ranking in rankings:
         for n in range(1, len(ranking) + 1):
             chosen = ranking[:n]
@@ -254,7 +256,7 @@ def candidates(model: ModelProfile, devices: Sequence[DeviceProfile], work: Work
                 pipes = tuple(Pipeline(s, n_samples) for s, n_samples in zip(stages, shares, strict=True))  # type: ignore[arg-type]
                 for micro in MICRO_BATCHES:
                     if micro == 1 or min(shares) >= MIN_MICRO_SAMPLES * micro:
-                        plan = Plan(pipes, micro)
+                        plan = PartitionPlan(pipes, micro)
                         if plan not in seen:
                             seen.add(plan)
                             yield plan

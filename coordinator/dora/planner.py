@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from coordinator.dora.network import Order, rescore
-from coordinator.dora.partitioner import Estimate, Plan, candidates, estimate
+from coordinator.dora.partitioner import Estimate, PartitionPlan, candidates, estimate
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 
 
-def pareto(scored: Sequence[tuple[Plan, Estimate]]) -> list[tuple[Plan, Estimate]]:
+def pareto(scored: Sequence[tuple[PartitionPlan, Estimate]]) -> list[tuple[PartitionPlan, Estimate]]:
     """The plans no other plan dominates (one per distinct estimate), fastest first."""
-    front: list[tuple[Plan, Estimate]] = []
+    front: list[tuple[PartitionPlan, Estimate]] = []
     for plan, est in sorted(scored, key=lambda x: (x[1].latency_s, x[1].energy_j, -x[1].throughput)):
         if not any(e.dominates(est) or e == est for _, e in front):
             front = [(p, e) for p, e in front if not est.dominates(e)] + [(plan, est)]
@@ -30,7 +30,7 @@ def partition(
     work: Workload,
     qoe: QoE,
     order: Order | None = "critical",
-) -> list[tuple[Plan, Estimate]]:
+) -> list[tuple[PartitionPlan, Estimate]]:
     """The Pareto set (latency, throughput, energy) of the candidate plans that meet ``qoe``."""
     by_name = {d.name: d for d in devices}
     scored = [(plan, score(plan, model, by_name, net, work, order)) for plan in candidates(model, devices, work)]
@@ -38,7 +38,7 @@ def partition(
 
 
 def score(
-    plan: Plan,
+    plan: PartitionPlan,
     model: ModelProfile,
     devices: Mapping[str, DeviceProfile],
     net: Network,

@@ -18,20 +18,27 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
 from coordinator.dora.driver import infer_plan, train_step
-from coordinator.dora.partitioner import Plan
+from coordinator.dora.partitioner import PartitionPlan
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network
-from coordinator.dora.remote import RemoteStage, StageError, call, profile
+from coordinator.dora.remote import RemoteStage, call, profile
 from device.dora.stage import sample_batch
+from edgeweave.errors import EdgeweaveError
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.client import CallError
+from edgeweave.wire.dora import Measured
 
 PROBE_BYTES = 1 << 20
 DEPARTURE_WAIT_S = 15.0  # the registry marks a silent device down within a few heartbeats
+
+
+class RunError(EdgeweaveError):
+    """A run that cannot go on: no plan meets the QoE over the devices left, or a stage call failed
+    while every device of the plan is still up."""
 
 
 @dataclass(frozen=True)
@@ -70,23 +77,21 @@ def measure(
             DeviceProfile(
                 m.id,
                 m.memory_bytes,
-                tuple(prof["forward_s"]),
-                tuple(prof["backward_s"]),
+                tuple(prof.forward_s),
+                tuple(prof.backward_s),
                 m.max_w - m.idle_w,
                 m.idle_w,
                 link,
             )
         )
-        model_profile = ModelProfile(
-            model, tuple(prof["activation_bytes"]), tuple(prof["weight_bytes"]), int(prof["input_bytes"])
-        )
+        model_profile = ModelProfile(model, tuple(prof.activation_bytes), tuple(prof.weight_bytes), prof.input_bytes)
     if model_profile is None:
         raise ValueError("no device to measure")
     net = Network(min(d.link_bytes_s for d in devices), max(latencies))
     return model_profile, devices, net
 
 
-def _load(plan: Plan, urls: dict[str, str], key: ClusterKey, model: str, lr: float) -> list[list[RemoteStage]]:
+def _load(plan: PartitionPlan, urls: dict[str, str], key: ClusterKey, model: str, lr: float) -> list[list[RemoteStage]]:
     run_id = uuid.uuid4().hex[:8]
     pipes: list[list[RemoteStage]] = []
     try:
@@ -95,7 +100,7 @@ def _load(plan: Plan, urls: dict[str, str], key: ClusterKey, model: str, lr: flo
             for i, s in enumerate(pipe.stages):
                 sid = f"run-{run_id}-{p}-{i}"
                 pipes[-1].append(RemoteStage.load(urls[s.device], key, sid, model, s.start, s.end, lr))
-    except StageError:
+    except CallError:
         _unload(pipes)
         raise
     return pipes
@@ -104,21 +109,21 @@ def _load(plan: Plan, urls: dict[str, str], key: ClusterKey, model: str, lr: flo
 def _unload(pipes: list[list[RemoteStage]]) -> None:
     for pipe in pipes:
         for stage in pipe:
-            with contextlib.suppress(StageError):  # a device that left keeps nothing of ours
+            with contextlib.suppress(CallError):  # a device that left keeps nothing of ours
                 stage.unload()
 
 
 def run(
-    plan: Plan,
+    plan: PartitionPlan,
     members: Sequence[Member],
     key: ClusterKey,
     model: str,
     training: bool,
     seq_len: int,
     steps: int,
-    replan: Callable[[frozenset[str]], Plan | None] | None = None,
+    replan: Callable[[frozenset[str]], PartitionPlan | None] | None = None,
     present: Callable[[], frozenset[str]] | None = None,
-) -> dict[str, Any]:
+) -> Measured:
     """Load the plan's stages, time ``steps`` batches through them, unload; returns what was measured.
 
     If a stage call fails and ``present`` soon shows a device of the plan gone, ``replan`` gives the
@@ -142,23 +147,23 @@ def run(
                     if loss is not None:
                         losses.append(loss)
                     break
-                except StageError:
+                except CallError:
                     if replan is None or present is None:
                         raise
                     left = _wait_for_departure(set(plan.devices), present)
                     new = replan(left)
                     if new is None:
-                        raise StageError(f"no plan meets the QoE with {sorted(left)}") from None
+                        raise RunError(f"no plan meets the QoE with {sorted(left)}") from None
                     _unload(pipes)
                     plan, pipes, replans = new, _load(new, urls, key, model, lr), replans + 1
             times.append(time.perf_counter() - t0)
-        return {"batch_s": sorted(times)[len(times) // 2], "steps": steps, "losses": losses, "replans": replans}
+        return Measured(batch_s=sorted(times)[len(times) // 2], steps=steps, losses=losses, replans=replans)
     finally:
         _unload(pipes)
 
 
 def _batch(
-    plan: Plan, pipes: list[list[RemoteStage]], inputs: torch.Tensor, targets: torch.Tensor, training: bool
+    plan: PartitionPlan, pipes: list[list[RemoteStage]], inputs: torch.Tensor, targets: torch.Tensor, training: bool
 ) -> float | None:
     shares = [p.samples for p in plan.pipelines]
     if training:
@@ -176,4 +181,4 @@ def _wait_for_departure(needed: set[str], present: Callable[[], frozenset[str]])
         if not needed <= now:
             return now
         time.sleep(0.2)
-    raise StageError(f"a stage call failed but every device of the plan ({sorted(needed)}) is still up")
+    raise RunError(f"a stage call failed but every device of the plan ({sorted(needed)}) is still up")

@@ -17,7 +17,9 @@ training); then, per stage, bodies and answers are tensor frames
 - ``GET``/``POST /gradients``: the stage's gradients, one frame per parameter (meta ``name``);
 - ``/step``: the optimizer step; ``DELETE``: unload.
 
-Compute runs off the event loop, one call at a time per stage.
+Every JSON body and every frame's metadata is a model of :mod:`edgeweave.wire.dora`, validated
+here as the coordinator builds it there (a bad field is a 400 naming it).  Compute runs off the
+event loop, one call at a time per stage.
 """
 
 from __future__ import annotations
@@ -30,32 +32,30 @@ from typing import Any, TypeVar
 
 import torch
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError
 
-from device.dora.stage import Stage, StageWorker, cut, load_model, sample_batch
+from device.dora.stage import ModelStage, StageWorker, cut, load_model, sample_batch
 from edgeweave.errors import EdgeweaveError, ModelFileError, UsageError
 from edgeweave.models.registry import resolve_checkpoint
-from edgeweave.serving.http_errors import ApiError, parse_body
+from edgeweave.serving.http_errors import ApiError, from_validation, parse_body
+from edgeweave.wire.dora import (
+    Ack,
+    FrameMeta,
+    Gradient,
+    LayerProfile,
+    LoadedStage,
+    LoadStage,
+    LossShare,
+    MicroBatch,
+    ProfileRequest,
+    StageInfo,
+    StageList,
+    Unloaded,
+)
 from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
 
 T = TypeVar("T")
-
-
-class StageRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-    model: str = Field(min_length=1)
-    start: int = Field(ge=0)
-    end: int = Field(ge=1)
-    lr: float = Field(default=0.0, ge=0.0)
-
-
-class ProfileRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str = Field(min_length=1)
-    batch: int = Field(default=2, ge=1, le=256)
-    seq_len: int = Field(default=32, ge=1, le=8192)
-    rounds: int = Field(default=3, ge=1, le=100)
+Meta = TypeVar("Meta", bound=FrameMeta)
 
 
 @dataclass
@@ -74,33 +74,38 @@ def _checkpoint(model: str) -> Any:
         raise ApiError(400, f"model: {e}", param="model") from None
 
 
+def _json(body: LoadedStage | StageList | Unloaded | Ack | LayerProfile) -> web.Response:
+    return web.Response(text=body.model_dump_json(), content_type="application/json")
+
+
 async def load_stage(request: web.Request) -> web.Response:
-    req = await parse_body(request, StageRequest)
+    req = await parse_body(request, LoadStage)
     path = _checkpoint(req.model)
     try:
-        stage = await asyncio.to_thread(Stage.load, path, req.start, req.end)
+        stage = await asyncio.to_thread(ModelStage.load, path, req.start, req.end)
     except UsageError as e:
         raise ApiError(400, str(e), param="end") from None
     request.app[STAGES][req.id] = _Served(StageWorker(stage, req.lr))
     params = sum(p.numel() for p in stage.parameters())
-    return web.json_response({"id": req.id, "parameters": params, "first": stage.first, "last": stage.last})
+    return _json(LoadedStage(id=req.id, parameters=params, first=stage.first, last=stage.last))
 
 
 async def list_stages(request: web.Request) -> web.Response:
     stages = request.app[STAGES]
-    return web.json_response(
-        {
-            "data": [
-                {"id": sid, "layers": [s.worker.stage.start, s.worker.stage.end]} for sid, s in sorted(stages.items())
+    return _json(
+        StageList(
+            data=[
+                StageInfo(id=sid, layers=(s.worker.stage.start, s.worker.stage.end))
+                for sid, s in sorted(stages.items())
             ]
-        }
+        )
     )
 
 
 async def drop_stage(request: web.Request) -> web.Response:
     _served(request)
     del request.app[STAGES][request.match_info["id"]]
-    return web.json_response({"id": request.match_info["id"], "deleted": True})
+    return _json(Unloaded(id=request.match_info["id"]))
 
 
 def _served(request: web.Request) -> _Served:
@@ -111,11 +116,22 @@ def _served(request: web.Request) -> _Served:
     return served
 
 
-async def _frames(request: web.Request) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+async def _frames(request: web.Request, n: int | None = 1) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+    """The body's frames (``n`` of them, unless None)."""
     try:
-        return [decode(f) for f in unpack(await request.read())]
+        frames = [decode(f) for f in unpack(await request.read())]
     except FrameError as e:
         raise ApiError(400, f"body: {e}", param="body") from None
+    if n is not None and len(frames) != n:
+        raise ApiError(400, f"body: expected {n} tensor frame(s), got {len(frames)}", param="body")
+    return frames
+
+
+def _meta(meta: dict[str, Any], model: type[Meta]) -> Meta:
+    try:
+        return model.model_validate(meta)
+    except ValidationError as e:
+        raise from_validation(e) from None
 
 
 async def _run(served: _Served, fn: Callable[[], T]) -> T:
@@ -134,65 +150,53 @@ def _reply(frames: list[bytes]) -> web.Response:
     return web.Response(body=pack(frames), content_type=CONTENT_TYPE)
 
 
-def _one(frames: list[tuple[torch.Tensor, dict[str, Any]]], n: int = 1) -> None:
-    if len(frames) != n:
-        raise ApiError(400, f"body: expected {n} tensor frame(s), got {len(frames)}", param="body")
-
-
 async def infer(request: web.Request) -> web.Response:
-    served, frames = _served(request), await _frames(request)
-    _one(frames)
-    out = await _run(served, lambda: served.worker.infer(frames[0][0]))
+    served, ((x, _),) = _served(request), await _frames(request)
+    out = await _run(served, lambda: served.worker.infer(x))
     return _reply([encode(out)])
 
 
 async def forward(request: web.Request) -> web.Response:
-    served, frames = _served(request), await _frames(request)
-    _one(frames)
-    (x, meta) = frames[0]
-    out = await _run(served, lambda: served.worker.forward(str(meta.get("key")), x))
+    served, ((x, meta),) = _served(request), await _frames(request)
+    mb = _meta(meta, MicroBatch)
+    out = await _run(served, lambda: served.worker.forward(mb.key, x))
     return _reply([encode(out)])
 
 
 async def loss(request: web.Request) -> web.Response:
-    served, frames = _served(request), await _frames(request)
-    _one(frames, 2)
-    (x, meta), (targets, _) = frames
-    total = meta.get("total")
-    if not isinstance(total, int) or total < 1:
-        raise ApiError(400, "total: the step's target count must be a positive integer", param="total")
-    share, grad = await _run(served, lambda: served.worker.loss(str(meta.get("key")), x, targets, total))
+    served, ((x, meta), (targets, _)) = _served(request), await _frames(request, 2)
+    mb = _meta(meta, LossShare)
+    share, grad = await _run(served, lambda: served.worker.loss(mb.key, x, targets, mb.total))
     return _reply([encode(torch.tensor(share))] + ([encode(grad)] if grad is not None else []))
 
 
 async def backward(request: web.Request) -> web.Response:
-    served, frames = _served(request), await _frames(request)
-    _one(frames)
-    (grad, meta) = frames[0]
-    out = await _run(served, lambda: served.worker.backward(str(meta.get("key")), grad))
+    served, ((grad, meta),) = _served(request), await _frames(request)
+    mb = _meta(meta, MicroBatch)
+    out = await _run(served, lambda: served.worker.backward(mb.key, grad))
     return _reply([encode(out)] if out is not None else [])
 
 
 async def get_gradients(request: web.Request) -> web.Response:
     served = _served(request)
     grads = await _run(served, served.worker.gradients)
-    return _reply([encode(g, {"name": n}) for n, g in grads.items()])
+    return _reply([encode(g, Gradient(name=n).model_dump()) for n, g in grads.items()])
 
 
 async def set_gradients(request: web.Request) -> web.Response:
-    served, frames = _served(request), await _frames(request)
-    grads = {str(meta.get("name")): g for g, meta in frames}
+    served, frames = _served(request), await _frames(request, None)
+    grads = {_meta(meta, Gradient).name: g for g, meta in frames}
     await _run(served, lambda: served.worker.set_gradients(grads))
-    return web.json_response({"ok": True})
+    return _json(Ack())
 
 
 async def step(request: web.Request) -> web.Response:
     served = _served(request)
     await _run(served, served.worker.step)
-    return web.json_response({"ok": True})
+    return _json(Ack())
 
 
-def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[str, list[float] | list[int] | int]:
+def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> LayerProfile:
     """Per-sample forward and backward seconds of every layer (medians, each layer timed as a
     one-layer stage on the previous one's real output), bytes leaving each layer per sample, each
     layer's weight bytes (the embedding and the head count in the first and last layer) and the
@@ -222,20 +226,22 @@ def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> dict[st
         activation.append(out[0].numel() * out.element_size())
         weights.append(sum(p.numel() * p.element_size() for p in stage.parameters()))
         x = out.detach()
-    return {
-        "forward_s": fwd,
-        "backward_s": bwd,
-        "activation_bytes": activation,
-        "weight_bytes": weights,
-        "input_bytes": input_bytes,
-    }
+    return LayerProfile(
+        model=model,
+        batch=batch,
+        seq_len=seq_len,
+        forward_s=fwd,
+        backward_s=bwd,
+        activation_bytes=activation,
+        weight_bytes=weights,
+        input_bytes=input_bytes,
+    )
 
 
 async def profile(request: web.Request) -> web.Response:
     req = await parse_body(request, ProfileRequest)
     _checkpoint(req.model)
-    result = await asyncio.to_thread(profile_layers, req.model, req.batch, req.seq_len, req.rounds)
-    return web.json_response({"model": req.model, "batch": req.batch, "seq_len": req.seq_len, **result})
+    return _json(await asyncio.to_thread(profile_layers, req.model, req.batch, req.seq_len, req.rounds))
 
 
 async def echo(request: web.Request) -> web.Response:

@@ -45,7 +45,7 @@ T = TypeVar("T")
 TOKEN_LOW = 8  # sample_batch draws token ids from [TOKEN_LOW, vocab) (above the byte tokenizer's specials)
 
 
-class Stage(nn.Module):
+class ModelStage(nn.Module):
     """Layers [start, end) of a model; :meth:`load` picks the kind from the checkpoint."""
 
     def __init__(self, start: int, end: int, n_layers: int) -> None:
@@ -55,7 +55,7 @@ class Stage(nn.Module):
         self.start, self.end, self.n_layers = start, end, n_layers
 
     @staticmethod
-    def load(checkpoint: str | Path, start: int, end: int) -> Stage:
+    def load(checkpoint: str | Path, start: int, end: int) -> ModelStage:
         """The layers [start, end) of a checkpoint (the rest is dropped once loaded)."""
         return cut(load_model(checkpoint), start, end)
 
@@ -75,7 +75,7 @@ class Stage(nn.Module):
         return {self.global_name(n): p for n, p in self.named_parameters()}
 
 
-class DecoderStage(Stage):
+class DecoderStage(ModelStage):
     def __init__(self, model: Transformer, start: int, end: int) -> None:
         super().__init__(start, end, model.config.n_layers)
         if model.config.tie_embeddings and (start, end) != (0, self.n_layers):
@@ -106,7 +106,7 @@ class DecoderStage(Stage):
         return h
 
 
-class ConvStage(Stage):
+class ConvStage(ModelStage):
     def __init__(self, model: TrafficCNN, start: int, end: int) -> None:
         super().__init__(start, end, model.config.n_layers)
         self.blocks = nn.ModuleList(model.blocks[start:end])
@@ -126,7 +126,7 @@ def load_model(checkpoint: str | Path) -> Transformer | TrafficCNN:
     return load_cnn(path) if is_vision_checkpoint(path) else load_checkpoint(path)
 
 
-def cut(model: Transformer | TrafficCNN, start: int, end: int) -> Stage:
+def cut(model: Transformer | TrafficCNN, start: int, end: int) -> ModelStage:
     return ConvStage(model, start, end) if isinstance(model, TrafficCNN) else DecoderStage(model, start, end)
 
 
@@ -156,7 +156,7 @@ def _serial(method: Callable[..., T]) -> Callable[..., T]:
 class StageWorker:
     """A stage's runtime; one call at a time (a lock), as a device serves it."""
 
-    def __init__(self, stage: Stage, lr: float = 0.0) -> None:
+    def __init__(self, stage: ModelStage, lr: float = 0.0) -> None:
         self.stage = stage
         self.lock = threading.RLock()
         self.opt = torch.optim.AdamW(stage.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05) if lr else None

@@ -3,9 +3,10 @@
 
 The body is one tensor frame (:mod:`edgeweave.wire.tensor_frames`): the input
 frames ``[B, 3, 64, 64]`` for a vision operator (an empty tensor for an LLM),
-meta ``{"model": NAME}`` and, for an LLM, ``"prompt"``.  The answer is one
-tensor frame: the logits (an empty tensor for an LLM), meta ``{"seconds":
-compute time}`` and, for an LLM, ``"text"``.  Operators are loaded on first
+its metadata an :class:`~edgeweave.wire.circinus.OperatorCall` (the model and,
+for an LLM, the prompt).  The answer is one tensor frame: the logits (an empty
+tensor for an LLM), its metadata an :class:`~edgeweave.wire.circinus.OperatorAnswer`
+(compute seconds and, for an LLM, the text).  Operators are loaded on first
 use and kept; each runs one call at a time, off the event loop.  An unknown
 model, a malformed body or a missing prompt is a 400 naming the field.
 """
@@ -15,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from aiohttp import web
+from pydantic import ValidationError
 
 from edgeweave.errors import EdgeweaveError
 from edgeweave.operators.runtime import LLMOp, VisionOp, load_operator
-from edgeweave.serving.http_errors import ApiError
+from edgeweave.serving.http_errors import ApiError, from_validation
+from edgeweave.wire.circinus import RUN_PATH, OperatorAnswer, OperatorCall
 from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
 
 
@@ -53,28 +55,32 @@ async def run(request: web.Request) -> web.Response:
     if len(frames) != 1:
         raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
     x, meta = frames[0]
-    model = meta.get("model")
-    if not isinstance(model, str) or not model:
+    if not meta.get("model"):
         raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
-    loaded = await _operator(request, model)
+    try:
+        call = OperatorCall.model_validate(meta)
+    except ValidationError as e:
+        raise from_validation(e) from None
+    loaded = await _operator(request, call.model)
     op = loaded.op
-    out: dict[str, Any] = {}
+    text: str | None = None
     async with loaded.lock:
         t0 = time.perf_counter()
         if isinstance(op, LLMOp):
-            prompt = meta.get("prompt")
-            if not isinstance(prompt, str) or not prompt:
+            prompt = call.prompt
+            if not prompt:
                 raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
-            out["text"] = await asyncio.to_thread(op, prompt)
+            text = await asyncio.to_thread(op, prompt)
             result = torch.empty(0)
         else:
             if x.dim() != 4 or x.shape[1] != 3:
                 raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
             result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
-        out["seconds"] = time.perf_counter() - t0
-    return web.Response(body=pack([encode(result, out)]), content_type=CONTENT_TYPE)
+        answer = OperatorAnswer(seconds=time.perf_counter() - t0, text=text)
+    meta_out = answer.model_dump(exclude_none=True)
+    return web.Response(body=pack([encode(result, meta_out)]), content_type=CONTENT_TYPE)
 
 
 def add_routes(app: web.Application) -> None:
     app[OPERATORS] = {}
-    app.router.add_post("/v1/circinus/run", run)
+    app.router.add_post(RUN_PATH, run)

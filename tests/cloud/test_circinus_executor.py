@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.circinus.cluster import attach
 from coordinator.circinus.executor import Endpoint, Executor, OperatorError
-from coordinator.circinus.planner import Choice, Plan
+from coordinator.circinus.planner import Choice, PipelinePlan
 from coordinator.circinus.spec import parse
 from edgeweave.cluster.cluster_files import DeviceProfile
 from edgeweave.cluster.local_cluster import LocalCluster
@@ -39,7 +39,7 @@ PIPELINE = parse(
         ]
     }
 ).pipelines[0]
-PLAN = Plan("traffic", tuple(Choice(op.name, op.configs[0], op.tiers[0]) for op in PIPELINE.operators))
+PLAN = PipelinePlan("traffic", tuple(Choice(op.name, op.configs[0], op.tiers[0]) for op in PIPELINE.operators))
 
 
 def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess, tmp_path: Path) -> None:  # noqa: F811

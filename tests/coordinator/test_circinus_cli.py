@@ -62,3 +62,28 @@ def test_bad_specs_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "infrastructure: needed to plan" in done.stderr
     done = run_cli("circinus", "plan", str(tmp_path / "missing.yaml"))
     assert done.returncode == 2 and "cannot read" in done.stderr
+
+
+def test_the_plan_table_is_readable_at_80_columns() -> None:
+    from rich.console import Console
+
+    from coordinator.circinus.cli import plan_table
+    from coordinator.circinus.planner import Choice, PipelinePlan, Scored
+    from coordinator.circinus.spec import SLO, OperatorConfig, Query
+
+    slo = SLO(latency_s=0.5, min_accuracy=0.5)
+    queries = [Query(id="cam-3-intersection-north", pipeline="traffic", slo=slo), Query(id="q2", pipeline="p", slo=slo)]
+    choices = (
+        Choice("detect", OperatorConfig(model="traffic-det-w25-r32"), "device"),
+        Choice("classify", OperatorConfig(model="traffic-cls-w50-r64"), "edge"),
+        Choice("summarize", OperatorConfig(model="weave-home-device"), "cloud"),
+    )
+    chosen = {"cam-3-intersection-north": Scored(PipelinePlan("traffic", choices), 0.1234, 0.953, 1.2e-5, ())}
+    console = Console(width=80, record=True)
+    console.print(plan_table("Circinus plan for apps/traffic/workload.yaml", queries, chosen, console.width))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for whole in ("detect=traffic-det-w25-r32@device", "classify=traffic-cls-w50-r64@edge",
+                  "summarize=weave-home-device@cloud", "0.123", "0.953", "1.2e-05", "lat s", "$/call"):  # fmt: skip
+        assert whole in text, (whole, text)
+    assert "…" not in text and "q2" not in text  # nothing cut short; unserved queries are reported below it

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from coordinator.dora.adapter import Adapter, Conditions, choose
-from coordinator.dora.partitioner import Estimate, Pipeline, Plan, Stage
+from coordinator.dora.partitioner import Estimate, PartitionPlan, Pipeline, PlacedStage
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 
 
-def _plan(name: str) -> Plan:
-    return Plan((Pipeline((Stage(name, 0, 1),), 10),), 1)
+def _plan(name: str) -> PartitionPlan:
+    return PartitionPlan((Pipeline((PlacedStage(name, 0, 1),), 10),), 1)
 
 
 A, B, C = _plan("a"), _plan("b"), _plan("c")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 
 from coordinator.dora.network import MEDIUM, rescore, simulate
-from coordinator.dora.partitioner import Pipeline, Plan, Stage, candidates, estimate
+from coordinator.dora.partitioner import PartitionPlan, Pipeline, PlacedStage, candidates, estimate
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 from tests.coordinator.test_dora_partitioner import NET, problems
 
@@ -20,10 +20,10 @@ def dev(name: str, first: float, second: float) -> DeviceProfile:
 
 
 DEVICES = {d.name: d for d in (dev("a1", 0.1, 0.1), dev("a2", 1.0, 1.0), dev("b1", 0.1, 0.1), dev("b2", 0.01, 0.01))}
-PLAN = Plan(
+PLAN = PartitionPlan(
     (
-        Pipeline((Stage("b1", 0, 1), Stage("b2", 1, 2)), 1),  # listed first: first come, first served
-        Pipeline((Stage("a1", 0, 1), Stage("a2", 1, 2)), 1),  # a2's long stage waits behind its transfer
+        Pipeline((PlacedStage("b1", 0, 1), PlacedStage("b2", 1, 2)), 1),  # listed first: first come, first served
+        Pipeline((PlacedStage("a1", 0, 1), PlacedStage("a2", 1, 2)), 1),  # a2's long stage waits behind its transfer
     ),
     micro_batches=1,
 )
@@ -41,7 +41,7 @@ def test_the_critical_transfer_goes_first_on_a_shared_access_point() -> None:
 
 
 def test_one_micro_batch_through_one_pipeline_matches_the_closed_form() -> None:
-    plan = Plan((Pipeline((Stage("a1", 0, 1), Stage("a2", 1, 2)), 2),), micro_batches=1)
+    plan = PartitionPlan((Pipeline((PlacedStage("a1", 0, 1), PlacedStage("a2", 1, 2)), 2),), micro_batches=1)
     net = Network(1e6, latency_s=0.05)
     est = estimate(plan, MODEL, DEVICES, net, INFER)
     sched = simulate(plan, MODEL, DEVICES, net, INFER, "critical")

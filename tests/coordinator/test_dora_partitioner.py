@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.dora.partitioner import Pipeline, Plan, Stage, candidates, cut, estimate, stage_memory
+from coordinator.dora.partitioner import PartitionPlan, Pipeline, PlacedStage, candidates, cut, estimate, stage_memory
 from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
 
@@ -76,9 +76,9 @@ def test_cut_balances_the_slowest_stage_and_respects_memory() -> None:
     model = ModelProfile("m", (1000,) * 4, (100,) * 4)
     fast, slow = device("fast", 0.001, 4), device("slow", 0.003, 4)
     # 4 layers on (fast, slow): fast takes 3 (3 ms), slow 1 (3 ms)
-    assert cut(model, [fast, slow], 1, False) == (Stage("fast", 0, 3), Stage("slow", 3, 4))
+    assert cut(model, [fast, slow], 1, False) == (PlacedStage("fast", 0, 3), PlacedStage("slow", 3, 4))
     tight = device("fast", 0.001, 4, memory=250)  # two layers' weights at most
-    assert cut(model, [tight, slow], 1, False) == (Stage("fast", 0, 2), Stage("slow", 2, 4))
+    assert cut(model, [tight, slow], 1, False) == (PlacedStage("fast", 0, 2), PlacedStage("slow", 2, 4))
     assert cut(model, [device("a", 0.001, 4, memory=50), slow], 1, False) is None  # no layer fits on a
     assert cut(model, [fast] * 5, 1, False) is None  # more devices than layers
 
@@ -86,7 +86,7 @@ def test_cut_balances_the_slowest_stage_and_respects_memory() -> None:
 def test_estimate_of_a_two_stage_pipeline_by_hand() -> None:
     model = ModelProfile("m", (10_000, 10_000), (1000, 1000))
     devs = {"a": device("a", 0.01, 2), "b": device("b", 0.02, 2)}
-    plan = Plan((Pipeline((Stage("a", 0, 1), Stage("b", 1, 2)), 4),), micro_batches=2)
+    plan = PartitionPlan((Pipeline((PlacedStage("a", 0, 1), PlacedStage("b", 1, 2)), 4),), micro_batches=2)
     est = estimate(plan, model, devs, NET, Workload(training=False, batch=4))
     # micro-batch of 2: the input in (no bytes, one leg) 2 ms; a 0.02 s; 20 kB relayed a -> driver -> b:
     # two legs 4 ms + max(4 ms on the AP, 1 ms links) = 8 ms; b 0.04 s; the 20 kB output back: 2 ms +

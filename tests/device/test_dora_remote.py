@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from coordinator.dora.driver import infer, train_step
-from coordinator.dora.remote import RemoteStage, StageError, call, profile
-from device.dora.stage import Stage
+from coordinator.dora.remote import RemoteStage, call, profile
+from device.dora.stage import ModelStage
 from edgeweave.cluster.cluster_files import DeviceProfile
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.client import CallError as StageError  # a stage call fails as any wire call does
 from edgeweave.wire.tensor_frames import encode, pack
 from tests.device.test_stage import Reference, _batch
 from tests.device.training_checks import RecordingWorker, assert_gradients_match, assert_parameters_match
@@ -37,9 +38,9 @@ def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterK
 def test_layers_are_profiled_on_the_device(daemons: tuple[ClusterKey, list[str]]) -> None:
     key, (pi, _) = daemons
     prof = profile(pi, key, MODEL, batch=2, seq_len=16, rounds=1)
-    assert len(prof["forward_s"]) == len(prof["backward_s"]) == len(prof["weight_bytes"]) == 6
-    assert all(t > 0 for t in prof["forward_s"] + prof["backward_s"])
-    assert prof["activation_bytes"][0] == 16 * 128 * 4 and prof["activation_bytes"][-1] == 16 * 264 * 4
+    assert len(prof.forward_s) == len(prof.backward_s) == len(prof.weight_bytes) == 6
+    assert all(t > 0 for t in prof.forward_s + prof.backward_s)
+    assert prof.activation_bytes[0] == 16 * 128 * 4 and prof.activation_bytes[-1] == 16 * 264 * 4
 
 
 def test_a_pipeline_across_two_daemons_computes_what_the_whole_model_computes(
@@ -65,7 +66,7 @@ def test_a_training_step_across_daemons_and_a_local_replica_follows_single_proce
         RemoteStage.load(pi, key, "tr-a", MODEL, 0, 2, lr=1e-3),
         RemoteStage.load(phone, key, "tr-b", MODEL, 2, 6, lr=1e-3),
     ]
-    local = [RecordingWorker(Stage.load(ckpt, 0, 6), lr=1e-3)]
+    local = [RecordingWorker(ModelStage.load(ckpt, 0, 6), lr=1e-3)]
     ref = Reference()
     for step in range(2):
         tokens, targets = _batch(4, 12, seed=20 + step)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from coordinator.dora.driver import infer, train_step
-from device.dora.stage import IGNORE, Stage, StageWorker, load_model
+from device.dora.stage import IGNORE, ModelStage, StageWorker, load_model
 from edgeweave.errors import UsageError
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.vision import NAME as CNN
@@ -64,7 +64,7 @@ MODELS = pytest.mark.parametrize(
 def test_pipeline_inference_equals_the_whole_model(ckpt, batch, cuts) -> None:
     whole = load_model(ckpt)
     tokens, _ = batch(4, 24, seed=0)
-    stages = [StageWorker(Stage.load(ckpt, a, b)) for a, b in cuts[0]]
+    stages = [StageWorker(ModelStage.load(ckpt, a, b)) for a, b in cuts[0]]
     with torch.no_grad():
         for micro in (1, 2, 4):
             expected = torch.cat([whole(mb) for mb in tokens.tensor_split(micro)])
@@ -76,7 +76,9 @@ def test_pipeline_inference_equals_the_whole_model(ckpt, batch, cuts) -> None:
 def test_pipeline_and_data_parallel_training_follow_single_process_training(ckpt, batch, cuts) -> None:
     torch.manual_seed(0)
     ref = Reference(ckpt)
-    pipes = [[RecordingWorker(Stage.load(ckpt, a, b), lr=1e-3) for a, b in cut] for cut in cuts[1:]]  # cut differently
+    pipes = [
+        [RecordingWorker(ModelStage.load(ckpt, a, b), lr=1e-3) for a, b in cut] for cut in cuts[1:]
+    ]  # cut differently
     for step in range(4):
         tokens, targets = batch(6, 16, seed=10 + step)
         ref.grads.sync({n: p for w in pipes[0] for n, p in w.stage.global_parameters().items()})
@@ -91,8 +93,8 @@ def test_pipeline_and_data_parallel_training_follow_single_process_training(ckpt
 
 def test_bad_stage_ranges_and_steps_are_refused() -> None:
     with pytest.raises(UsageError, match=r"\[4, 9\)"):
-        Stage.load(CKPT, 4, 9)
+        ModelStage.load(CKPT, 4, 9)
     with pytest.raises(UsageError, match="inference"):
-        StageWorker(Stage.load(CKPT, 0, 6)).step()
+        StageWorker(ModelStage.load(CKPT, 0, 6)).step()
     with pytest.raises(ValueError, match="must split"):
-        train_step([[StageWorker(Stage.load(CKPT, 0, 6), lr=1e-3)]], (3,), *_batch(2, 8, 0), micro_batches=1)
+        train_step([[StageWorker(ModelStage.load(CKPT, 0, 6), lr=1e-3)]], (3,), *_batch(2, 8, 0), micro_batches=1)
