@@ -57,7 +57,7 @@ def test_transfers_share_the_access_point_and_quotas_slow_devices(tmp_path: Path
                 pytest.skip(f"the network contends; CPU quotas are not available here: {lan.notices}")
             # big enough that a layer outlasts the quarter-core quota of a 4 ms period (short bursts fit in it)
             quick, quota = (profile(u, key, "weave-home-device", batch=8, seq_len=64, rounds=3) for u in urls)
-            assert sum(quota["forward_s"]) > 2 * sum(quick["forward_s"])  # a quarter of a core
+            assert sum(quota.forward_s) > 2 * sum(quick.forward_s)  # a quarter of a core
         finally:
             for svc in services:
                 svc.stop()
