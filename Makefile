@@ -29,11 +29,11 @@ demo: $(STAMP)
 
 # pytest exits 5 when it collects no tests: that is a failure here.
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"; rc=$$?; \
+	$(PY) -m pytest -q -m "not slow" --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.backends

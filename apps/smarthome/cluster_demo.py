@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from openai import AsyncOpenAI
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from apps.smarthome.demo import describe
-from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
+from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, runtime_exports
 
 MODEL = "weave-home-device"
 COMMANDS = (
@@ -56,35 +58,39 @@ class Answer:
     usage_tokens: int | None = None
 
 
-def _devices_table(cluster: LocalCluster) -> Table:
-    t = Table(title="devices (live, from the coordinator's /v1/devices)")
-    for col in ("device", "kind", "backend", "state", "running", "queued", "done", "tok/s", "CPU %", "J/token"):
-        t.add_column(col)
-    for d in cluster.devices_view():
+def _devices_table(devices: list[dict[str, object]]) -> Table:
+    """One row per backend of each device in the coordinator's ``/v1/devices``; fits 80 columns."""
+    t = Table(title="devices (live, the coordinator's /v1/devices)", box=box.SIMPLE_HEAD)
+    for col in ("device", "backend", "state"):
+        t.add_column(col, no_wrap=True)
+    for col in ("run/queue/done", "tok/s", "CPU %", "mJ/token"):
+        t.add_column(col, justify="right")
+    for d in devices:
         tel = d.get("telemetry") or {}
         for b in tel.get("backends", []):  # type: ignore[union-attr]
             t.add_row(
                 str(d["id"]),
-                str(d["kind"]),
                 b["backend"],
                 str(d["state"]),
-                str(b["running"]),
-                str(b["queued"]),
-                str(b["completed"]),
+                f"{b['running']}/{b['queued']}/{b['completed']}",
                 f"{b['decode_tok_s']:.0f}",
                 f"{tel['cpu_percent']:.0f}",  # type: ignore[index]
-                f"{b['joules_per_token'] * 1000:.2f} m",
+                f"{b['joules_per_token'] * 1000:.2f}",
             )
     return t
 
 
 def _answers_table(answers: list[Answer]) -> Table:
-    t = Table(title=f"smart-home commands -> {MODEL}, streamed through the openai client")
-    for col in ("command", "served by", "answer (tool calls)", "TTFT ms", "tokens"):
-        t.add_column(col)
+    """The commands and their streaming answers; the text columns wrap at word breaks to fit 80 columns."""
+    t = Table(title=f"smart-home commands -> {MODEL} (openai client, streamed)", box=box.SIMPLE_HEAD)
+    t.add_column("command", max_width=15)
+    t.add_column("served by", no_wrap=True)
+    t.add_column("answer (tool calls)", min_width=22, overflow="fold")
+    t.add_column("TTFT", justify="right", no_wrap=True)
+    t.add_column("tokens", justify="right", no_wrap=True)
     for a in answers:
         shown = describe(a.text) if a.done else a.text + "▌"
-        ttft = f"{a.ttft_s * 1000:.0f}" if a.ttft_s is not None else ""
+        ttft = f"{a.ttft_s * 1000:.0f} ms" if a.ttft_s is not None else ""
         t.add_row(a.command, a.device, shown, ttft, str(a.usage_tokens or a.chunks))
     return t
 
@@ -147,11 +153,11 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
     with Live(console=console, refresh_per_second=8) as live:
         tasks = [asyncio.create_task(_ask(client, a)) for a in answers]
         while not all(t.done() for t in tasks):
-            devices = await asyncio.to_thread(_devices_table, cluster)
+            devices = _devices_table(await asyncio.to_thread(cluster.devices_view))
             live.update(Group(devices, _answers_table(answers)))
             await asyncio.sleep(0.25)
         await asyncio.gather(*tasks)
-        live.update(Group(await asyncio.to_thread(_devices_table, cluster), _answers_table(answers)))
+        live.update(Group(_devices_table(await asyncio.to_thread(cluster.devices_view)), _answers_table(answers)))
     await _migrate(client, console)
     await client.close()
 
@@ -168,11 +174,40 @@ def _wait_for_sigterm() -> None:
         time.sleep(0.2)
 
 
+_RUNTIME = {"gguf": "GGUF (llama.cpp)", "pte": ".pte (ExecuTorch)"}
+
+
+def _export_models(console: Console) -> None:
+    """The runtime files the daemons load, exported once into the cache with a progress line."""
+    exports = [e for e in runtime_exports(DEMO_PROFILES) if not e.cached]
+    if not exports:
+        console.print(f"runtime files for {MODEL}: already exported (cached)")
+        return
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("exporting", total=len(exports))
+        for e in exports:
+            progress.update(task, description=f"exporting {e.model} to {_RUNTIME[e.target]}")
+            e.run()
+            progress.advance(task)
+    console.print(f"exported {MODEL} to " + " and ".join(_RUNTIME[e.target] for e in exports) + " (once, cached)")
+
+
 def run_cluster_demo(serve: bool = False) -> int:
     console = Console(stderr=serve)  # --serve keeps stdout for the attach line
+    console.print(
+        "[bold]edgeweave demo[/]: a smart-home cluster on this machine: the cloud service, a coordinator and "
+        + ", ".join(f"{p.id} ({p.backend})" for p in DEMO_PROFILES)
+        + ", each its own process on 127.0.0.1"
+    )
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
-        with console.status("exporting weave-home-device to GGUF and .pte (once, cached)"):
-            prepare_models(DEMO_PROFILES)
+        _export_models(console)
         with console.status("starting the cloud service (weave-home-cloud) and the coordinator"):
             cluster.start_cloud()
             cluster.start_coordinator()

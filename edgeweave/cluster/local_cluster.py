@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -24,16 +25,38 @@ DEMO_PROFILES = (
 )
 
 
+@dataclass(frozen=True)
+class RuntimeExport:
+    """One model exported for one runtime (``gguf``: llama.cpp, ``pte``: ExecuTorch) into the cache."""
+
+    model: str
+    target: str
+
+    @property
+    def cached(self) -> bool:
+        from edgeweave.export.cache import cached_export
+        from edgeweave.models.registry import resolve_checkpoint
+
+        return cached_export(resolve_checkpoint(self.model), self.target).is_file()
+
+    def run(self) -> Path:
+        from edgeweave.export.cache import runtime_file
+        from edgeweave.models.registry import resolve_checkpoint
+
+        return runtime_file(resolve_checkpoint(self.model), self.target)
+
+
+def runtime_exports(profiles: tuple[DeviceProfile, ...]) -> list[RuntimeExport]:
+    """The exports the profiles' daemons load, each once (sorted: a stable order to show)."""
+    targets = {"llamacpp": "gguf", "executorch": "pte"}
+    return [RuntimeExport(m, targets[b]) for m, b in sorted({(p.model, p.backend) for p in profiles}) if b in targets]
+
+
 def prepare_models(profiles: tuple[DeviceProfile, ...]) -> None:
     """Export each model once for the runtimes the profiles use, so daemons start fast
     and never race each other writing the same cache file."""
-    from edgeweave.export.cache import runtime_file
-    from edgeweave.models.registry import resolve_checkpoint
-
-    targets = {"llamacpp": "gguf", "executorch": "pte"}
-    for model, backend in {(p.model, p.backend) for p in profiles}:
-        if backend in targets:
-            runtime_file(resolve_checkpoint(model), targets[backend])
+    for export in runtime_exports(profiles):
+        export.run()
 
 
 class LocalCluster:

@@ -32,6 +32,11 @@ def checkpoint_key(directory: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def cached_export(checkpoint: Path, target: str) -> Path:
+    """Where the cache keeps ``checkpoint`` exported to ``target`` (present or not)."""
+    return cache_root() / "exports" / f"{checkpoint.name}-{checkpoint_key(checkpoint)}{SUFFIX[target]}"
+
+
 def runtime_file(path: Path, target: str) -> Path:
     path = Path(path)
     suffix = SUFFIX[target]
@@ -41,7 +46,7 @@ def runtime_file(path: Path, target: str) -> Path:
         return path
     from edgeweave.export import export_model
 
-    out = cache_root() / "exports" / f"{path.name}-{checkpoint_key(path)}{suffix}"
+    out = cached_export(path, target)
     if not out.is_file():
         export_model(path, target, out)
     return out

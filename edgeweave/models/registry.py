@@ -2,6 +2,9 @@
 
 ``resolve_checkpoint`` turns a model argument (a model name such as
 ``weave-home-device`` or a path to a checkpoint directory) into a directory.
+It imports no torch for a model that resolves (config validation, a daemon
+serving only llama.cpp): a vision variant is known by its committed weights,
+and the vision module (torch) is read only to explain a miss.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from pathlib import Path
 
 from edgeweave.errors import ModelFileError
 from edgeweave.models.config import PRESETS
-from edgeweave.models.vision import VARIANTS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -19,14 +21,27 @@ def checkpoint_dir(name: str) -> Path:
     return WEIGHTS_DIR / name
 
 
-def resolve_checkpoint(model: str | Path) -> Path:
-    if str(model) in PRESETS or str(model) in VARIANTS:
-        path = checkpoint_dir(str(model))
-        if not (path / "config.json").is_file():
-            raise ModelFileError(str(path), f"weights for {model} are missing; run `edgeweave train {model}`")
-        return path
-    path = Path(model)
-    if not path.exists():
-        names = ", ".join([*PRESETS, *VARIANTS])
-        raise ModelFileError(str(path), f"no such file or directory (and not a model name: {names})")
+def _committed(name: str) -> bool:
+    return Path(name).name == name and (checkpoint_dir(name) / "config.json").is_file()
+
+
+def _named(name: str) -> Path:
+    path = checkpoint_dir(name)
+    if not (path / "config.json").is_file():
+        raise ModelFileError(str(path), f"weights for {name} are missing; run `edgeweave train {name}`")
     return path
+
+
+def resolve_checkpoint(model: str | Path) -> Path:
+    name = str(model)
+    if name in PRESETS or _committed(name):
+        return _named(name)
+    path = Path(model)
+    if path.exists():
+        return path
+    from edgeweave.models.vision import VARIANTS
+
+    if name in VARIANTS:
+        return _named(name)
+    names = ", ".join([*PRESETS, *VARIANTS])
+    raise ModelFileError(str(path), f"no such file or directory (and not a model name: {names})")

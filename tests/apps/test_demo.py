@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import openai
 import psutil
 import pytest
+from rich.console import Console
 
+from apps.smarthome.cluster_demo import COMMANDS, Answer, _answers_table, _devices_table
 from apps.smarthome.demo import describe
 from tests.cli import run_cli
 
@@ -22,6 +24,31 @@ from tests.cli import run_cli
 def test_describe_formats_tool_calls_and_passes_replies_through() -> None:
     assert describe('[{"call":"lights.dim","room":"kitchen","level":30}]') == "lights.dim(room='kitchen', level=30)"
     assert describe("You're welcome.") == "You're welcome."
+
+
+def test_the_demo_tables_are_readable_at_80_columns() -> None:
+    backend = {"backend": "executorch", "running": 1, "queued": 2, "completed": 13, "decode_tok_s": 412.4,
+               "joules_per_token": 0.01234}  # fmt: skip
+    devices = [
+        {"id": "jetson-1", "kind": "jetson", "state": "up", "telemetry": {"cpu_percent": 87.0, "backends": [backend]}}
+    ]
+    calls = '[{"call":"thermostat.set","room":"office","degrees":21},{"call":"speaker.play","room":"living room"}]'
+    answers = [Answer(COMMANDS[1], device="device:jetson-1", text=calls, done=True, ttft_s=0.1, usage_tokens=57)]
+    console = Console(width=80, record=True)
+    console.print(_devices_table(devices), _answers_table(answers))
+    text = console.export_text()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    for whole in (
+        "run/queue/done",
+        "mJ/token",
+        "executorch",
+        "1/2/13",
+        "device:jetson-1",
+        "answer (tool calls)",
+        "tokens",
+    ):
+        assert whole in text, text
+    assert "…" not in text, text
 
 
 def test_cluster_demo_answers_through_the_openai_client() -> None:
