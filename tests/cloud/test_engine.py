@@ -147,6 +147,7 @@ def test_packed_decode_over_a_shared_prefix_family(backend: TorchBackend) -> Non
 
 
 def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list[list[int]], tmp_path) -> None:
+    from cloud.policies import make_policy
     from cloud.tempo.length import LengthBound
     from cloud.tempo.policy import Tempo
     from cloud.tempo.remaining import BoundLengths
@@ -154,7 +155,8 @@ def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list
     from edgeweave.wire.slo import CompoundSLO, DeadlineSLO, LatencySLO
 
     model = LengthBound.fit(load_trace()[:600]).save(tmp_path / "length.pkl")
-    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model))
+    options = EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model)
+    engine = LLMEngine.load(MODEL, options, make_policy(options))  # the policy the cloud serves with
     assert isinstance(engine.policy, Tempo) and isinstance(engine.policy.lengths, BoundLengths)
     slos = [
         LatencySLO(ttft_s=0.5, tbt_s=0.05),
@@ -164,7 +166,7 @@ def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list
         None,  # no SLO: the default latency SLO
     ]
     for i, (c, slo) in enumerate(zip(COMMANDS, slos, strict=True)):
-        engine.add_request(f"r{i}", prompt(c), GREEDY, extra=slo)
+        engine.add_request(f"r{i}", prompt(c), GREEDY, slo=slo)
     out: dict[str, list[int]] = {f"r{i}": [] for i in range(len(COMMANDS))}
     while engine.has_work():
         for t in engine.step():
