@@ -39,9 +39,9 @@ import numpy as np
 from benchmarks.results_io import RESULTS, parser, save_result
 from cloud.engine.engine import LLMEngine
 from cloud.engine.scheduler import FCFS, Policy, SeqView
+from cloud.policies import policy_named
 from cloud.tempo.gain import GainLedger
 from cloud.tempo.length import LengthBound
-from cloud.tempo.policies import policy_named
 from cloud.tempo.policy import Tempo
 from cloud.tempo.remaining import BoundLengths, TrueLengths
 from cloud.tempo.simulator import EngineShape, SimOutcome, simulate

@@ -1,92 +1,53 @@
 """Scale-out: N cloud engine replicas behind one Ray Serve route.
 
-Each replica is a Ray actor holding its own engine (model, KV cache, engine
-thread); Ray Serve's HTTP proxy spreads requests over them.  A replica
-answers the same OpenAI-compatible paths as ``cloud/server.py`` through the
-same request checks (:func:`cloud.server.open_answer`) and response writers
-(:mod:`edgeweave.serving.openai_serving`); answers carry ``X-Edgeweave-Replica``.
+Each replica is a Ray actor holding its own engine (model, KV cache, engine thread); Ray
+Serve's HTTP proxy spreads requests over them.  A replica mounts the same framework-free routes
+as the aiohttp server (:mod:`cloud.routes`: the OpenAI paths with every extension, token ids in
+streamed chunks included, so a Ray-served answer can migrate; ``/v1/models``, ``/health``,
+``/metrics``, the Circinus operator route); answers carry ``X-Edgeweave-Replica``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
 
 import ray
-from ray import serve
+from ray import serve as ray_serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
-from cloud.engine.async_engine import AsyncEngine
-from cloud.engine.engine import LLMEngine
-from cloud.server import CloudState, EngineAnswer, open_answer
+from cloud.policies import check_config
+from cloud.routes import HttpRequest, handle
+from cloud.service import load_state
 from edgeweave.config import CloudServerConfig, RayOptions
-from edgeweave.errors import UsageError
-from edgeweave.serving.api_keys import check_api_key
-from edgeweave.serving.http_errors import ApiError, parse_json
-from edgeweave.serving.openai_serving import collect, sse_chunks
-from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.serving.service import READY_PREFIX, announce, stop_on_signal
 
+log = logging.getLogger("edgeweave.cloud")
 APP_NAME = "edgeweave-cloud"
 REPLICA_HEADER = "X-Edgeweave-Replica"
 
 
-@serve.deployment
+@ray_serve.deployment
 class CloudReplica:
     def __init__(self, cfg_json: str, api_keys: list[str] | None) -> None:
-        cfg = CloudServerConfig.model_validate_json(cfg_json)
-        engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine))
-        engine.start()
-        self.state = CloudState(engine, cfg.name, cfg.default_slo)
+        self.state = load_state(CloudServerConfig.model_validate_json(cfg_json))
+        self.state.engine.start()
         self.keys = api_keys
-        self.replica = serve.get_replica_context().replica_id.unique_id
+        self.replica = ray_serve.get_replica_context().replica_id.unique_id
 
     async def __call__(self, request: Request) -> Response:
-        headers = {REPLICA_HEADER: self.replica}
-        try:
-            return await self._route(request, headers)
-        except ApiError as e:
-            return JSONResponse({"error": e.body.model_dump()}, status_code=e.status, headers={**headers, **e.headers})
-        except UsageError as e:
-            err = ApiError(400, str(e), param=e.field)
-            return JSONResponse({"error": err.body.model_dump()}, status_code=400, headers=headers)
-
-    async def _route(self, request: Request, headers: dict[str, str]) -> Response:
-        path = request.url.path.rstrip("/")
-        check_api_key(self.keys, path, request.headers.get("authorization", ""))
-        state = self.state
-        if path == "/health":
-            return JSONResponse({"status": "ok", "running": state.engine.snapshot.running}, headers=headers)
-        if path == "/v1/models":
-            card = {"id": state.name, "object": "model", "created": 0, "owned_by": "edgeweave"}
-            return JSONResponse({"object": "list", "data": [card]}, headers=headers)
-        kinds = {"/v1/chat/completions": ChatCompletionRequest, "/v1/completions": CompletionRequest}
-        if path not in kinds or request.method != "POST":
-            raise ApiError(404, f"no route {request.method} {path}")
-        req = parse_json(await request.body(), kinds[path])
-        chat = path.endswith("chat/completions")
-        answer = await open_answer(state, req)
-        if not req.stream:
-            try:
-                return JSONResponse(await collect(answer, state.name, chat, lambda first: None), headers=headers)
-            finally:
-                await answer.close()
-        return StreamingResponse(
-            _closing(answer, sse_chunks(answer, state.name, chat, req.include_usage, lambda first: None)),
-            media_type="text/event-stream",
-            headers=headers,
-        )
-
-
-async def _closing(answer: EngineAnswer, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        await answer.close()  # the client left: abort on the engine
+        auth = request.headers.get("authorization", "")
+        req = HttpRequest(request.method, request.url.path, auth, await request.body())
+        resp = await handle(self.state, self.keys, req)
+        headers = {**resp.headers, REPLICA_HEADER: self.replica}
+        if isinstance(resp.body, bytes):
+            return Response(resp.body, resp.status, headers, media_type=resp.content_type)
+        return StreamingResponse(resp.body, resp.status, headers, media_type=resp.content_type)
 
 
 def deploy(cfg: CloudServerConfig, api_keys: list[str] | None, port: int) -> str:
     """Start (or join) Ray, run the replicas, return the route's base URL."""
+    check_config(cfg)
     opts = cfg.ray or RayOptions()
     if not ray.is_initialized():
         if opts.address:
@@ -94,15 +55,27 @@ def deploy(cfg: CloudServerConfig, api_keys: list[str] | None, port: int) -> str
         else:
             need = opts.replicas * opts.cpus_per_replica
             ray.init(num_cpus=max(1, int(need + 0.999)), include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": cfg.host, "port": port})
+    ray_serve.start(http_options={"host": cfg.host, "port": port})
     replica = CloudReplica.options(
         num_replicas=opts.replicas,
         ray_actor_options={"num_cpus": opts.cpus_per_replica, "num_gpus": opts.gpus_per_replica},
     )
-    serve.run(replica.bind(cfg.model_dump_json(), api_keys), name=APP_NAME, route_prefix="/")
+    ray_serve.run(replica.bind(cfg.model_dump_json(), api_keys), name=APP_NAME, route_prefix="/")
     return f"http://{cfg.host}:{port}"
 
 
 def shutdown() -> None:
-    serve.shutdown()
+    ray_serve.shutdown()
     ray.shutdown()
+
+
+async def serve(c: CloudServerConfig, api_keys: list[str] | None, key_note: str) -> None:
+    """Deploy, announce, and serve until SIGINT/SIGTERM (``api_keys=None``: no key required)."""
+    assert c.ray is not None
+    url = deploy(c, api_keys, c.port)
+    announce(f"{READY_PREFIX} cloud {url}{key_note}")
+    log.info("cloud engine %s on Ray Serve: %d replicas at %s", c.name, c.ray.replicas, url)
+    try:
+        await stop_on_signal().wait()
+    finally:
+        shutdown()

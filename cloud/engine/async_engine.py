@@ -17,9 +17,11 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from cloud.engine.engine import EngineStats, LLMEngine, TokenOutput
+from cloud.engine.engine import LLMEngine, TokenOutput
+from cloud.engine.stats import EngineStats
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.slo import AnySlo
 
 log = logging.getLogger("edgeweave.engine")
 
@@ -34,7 +36,8 @@ class _Add:
     prompt: Sequence[int]
     params: SamplingParams
     resume: Sequence[int]
-    extra: object
+    slo: AnySlo | None
+    lora_adapter: str | None
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue[TokenOutput | BaseException]
 
@@ -95,7 +98,9 @@ class AsyncEngine:
                 self._streams.pop(cmd.request_id, None)
                 continue
             try:
-                self.engine.add_request(cmd.request_id, cmd.prompt, cmd.params, cmd.resume, extra=cmd.extra)
+                self.engine.add_request(
+                    cmd.request_id, cmd.prompt, cmd.params, cmd.resume, slo=cmd.slo, lora_adapter=cmd.lora_adapter
+                )
             except UsageError as e:
                 cmd.loop.call_soon_threadsafe(cmd.out.put_nowait, e)
                 continue
@@ -116,12 +121,14 @@ class AsyncEngine:
         prompt: Sequence[int],
         params: SamplingParams,
         resume: Sequence[int] = (),
-        extra: object = None,
+        slo: AnySlo | None = None,
+        lora_adapter: str | None = None,
     ) -> AsyncIterator[TokenOutput]:
         """Stream ``request_id``'s tokens; bad input raises :class:`UsageError` before the first."""
-        self.engine.check(prompt, resume, params)
+        self.engine.check(prompt, resume, params, lora_adapter)
         out: asyncio.Queue[TokenOutput | BaseException] = asyncio.Queue()
-        self._inbox.put(_Add(request_id, prompt, params, resume, extra, asyncio.get_running_loop(), out))
+        add = _Add(request_id, prompt, params, resume, slo, lora_adapter, asyncio.get_running_loop(), out)
+        self._inbox.put(add)
         self._wake.set()
         done = False
         try:

@@ -6,8 +6,14 @@ engine applies its preemptions (recompute: drop the blocks and prefill again
 later, the prefix cache often keeping them; swap: copy the blocks to host
 memory and back), admits sequences (reusing cached prefix blocks), runs the
 model once, samples every sequence whose context is complete and applies the
-stop conditions.  Not thread-safe: :mod:`cloud.engine.async_engine` owns it
-from one thread.
+stop conditions.  A request that asks for logprobs gets, with each token,
+its log-probability from the step's raw logits (before temperature:
+:mod:`edgeweave.generation.logprobs`).  Not thread-safe:
+:mod:`cloud.engine.async_engine` owns it from one thread.
+
+The engine is handed its scheduling policy (any :class:`~cloud.engine.scheduler.Policy`;
+FCFS when none is given): it never resolves ``EngineOptions.policy`` by name, the
+serving layer does (:mod:`cloud.policies`).
 """
 
 from __future__ import annotations
@@ -17,18 +23,19 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cloud.engine.attention import make_attention
 from cloud.engine.blocks import BlockManager
 from cloud.engine.kv_cache import PagedKVCache, bytes_per_block
 from cloud.engine.runner import ModelRunner
-from cloud.engine.scheduler import Budget, Policy, schedule
+from cloud.engine.scheduler import FCFS, Budget, Policy, schedule
 from cloud.engine.sequence import SeqState, Sequence
-from cloud.tempo.policies import make_policy
-from cloud.tempo.step_time import StepSample
+from cloud.engine.stats import EngineStats, StepSample
 from edgeweave.config import EngineOptions
 from edgeweave.errors import UsageError
+from edgeweave.generation.logprobs import TokenLogprob, token_logprob
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.checkpoint import load_checkpoint
@@ -36,6 +43,7 @@ from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import Tokenizer
+from edgeweave.wire.slo import AnySlo
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,7 @@ class TokenOutput:
     finish_reason: FinishReason | None
     prompt_tokens: int
     time_s: float
-
-
-@dataclass
-class EngineStats:
-    waiting: int
-    running: int
-    swapped: int
-    blocks_total: int
-    blocks_free: int
-    prefix_hit_blocks: int
-    preemptions: int
+    logprob: TokenLogprob | None = None  # when the request's sampling asked for logprobs
 
 
 def _device(name: str) -> torch.device:
@@ -100,7 +98,7 @@ class LLMEngine:
             o.attention, o.block_size, cfg.head_dim, cfg.n_heads // cfg.n_kv_heads, cfg.n_kv_heads, self.device
         )
         self.runner = ModelRunner(self.model, self.cache, attention)
-        self.policy: Policy = policy or make_policy(o)
+        self.policy: Policy = policy or FCFS()
         self.seqs: dict[str, Sequence] = {}
         self.preemptions = 0
         self._swapped_blocks = 0
@@ -113,8 +111,12 @@ class LLMEngine:
         return cls(net, load_tokenizer(path, net.config), options, policy)
 
     # --- requests ---------------------------------------------------------------
-    def check(self, prompt: Seq[int], resume: Seq[int], params: SamplingParams) -> None:
+    def check(
+        self, prompt: Seq[int], resume: Seq[int], params: SamplingParams, lora_adapter: str | None = None
+    ) -> None:
         """Refuse what can never run, naming the field (before anything is queued)."""
+        if lora_adapter is not None:
+            raise UsageError("lora_adapter", f"no LoRA adapters are loaded here, so {lora_adapter!r} cannot be served")
         if not prompt:
             raise UsageError("prompt", "must contain at least one token")
         vocab = self.tokenizer.vocab_size
@@ -143,11 +145,12 @@ class LLMEngine:
         params: SamplingParams,
         resume: Seq[int] = (),
         arrival_s: float | None = None,
-        extra: object = None,
+        slo: AnySlo | None = None,
+        lora_adapter: str | None = None,
     ) -> None:
         if request_id in self.seqs:
             raise UsageError("request_id", f"{request_id!r} is already running")
-        self.check(prompt, resume, params)
+        self.check(prompt, resume, params, lora_adapter)
         tokens = [int(t) for t in (*prompt, *resume)]
         self.seqs[request_id] = Sequence(
             id=request_id,
@@ -157,7 +160,8 @@ class LLMEngine:
             sampler=Sampler(params),
             output=Continuation(self.tokenizer, params, self.context_length, len(tokens)),
             arrival_s=time.monotonic() if arrival_s is None else arrival_s,
-            extra=extra,
+            slo=slo,
+            lora_adapter=lora_adapter,
         )
 
     def abort(self, request_id: str) -> bool:
@@ -246,12 +250,14 @@ class LLMEngine:
             seq.swapped_kv = None
         seq.block_table, seq.block_hashes = [], []
 
-    def _sample(self, seq: Sequence, logits: object, now: float) -> TokenOutput:
-        token = seq.sampler(logits)  # type: ignore[arg-type]
+    def _sample(self, seq: Sequence, logits: np.ndarray, now: float) -> TokenOutput:
+        token = seq.sampler(logits)
+        k = seq.logprobs
+        logprob = None if k is None else token_logprob(logits, token, k, self.tokenizer.token_bytes)
         seq.tokens.append(token)
         seq.generated.append(token)
         text, finish = seq.output.accept(token)
-        out = TokenOutput(seq.id, token, text, len(seq.generated) - 1, finish, seq.prompt_len, now)
+        out = TokenOutput(seq.id, token, text, len(seq.generated) - 1, finish, seq.prompt_len, now, logprob)
         if finish:
             seq.finish_reason, seq.state = finish, SeqState.FINISHED
             self.abort(seq.id)

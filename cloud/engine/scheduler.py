@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from edgeweave.wire.slo import AnySlo
+
 State = Literal["waiting", "running", "swapped"]
 
 
@@ -32,7 +34,7 @@ class SeqView:
     blocks_held: int  # on the device
     blocks_exclusive: int = 0  # of those, the ones no other sequence shares (what preempting it frees)
     prompt_tokens: int = 0
-    extra: object = None  # what a richer policy attaches (Tempo: the SLO)
+    slo: AnySlo | None = None  # the request's SLO (None: the policy's default)
 
 
 @dataclass(frozen=True)

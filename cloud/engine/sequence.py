@@ -1,4 +1,9 @@
-"""One request inside the engine: its tokens, KV blocks, sampler and output state."""
+"""One request inside the engine: its tokens, KV blocks, sampler and output state.
+
+Every field a request carries through the engine is named and typed (vLLM v1's ``Request``): its
+SLO (what the scheduling policy reads), the LoRA adapter it asks for (None until adapters exist)
+and, through its sampling parameters, how many log-probability alternatives each token reports.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch
 from cloud.engine.scheduler import SeqView
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
+from edgeweave.wire.slo import AnySlo
 
 
 class SeqState(enum.Enum):
@@ -28,7 +34,8 @@ class Sequence:
     sampler: Sampler
     output: Continuation
     arrival_s: float
-    extra: object = None
+    slo: AnySlo | None = None  # None: the policy's default SLO
+    lora_adapter: str | None = None
     state: SeqState = SeqState.WAITING
     computed: int = 0
     block_table: list[int] = field(default_factory=list)
@@ -39,6 +46,11 @@ class Sequence:
     first_token_s: float | None = None
     preemptions: int = 0
     prefix_checked: bool = False  # looked up in the prefix cache since it last lost its blocks
+
+    @property
+    def logprobs(self) -> int | None:
+        """None: no logprobs; k: each token's logprob and its k most likely alternatives."""
+        return self.params.logprobs
 
     def view(self, exclusive: int) -> SeqView:
         return SeqView(
@@ -52,5 +64,5 @@ class Sequence:
             blocks_held=len(self.block_table),
             blocks_exclusive=exclusive,
             prompt_tokens=self.prompt_len,
-            extra=self.extra,
+            slo=self.slo,
         )

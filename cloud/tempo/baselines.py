@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from cloud.engine.scheduler import SeqView
 from cloud.tempo.remaining import LengthSource
 from cloud.tempo.workflows import WorkflowTracker
-from edgeweave.wire.slo import AnySlo, CompoundSLO, DeadlineSLO, LatencySLO, SloType
+from edgeweave.wire.slo import AnySlo, DeadlineSLO, LatencySLO, SloType
 
 
 def slo_of(v: SeqView, default: LatencySLO) -> AnySlo:
-    return v.extra if isinstance(v.extra, LatencySLO | DeadlineSLO | CompoundSLO) else default
+    return v.slo if v.slo is not None else default
 
 
 class _Baseline:

@@ -57,7 +57,7 @@ class _Seq:
             blocks_held=self.blocks,
             blocks_exclusive=self.blocks,
             prompt_tokens=self.call.prompt_tokens,
-            extra=self.call.slo,
+            slo=self.call.slo,
         )
 
 

@@ -15,13 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class StepSample:
-    tokens: int
-    seqs: int
-    kv_tokens: int
-    seconds: float
+from cloud.engine.stats import StepSample
 
 
 @dataclass(frozen=True)

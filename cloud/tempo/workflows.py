@@ -170,8 +170,8 @@ class WorkflowTracker:
     def observe(self, seqs: Sequence[SeqView], now: float) -> None:
         live, seen = self._live, set()
         for v in seqs:
-            slo = v.extra
-            if type(slo) is not CompoundSLO:
+            slo = v.slo
+            if not isinstance(slo, CompoundSLO):
                 continue
             seen.add(v.id)
             if v.id not in live:
@@ -198,8 +198,8 @@ class WorkflowTracker:
         call.generated = v.generated_tokens + 1  # the iteration that ended it sampled one more
         call.finish_s = now
         wf.delivered += call.generated
-        assert isinstance(v.extra, CompoundSLO)
-        if v.extra.last:
+        assert isinstance(v.slo, CompoundSLO)
+        if v.slo.last:
             stages, _ = wf.stages(now)
             self.library.add(WorkflowGraph(tuple(stages)))
             del self._open[wid]
@@ -216,7 +216,7 @@ class WorkflowTracker:
 
     def stage_deadline(self, v: SeqView, now: float) -> float:
         """Absolute deadline for compound sequence ``v``'s stage, fixed when first asked."""
-        slo = v.extra
+        slo = v.slo
         assert isinstance(slo, CompoundSLO)
         wf = self._workflow(v)
         end = self.start(v) + slo.deadline_s
@@ -230,5 +230,5 @@ class WorkflowTracker:
         return wf.stage_deadlines[slo.stage]
 
     def _workflow(self, v: SeqView) -> _Workflow | None:
-        slo = v.extra
+        slo = v.slo
         return self._open.get(slo.workflow_id) if isinstance(slo, CompoundSLO) else None

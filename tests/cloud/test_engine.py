@@ -147,6 +147,7 @@ def test_packed_decode_over_a_shared_prefix_family(backend: TorchBackend) -> Non
 
 
 def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list[list[int]], tmp_path) -> None:
+    from cloud.policies import make_policy
     from cloud.tempo.length import LengthBound
     from cloud.tempo.policy import Tempo
     from cloud.tempo.remaining import BoundLengths
@@ -154,7 +155,8 @@ def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list
     from edgeweave.wire.slo import CompoundSLO, DeadlineSLO, LatencySLO
 
     model = LengthBound.fit(load_trace()[:600]).save(tmp_path / "length.pkl")
-    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model))
+    options = EngineOptions(max_batched_tokens=24, kv_cache_mb=8, length_model=model)
+    engine = LLMEngine.load(MODEL, options, make_policy(options))  # the policy the cloud serves with
     assert isinstance(engine.policy, Tempo) and isinstance(engine.policy.lengths, BoundLengths)
     slos = [
         LatencySLO(ttft_s=0.5, tbt_s=0.05),
@@ -164,10 +166,51 @@ def test_tempo_is_the_default_and_orders_without_changing_tokens(reference: list
         None,  # no SLO: the default latency SLO
     ]
     for i, (c, slo) in enumerate(zip(COMMANDS, slos, strict=True)):
-        engine.add_request(f"r{i}", prompt(c), GREEDY, extra=slo)
+        engine.add_request(f"r{i}", prompt(c), GREEDY, slo=slo)
     out: dict[str, list[int]] = {f"r{i}": [] for i in range(len(COMMANDS))}
     while engine.has_work():
         for t in engine.step():
             out[t.request_id].append(t.token_id)
     assert list(out.values()) == reference
     assert engine.stats().blocks_free == engine.stats().blocks_total
+
+
+def test_logprobs_are_the_raw_logits_log_softmax_and_leave_tokens_unchanged(reference: list[list[int]]) -> None:
+    import torch
+
+    from edgeweave.generation.logprobs import token_logprob
+    from edgeweave.models.checkpoint import load_checkpoint
+
+    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=24, kv_cache_mb=8))
+    params = SamplingParams(max_tokens=48, logprobs=3)
+    for i, c in enumerate(COMMANDS[:3]):
+        engine.add_request(str(i), prompt(c), params)
+    out: dict[str, list] = {str(i): [] for i in range(3)}
+    while engine.has_work():
+        for t in engine.step():
+            out[t.request_id].append(t)
+    assert [[t.token_id for t in out[str(i)]] for i in range(3)] == reference[:3]
+    dense = load_checkpoint(resolve_checkpoint(MODEL)).eval()
+    for i, c in enumerate(COMMANDS[:3]):
+        ids = prompt(c) + reference[i]
+        with torch.inference_mode():
+            logits = dense(torch.tensor([ids]))[0].float().numpy()
+        for j, t in enumerate(out[str(i)]):
+            lp = t.logprob
+            assert lp is not None and lp.id == t.token_id and lp.bytes == list(TOK.token_bytes(t.token_id))
+            assert [a.id for a in lp.top_logprobs][:1] == [t.token_id] and len(lp.top_logprobs) == 3  # greedy: the top
+            want = token_logprob(logits[len(ids) - len(reference[i]) - 1 + j], t.token_id, 3, TOK.token_bytes)
+            # both paths are float32 on the CPU (paged, chunked attention vs one dense pass): only the summation
+            # order differs, ~1e-6 on these logits; 1e-4 leaves a wide margin on any x86 CPU
+            assert lp.logprob == pytest.approx(want.logprob, abs=1e-4)
+            assert [a.id for a in lp.top_logprobs] == [a.id for a in want.top_logprobs]
+    plain = LLMEngine.load(MODEL)
+    plain.add_request("p", prompt(COMMANDS[0]), SamplingParams(max_tokens=4))
+    assert all(t.logprob is None for t in plain.step())
+
+
+def test_a_lora_adapter_is_refused_naming_the_field() -> None:
+    engine = LLMEngine.load(MODEL)
+    with pytest.raises(UsageError, match="no LoRA adapters") as e:
+        engine.add_request("x", prompt(COMMANDS[0]), GREEDY, lora_adapter="kitchen")
+    assert e.value.field == "lora_adapter" and not engine.has_work()

@@ -1,0 +1,187 @@
+"""The cloud's HTTP routes, free of any web framework: one table that the aiohttp server
+(:mod:`cloud.server`) and the Ray Serve replicas (:mod:`cloud.ray_serve`) both mount, so both
+answer the same paths the same way.
+
+- ``POST /v1/chat/completions`` and ``/v1/completions`` (SSE or not; extensions:
+  ``ignore_eos``, ``resume_tokens``, the tokens an earlier endpoint already generated, for
+  migrated answers, ``return_token_ids``, ``slo``);
+- ``GET /v1/models`` (with the context length, ``max_model_len``), ``/health``, ``/metrics``
+  (queue depth, running batch, KV blocks, prefix-cache hits, preemptions, TTFT and TBT
+  histograms, Tempo's service gain and SLO goodput per request type);
+- ``POST /v1/circinus/run``: a Circinus operator placed on the cloud tier (the contract of
+  :mod:`edgeweave.operators.routes`).
+
+A framework hands :func:`handle` an :class:`HttpRequest` and writes the :class:`HttpResponse`
+it gets back (a streamed body is an async iterator of SSE events; closing it, when the client
+leaves, aborts the request on the engine).  :func:`handle` checks the API key, counts the
+``/v1/`` requests and turns every refusal into the one JSON error shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from cloud.service import CloudState, EngineAnswer, LoadedOperator, open_answer
+from edgeweave.errors import EdgeweaveError, UsageError
+from edgeweave.operators.runtime import LLMOp, load_operator
+from edgeweave.serving.api_keys import check_api_key
+from edgeweave.serving.http_errors import ApiError, parse_json
+from edgeweave.serving.openai_serving import collect, sse_chunks
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.sse import SSE_HEADERS
+from edgeweave.wire.tensor_frames import CONTENT_TYPE as FRAMES
+from edgeweave.wire.tensor_frames import FrameError, decode, encode, pack, unpack
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str
+    authorization: str  # the Authorization header ("" without one)
+    body: bytes
+
+
+@dataclass
+class HttpResponse:
+    body: bytes | AsyncIterator[bytes]  # an iterator: SSE events, sent as they come
+    status: int = 200
+    content_type: str = JSON
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[CloudState, HttpRequest], Awaitable[HttpResponse]]
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(json.dumps(body).encode(), status, JSON, headers or {})
+
+
+async def health(state: CloudState, req: HttpRequest) -> HttpResponse:
+    s = state.engine.snapshot
+    return _json({"status": "ok", "running": s.running, "waiting": s.waiting})
+
+
+async def metrics(state: CloudState, req: HttpRequest) -> HttpResponse:
+    return HttpResponse(state.metrics_text(), content_type=CONTENT_TYPE_LATEST)
+
+
+async def models(state: CloudState, req: HttpRequest) -> HttpResponse:
+    card = {
+        "id": state.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "edgeweave",
+        "max_model_len": state.engine.engine.context_length,
+    }
+    return _json({"object": "list", "data": [card]})
+
+
+async def _closing(answer: EngineAnswer, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        await answer.close()  # a client that left: the engine aborts the request and frees its blocks
+
+
+async def _complete(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> HttpResponse:
+    answer = await open_answer(state, req)
+    chat = isinstance(req, ChatCompletionRequest)
+    if not req.stream:
+        try:
+            return _json(await collect(answer, state.name, chat, lambda first: None))
+        finally:
+            await answer.close()
+    chunks = sse_chunks(answer, state.name, chat, req.include_usage, lambda first: None, req.return_token_ids)
+    return HttpResponse(_closing(answer, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
+
+
+async def chat_completions(state: CloudState, req: HttpRequest) -> HttpResponse:
+    return await _complete(state, parse_json(req.body, ChatCompletionRequest))
+
+
+async def completions(state: CloudState, req: HttpRequest) -> HttpResponse:
+    return await _complete(state, parse_json(req.body, CompletionRequest))
+
+
+async def _operator(state: CloudState, model: str) -> LoadedOperator:
+    if model not in state.operators:
+        try:
+            state.operators[model] = LoadedOperator(await asyncio.to_thread(load_operator, model))
+        except EdgeweaveError as e:
+            raise ApiError(400, f"model: {e}", param="model") from None
+    return state.operators[model]
+
+
+async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
+    try:
+        frames = [decode(f) for f in unpack(req.body)]
+    except FrameError as e:
+        raise ApiError(400, f"body: {e}", param="body") from None
+    if len(frames) != 1:
+        raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
+    x, meta = frames[0]
+    model = meta.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
+    loaded = await _operator(state, model)
+    op = loaded.op
+    out: dict[str, Any] = {}
+    async with loaded.lock:
+        t0 = time.perf_counter()
+        if isinstance(op, LLMOp):
+            prompt = meta.get("prompt")
+            if not isinstance(prompt, str) or not prompt:
+                raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
+            out["text"] = await asyncio.to_thread(op, prompt)
+            result = torch.empty(0)
+        else:
+            if x.dim() != 4 or x.shape[1] != 3:
+                raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
+            result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
+        out["seconds"] = time.perf_counter() - t0
+    return HttpResponse(pack([encode(result, out)]), content_type=FRAMES)
+
+
+ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "/health"): health,
+    ("GET", "/metrics"): metrics,
+    ("GET", "/v1/models"): models,
+    ("POST", "/v1/chat/completions"): chat_completions,
+    ("POST", "/v1/completions"): completions,
+    ("POST", "/v1/circinus/run"): circinus_run,
+}
+
+
+def _route(method: str, path: str) -> Handler:
+    handler = ROUTES.get((method, path))
+    if handler is None:
+        if any(p == path for _, p in ROUTES):
+            raise ApiError(405, f"{method} is not allowed on {path}")
+        raise ApiError(404, f"no route {method} {path}")
+    return handler
+
+
+async def handle(state: CloudState, api_keys: list[str] | None, req: HttpRequest) -> HttpResponse:
+    """``req`` answered by its route (``api_keys=None``: no key required)."""
+    path = req.path.rstrip("/") or "/"
+    try:
+        check_api_key(api_keys, path, req.authorization)
+        resp = await _route(req.method, path)(state, req)
+    except ApiError as e:
+        resp = _json({"error": e.body.model_dump()}, e.status, e.headers)
+    except UsageError as e:
+        resp = _json({"error": ApiError(400, str(e), param=e.field).body.model_dump()}, 400)
+    if path.startswith("/v1/"):
+        state.metrics.requests.labels(path, str(resp.status)).inc()
+    return resp

@@ -1,0 +1,202 @@
+"""The cloud service behind any HTTP framework: its state (engine, metrics, Tempo's gain ledger)
+and how one OpenAI request becomes an answer streaming out of the engine.
+
+``[cloud]`` config in, a started :class:`CloudState` out (:func:`load_state`); each request is
+checked against the model and started on the engine by :func:`open_answer`, whose
+:class:`EngineAnswer` yields the text deltas the OpenAI responders write
+(:mod:`edgeweave.serving.openai_serving`), each with its token id (migration needs them) and,
+when asked, its logprob.  Requests may carry an ``slo`` (:mod:`edgeweave.wire.slo`); without one
+they are latency-sensitive with the configured ``default_slo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from cloud.engine.async_engine import AsyncEngine, EngineFailed
+from cloud.engine.engine import LLMEngine, TokenOutput
+from cloud.policies import check_config, make_policy
+from cloud.tempo.gain import GainLedger
+from edgeweave.config import CloudServerConfig
+from edgeweave.data.traces import TraceWriter
+from edgeweave.models.tokenizer import ChatMessage
+from edgeweave.operators.runtime import LLMOp, VisionOp
+from edgeweave.serving.http_errors import ApiError
+from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class CloudMetrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("edgeweave_cloud_requests", "API requests", ["path", "status"], registry=r)
+        self.tokens = Counter("edgeweave_cloud_generated_tokens", "Tokens generated", registry=r)
+        self.queue = Gauge("edgeweave_cloud_queue_depth", "Requests waiting for their first iteration", registry=r)
+        self.running = Gauge("edgeweave_cloud_running", "Requests in the running batch", registry=r)
+        self.swapped = Gauge("edgeweave_cloud_swapped", "Requests swapped out to host memory", registry=r)
+        self.blocks_used = Gauge("edgeweave_cloud_kv_blocks_used", "KV cache blocks in use", registry=r)
+        self.blocks_total = Gauge("edgeweave_cloud_kv_blocks_total", "KV cache blocks", registry=r)
+        self.prefix_hits = Gauge(
+            "edgeweave_cloud_prefix_hit_blocks", "KV blocks reused from the prefix cache", registry=r
+        )
+        self.preemptions = Gauge("edgeweave_cloud_preemptions", "Sequences preempted so far", registry=r)
+        self.gain = Gauge("edgeweave_cloud_service_gain_tokens", "Useful tokens under their SLO", ["type"], registry=r)
+        self.delivered = Gauge("edgeweave_cloud_delivered_tokens", "Tokens of judged requests", ["type"], registry=r)
+        self.slo_met = Gauge("edgeweave_cloud_slo_met", "Requests (workflows) whose SLO was met", ["type"], registry=r)
+        self.slo_judged = Gauge("edgeweave_cloud_slo_judged", "Requests (workflows) judged", ["type"], registry=r)
+        self.ttft = Histogram(
+            "edgeweave_cloud_ttft_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.tbt = Histogram("edgeweave_cloud_tbt_seconds", "Time between tokens", buckets=LATENCY_BUCKETS, registry=r)
+
+
+@dataclass
+class LoadedOperator:
+    """A Circinus operator placed on this tier; it runs one call at a time."""
+
+    op: VisionOp | LLMOp
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class CloudState:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        served_name: str,
+        default_slo: LatencySLO | None = None,
+        request_log: TraceWriter | None = None,
+    ) -> None:
+        self.engine = engine
+        self.request_log = request_log
+        self.name = served_name
+        self.metrics = CloudMetrics()
+        self.default_slo = default_slo or LatencySLO()
+        self.ledger = GainLedger()
+        self.operators: dict[str, LoadedOperator] = {}
+
+    def metrics_text(self) -> bytes:
+        """The Prometheus exposition, the engine's snapshot and the ledger's totals refreshed."""
+        s, m = self.engine.snapshot, self.metrics
+        m.queue.set(s.waiting)
+        m.running.set(s.running)
+        m.swapped.set(s.swapped)
+        m.blocks_total.set(s.blocks_total)
+        m.blocks_used.set(s.blocks_total - s.blocks_free)
+        m.prefix_hits.set(s.prefix_hit_blocks)
+        m.preemptions.set(s.preemptions)
+        for kind in SLO_TYPES:
+            m.gain.labels(kind).set(self.ledger.gain[kind])
+            m.delivered.labels(kind).set(self.ledger.tokens[kind])
+            m.slo_met.labels(kind).set(self.ledger.met[kind])
+            m.slo_judged.labels(kind).set(self.ledger.judged[kind])
+        return generate_latest(m.registry)
+
+
+def load_state(cfg: CloudServerConfig) -> CloudState:
+    """The engine for ``cfg`` (its policy resolved by name) and the state around it; not started."""
+    check_config(cfg)
+    engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine, make_policy(cfg.engine)))
+    log_to = TraceWriter(cfg.request_log) if cfg.request_log else None
+    return CloudState(engine, cfg.name, cfg.default_slo, log_to)
+
+
+class EngineAnswer(Answer):
+    """A request streaming out of the engine, as text deltas."""
+
+    def __init__(self, state: CloudState, stream: AsyncIterator[TokenOutput], slo: AnySlo) -> None:
+        super().__init__(f"engine:{state.name}")
+        self._stream = stream
+        self._metrics = state.metrics
+        self._ledger = state.ledger
+        self._log = state.request_log
+        self._slo = slo
+        self._first: TokenOutput | None = None
+        self._started = time.perf_counter()
+        self._token_times: list[float] = []
+        self._ledger.arrive(slo, self._started)
+
+    async def start(self) -> None:
+        """Wait for the first token: bad input surfaces here, before any response is sent."""
+        self._first = await anext(self._stream)
+        self._token_times.append(time.perf_counter())
+        self._metrics.ttft.observe(self._token_times[0] - self._started)
+
+    async def deltas(self) -> AsyncIterator[Delta]:
+        assert self._first is not None
+        last = time.perf_counter()
+        out: TokenOutput | None = self._first
+        try:
+            while out is not None:
+                self.prompt_tokens = out.prompt_tokens
+                self.completion_tokens = out.index + 1
+                self._metrics.tokens.inc()
+                if out.finish_reason:
+                    self.finish_reason = out.finish_reason
+                    self._ledger.finish(self._slo, self._started, self._token_times)
+                    if self._log is not None:
+                        self._log.append(datetime.now(), out.prompt_tokens, out.index + 1)
+                yield Delta(out.text, out.token_id, out.logprob)
+                if out.finish_reason:
+                    return
+                out = await anext(self._stream, None)
+                now = time.perf_counter()
+                self._token_times.append(now)
+                self._metrics.tbt.observe(now - last)
+                last = now
+        except EngineFailed as e:
+            raise AnswerFailed(str(e)) from None
+        raise AnswerFailed("the engine ended the stream early")
+
+    async def close(self) -> None:
+        await self._stream.aclose()  # type: ignore[attr-defined]
+
+
+def _prompt(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> tuple[list[int], str]:
+    tok = state.engine.engine.tokenizer
+    if isinstance(req, ChatCompletionRequest):
+        messages = [m.to_message() for m in req.messages]
+        return tok.render_chat([ChatMessage(m.role, m.content) for m in messages]), "messages"
+    if isinstance(req.prompt, str):
+        return tok.encode(req.prompt, add_bos=True), "prompt"
+    return list(req.prompt), "prompt"
+
+
+async def open_answer(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> EngineAnswer:
+    """Check ``req`` against the model and start it on the engine."""
+    if req.model != state.name:
+        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+    prompt, field_name = _prompt(state, req)
+    ctx = state.engine.engine.context_length
+    used = len(prompt) + len(req.resume_tokens)
+    if used >= ctx:
+        raise ApiError(
+            400, f"{field_name}: {used} tokens do not fit the model's context of {ctx} tokens", param=field_name
+        )
+    room = ctx - used
+    if req.max_tokens is not None and req.max_tokens > room:
+        raise ApiError(
+            400,
+            f"max_tokens: {used} prompt tokens + {req.max_tokens} new tokens exceed the context of {ctx} tokens "
+            f"(at most {room} new tokens)",
+            param="max_tokens",
+        )
+    params = req.sampling(req.max_tokens or room)
+    slo = req.slo or state.default_slo
+    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens, slo=slo)
+    answer = EngineAnswer(state, stream, slo)
+    try:
+        await answer.start()
+    except BaseException:
+        await answer.close()
+        raise
+    return answer
