@@ -157,9 +157,13 @@ class CloudRoute(Route):
         raise EndpointFailed(f"{self.endpoint} closed the stream without [DONE]")
 
     def _logprobs(self, choice: dict[str, object]) -> list[TokenLogprob]:
-        """A chunk's ``logprobs.content`` entries (OpenAI's chat shape, with edgeweave's token ids)."""
+        """A chunk's ``logprobs.content`` entries (OpenAI's chat shape, with edgeweave's token ids).  A
+        server that does not speak edgeweave's extensions sends no ids: its logprobs cannot be carried
+        across a migration as tokens, so they are not relayed."""
         block = choice.get("logprobs")
         content = block.get("content") if isinstance(block, dict) else None
+        if not content or not all(isinstance(e, dict) and "id" in e for e in content):
+            return []
         try:
             return [TokenLogprob.model_validate(e) for e in content or ()]
         except ValidationError as e:

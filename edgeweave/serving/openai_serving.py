@@ -153,7 +153,7 @@ async def sse_chunks(
         body: BaseModel
         if chat:
             delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids)
-            lp = None if logprob is None else ChatLogprobs.of([logprob])
+            lp = None if logprob is None else ChatLogprobs.of([logprob], with_ids=token_ids)
             body = ChatCompletionChunk(
                 id=cid,
                 model=model,

@@ -200,10 +200,11 @@ class ChatTopLogprob(BaseModel):
     token: str
     logprob: float
     bytes: list[int]
+    id: int | None = None  # extension, when the request asked for token ids (return_token_ids)
 
     @classmethod
-    def of(cls, lp: TopLogprob) -> ChatTopLogprob:
-        return cls(token=lp.token, logprob=lp.logprob, bytes=lp.bytes)
+    def of(cls, lp: TopLogprob, with_id: bool = False) -> ChatTopLogprob:
+        return cls(token=lp.token, logprob=lp.logprob, bytes=lp.bytes, id=lp.id if with_id else None)
 
 
 class ChatTokenLogprob(ChatTopLogprob):
@@ -211,15 +212,18 @@ class ChatTokenLogprob(ChatTopLogprob):
 
 
 class ChatLogprobs(BaseModel):
-    """A chat choice's ``logprobs``: one entry per token (per chunk's tokens when streaming)."""
+    """A chat choice's ``logprobs``: one entry per token (per chunk's tokens when streaming).  With
+    ``with_ids`` (edgeweave's return_token_ids) each entry carries its token id too, so a coordinator
+    relays them as :class:`~edgeweave.generation.logprobs.TokenLogprob` and across a migration."""
 
     content: list[ChatTokenLogprob]
 
     @classmethod
-    def of(cls, tokens: Sequence[TokenLogprob]) -> ChatLogprobs:
+    def of(cls, tokens: Sequence[TokenLogprob], with_ids: bool = False) -> ChatLogprobs:
         def entry(lp: TokenLogprob) -> ChatTokenLogprob:
-            top = [ChatTopLogprob.of(t) for t in lp.top_logprobs]
-            return ChatTokenLogprob(token=lp.token, logprob=lp.logprob, bytes=lp.bytes, top_logprobs=top)
+            top = [ChatTopLogprob.of(t, with_ids) for t in lp.top_logprobs]
+            chosen = ChatTopLogprob.of(lp, with_ids)
+            return ChatTokenLogprob(**chosen.model_dump(), top_logprobs=top)
 
         return cls(content=[entry(lp) for lp in tokens])
 

@@ -207,3 +207,33 @@ def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
             assert resp.headers["X-Edgeweave-Endpoint"] == "cloud:gpu"
     assert body["choices"][0]["message"]["content"] == reference[COMMANDS[1]]
     assert body["usage"]["completion_tokens"] > 0
+
+
+async def test_logprobs_from_the_cloud_come_through_the_coordinator(server: ServiceProcess, tmp_path: Path) -> None:
+    """The cloud's logprobs, streamed to the coordinator with token ids, reach an ``openai`` client unchanged:
+    the same process computes them either way, so they are compared exactly."""
+    question = [{"role": "user", "content": COMMANDS[1]}]
+    direct = await client(server).chat.completions.create(
+        model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
+    )
+    with LocalCluster(tmp_path) as cluster:
+        cluster.start_coordinator(mdns=False, cloud=(("gpu", server.url + "/v1", KEY, MODEL),))
+        via = openai.AsyncOpenAI(base_url=cluster.url + "/v1", api_key=cluster.api_key)
+        relayed = await via.chat.completions.create(
+            model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
+        )
+        streamed = [
+            entry
+            async for chunk in await via.chat.completions.create(
+                model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2, stream=True
+            )
+            for choice in chunk.choices
+            if choice.logprobs and choice.logprobs.content
+            for entry in choice.logprobs.content
+        ]
+    want = [
+        (e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in direct.choices[0].logprobs.content
+    ]
+    for got in (relayed.choices[0].logprobs.content, streamed):
+        assert [(e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in got] == want
+    assert len(want) == 12 and all(len(top) == 2 for _, _, top in want)
