@@ -214,7 +214,7 @@ class EngineOptions(_Strict):
     # the order requests run in: Tempo (SLO-aware, the default) or a baseline
     policy: Literal["tempo", "fcfs", "priority", "edf", "srtf", "las"] = "tempo"
     # Tempo's output-length model from `edgeweave tempo train-length`; without one a request's
-    # max_tokens is its length bound
+    # max_tokens is its length bound.  The file is unpickled, which runs code: load only files you trust.
     length_model: FilePath | None = None
 
 
