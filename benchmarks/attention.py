@@ -44,7 +44,7 @@ from benchmarks.results_io import RESULTS, parser, save_result  # noqa: E402
 from edgeweave.data.traces import CREDIT, load_trace  # noqa: E402
 from kernels.batch import AttnBatch, slots_of  # noqa: E402
 from kernels.packed_tables import PackedTables, build_tables  # noqa: E402
-from kernels.packing import DriftMonitor, Plan, SeqWork, capacity_for, plan_groups  # noqa: E402
+from kernels.packing import DriftMonitor, PackingPlan, SeqWork, capacity_for, plan_groups  # noqa: E402
 from kernels.reference import sdpa_padded  # noqa: E402
 from kernels.triton_attention import VarlenTables, block_m_for, packed_attention, varlen_attention  # noqa: E402
 
@@ -130,13 +130,13 @@ class Timer:
         return statistics.median(times)
 
 
-def plan_for(s: Setup, works: list[SeqWork], slots: int) -> Plan:
+def plan_for(s: Setup, works: list[SeqWork], slots: int) -> PackingPlan:
     """The packing plan as the engine makes it: keys spread over the GPU's programs per KV head."""
     return plan_groups(works, capacity_for(works, s.target_programs // s.heads[1], slots), slots, s.block_n)
 
 
 # --- wasted work: the exact tile walk of each kernel ----------------------------------
-def computed_pairs_packed(plan: Plan, rep: int, block_n: int) -> int:
+def computed_pairs_packed(plan: PackingPlan, rep: int, block_n: int) -> int:
     rows = block_m_for(plan.slots, rep) // rep  # query tokens a program's tile holds
     return sum(rows * sum(math.ceil(seg.keys / block_n) * block_n for seg in g.segments) for g in plan.groups)
 

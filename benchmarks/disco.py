@@ -62,7 +62,7 @@ from coordinator.disco.cost import ComputeProfile, DeviceEnergy
 from coordinator.disco.dispatch_policy import DeviceTTFT
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.simulator import Planner, Profiles, SimAnswer, simulate
-from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, write
+from edgeweave.cluster.cluster_files import LocalDevice, cloud_toml, write
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import spawn
 from edgeweave.config import DEFAULT_POWER, DiscoConfig
@@ -303,7 +303,7 @@ def live(trace: str, n: int, workdir: Path) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     try:
         with LocalCluster(workdir) as cluster:
-            profile = DeviceProfile("phone-1", "phone", "llamacpp", threads=1, model=LIVE_MODEL)
+            profile = LocalDevice("phone-1", "phone", "llamacpp", threads=1, model=LIVE_MODEL)
             (phone,) = cluster.start_devices((profile,))
             upstream = (("gpu", cloud.url + "/v1", CLOUD_KEY, LIVE_MODEL),)
             cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=upstream)

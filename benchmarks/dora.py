@@ -266,7 +266,7 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
 
     from coordinator.dora.emulation import Lan, unavailable
     from coordinator.dora.service import Member, measure, run
-    from edgeweave.cluster.cluster_files import DeviceProfile, new_secret
+    from edgeweave.cluster.cluster_files import LocalDevice, new_secret
     from edgeweave.wire.auth import ClusterKey
 
     reason = unavailable()
@@ -285,7 +285,7 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
             for device, share in scenario.live_cpu:
                 host = lan.add(device, link_mbit=2 * scenario.live_ap_mbit, cpu_share=share)
                 kind = "phone" if kinds[device] == "phone" else "pi" if kinds[device] in ("pi", "tv") else "jetson"
-                prof = DeviceProfile(device, kind, "llamacpp", threads=1, model=LM)
+                prof = LocalDevice(device, kind, "llamacpp", threads=1, model=LM)
                 services.append(lan.spawn_device(host, prof, secret, Path(tmp)))
             for svc, (device, _) in zip(services, scenario.live_cpu, strict=True):
                 svc.wait_ready(300)

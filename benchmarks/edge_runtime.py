@@ -31,7 +31,7 @@ import aiohttp
 
 from benchmarks.results_io import RESULTS, parser, save_result
 from coordinator.cluster.device_client import DeviceClient
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
 from edgeweave.cluster.processes import free_port
 from edgeweave.generation.sampling import SamplingParams
@@ -46,7 +46,7 @@ PROMPT = "the"
 def measure_discovery(cluster: LocalCluster, rounds: int) -> list[float]:
     out = []
     for i in range(rounds):
-        profile = DeviceProfile(f"bench-{i}", "pi", "llamacpp", threads=1, port=free_port())
+        profile = LocalDevice(f"bench-{i}", "pi", "llamacpp", threads=1, port=free_port())
         health = f"http://127.0.0.1:{profile.port}/health"
         svc = cluster.spawn_device(profile)
         while True:  # the daemon's socket opens, then it registers with mDNS at once

@@ -1,6 +1,6 @@
 """Index tables that tell the packed kernel what each program computes.
 
-Built from a :class:`~kernels.packing.Plan` and the batch's layout.  Rows of
+Built from a :class:`~kernels.packing.PackingPlan` and the batch's layout.  Rows of
 all groups are flattened group after group (``grp_row_ptr``), and so are
 segments (``grp_seg_ptr``); a row names the query token it reads and writes
 and, when its sequence was split across groups, the partial-output slot it
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import torch
 
 from kernels.batch import AttnBatch
-from kernels.packing import Plan, grows
+from kernels.packing import PackingPlan, grows
 
 
 @dataclass
 class PackedTables:
-    plan: Plan
+    plan: PackingPlan
     grp_row_ptr: torch.Tensor
     grp_seg_ptr: torch.Tensor
     row_tok: torch.Tensor
@@ -50,7 +50,7 @@ class PackedTables:
         self.row_pos += 1
 
 
-def build_tables(plan: Plan, batch: AttnBatch, device: torch.device | str) -> PackedTables:
+def build_tables(plan: PackingPlan, batch: AttnBatch, device: torch.device | str) -> PackedTables:
     works = batch.works()
     bt_flat, bt_off_t = batch.block_table_tensors(device)
     bt_off = bt_off_t.tolist()

@@ -96,7 +96,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Plan:
+class PackingPlan:
     groups: list[Group]
     capacity: int
     slots: int
@@ -200,7 +200,7 @@ def _units(works: Sequence[SeqWork], slots: int, capacity: int, align: int) -> l
     return [x for u in units for x in _fit(u, works, capacity, align)]
 
 
-def plan_groups(works: Sequence[SeqWork], capacity: int, slots: int, align: int = 1) -> Plan:
+def plan_groups(works: Sequence[SeqWork], capacity: int, slots: int, align: int = 1) -> PackingPlan:
     """Pack ``works`` into groups of at most ``slots`` rows and at most
     ``capacity`` keys walked; split sequences are cut on multiples of ``align``
     keys (pass the kernel's key tile so no piece adds a partial tile)."""
@@ -227,7 +227,7 @@ def plan_groups(works: Sequence[SeqWork], capacity: int, slots: int, align: int 
         for item in skipped:
             heapq.heappush(heap, item)
         heapq.heappush(heap, (groups[g].load, g))
-    return Plan([g for g in groups if g.spans], capacity, slots)
+    return PackingPlan([g for g in groups if g.spans], capacity, slots)
 
 
 def _place(g: Group, u: _Unit) -> None:
@@ -252,7 +252,7 @@ def grows(seg: Segment, works: Sequence[SeqWork]) -> bool:
 class DriftMonitor:
     """Tracks a decode plan's loads as every sequence gains a key per step."""
 
-    plan: Plan
+    plan: PackingPlan
     works: Sequence[SeqWork]
     steps: int = 0
     growth: list[int] = field(init=False)

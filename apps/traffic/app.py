@@ -56,7 +56,7 @@ from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
 from coordinator.circinus.spec import Query, Workload, load
 from coordinator.dora.emulation import Lan, unavailable
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.errors import UsageError
@@ -64,8 +64,8 @@ from edgeweave.models.vision import CLASSES, frames
 from edgeweave.serving.emulated_link import LINK_ENV
 
 SPEC = Path(__file__).parent / "workload.yaml"
-BOXES = (("device", DeviceProfile("pi-1", "pi", "llamacpp", threads=1)),
-         ("edge", DeviceProfile("jetson-1", "jetson", "llamacpp", threads=1)))  # fmt: skip
+BOXES = (("device", LocalDevice("pi-1", "pi", "llamacpp", threads=1)),
+         ("edge", LocalDevice("jetson-1", "jetson", "llamacpp", threads=1)))  # fmt: skip
 
 
 @dataclass

@@ -37,7 +37,7 @@ MAX_OPEN = 10_000
 
 
 @dataclass(frozen=True)
-class Stage:
+class WorkflowStage:
     calls: int
     prompt_tokens: float  # mean over the stage's calls
     output_tokens: float
@@ -50,7 +50,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class WorkflowGraph:
-    stages: tuple[Stage, ...]
+    stages: tuple[WorkflowStage, ...]
 
     def stage_deadline(self, stage: int, start_s: float, end_s: float) -> float:
         """Absolute deadline of ``stage`` (starting at ``start_s``) for a workflow due at ``end_s``."""
@@ -60,7 +60,7 @@ class WorkflowGraph:
         return start_s + (end_s - start_s) * times[0] / sum(times)
 
 
-def distance2(a: Sequence[Stage], b: Sequence[Stage], done: int | None = None) -> float:
+def distance2(a: Sequence[WorkflowStage], b: Sequence[WorkflowStage], done: int | None = None) -> float:
     """Squared distance over the stages of ``a`` (a running workflow: only its first ``done``
     stages have known outputs) against the same stages of ``b``."""
     done = len(a) if done is None else done
@@ -76,7 +76,7 @@ def distance2(a: Sequence[Stage], b: Sequence[Stage], done: int | None = None) -
     return d
 
 
-def similarity(a: Sequence[Stage], b: Sequence[Stage], done: int | None = None) -> float:
+def similarity(a: Sequence[WorkflowStage], b: Sequence[WorkflowStage], done: int | None = None) -> float:
     return math.exp(-distance2(a, b, done) / (2 * SIGMA**2))
 
 
@@ -113,7 +113,7 @@ class GraphLibrary:
         result = kmedoids.fasterpam(self._diss, self.k, init="build", random_state=0, n_cpu=1)
         self.medoids = [self.graphs[int(i)] for i in sorted(result.medoids)]
 
-    def match(self, seen: Sequence[Stage], done: int) -> WorkflowGraph | None:
+    def match(self, seen: Sequence[WorkflowStage], done: int) -> WorkflowGraph | None:
         """The stored representative most similar to a running workflow's stages so far."""
         if not self.medoids:
             return None
@@ -137,7 +137,7 @@ class _Workflow:
     delivered: int = 0  # tokens its finished calls generated
     stage_deadlines: dict[int, float] = field(default_factory=dict)
 
-    def stages(self, now: float) -> tuple[list[Stage], int]:
+    def stages(self, now: float) -> tuple[list[WorkflowStage], int]:
         """Its stages so far, and how many of them are complete."""
         by_stage: dict[int, list[_Call]] = {}
         for c in self.calls.values():
@@ -148,7 +148,7 @@ class _Workflow:
             finished = all(c.finish_s is not None for c in cs)
             end = max(c.finish_s for c in cs) if finished else now  # type: ignore[type-var]
             out.append(
-                Stage(
+                WorkflowStage(
                     len(cs),
                     sum(c.prompt_tokens for c in cs) / len(cs),
                     sum(c.generated for c in cs) / len(cs),

@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeweave.cluster.cluster_files import DeviceProfile, device_toml, write
+from edgeweave.cluster.cluster_files import LocalDevice, device_toml, write
 from edgeweave.cluster.processes import ServiceProcess, spawn
 from edgeweave.serving.emulated_link import LINK_ENV
 
@@ -139,7 +139,7 @@ class Lan:
         self.hosts.append(host)
         return host
 
-    def spawn_device(self, host: Host, profile: DeviceProfile, secret: str, workdir: Path) -> ServiceProcess:
+    def spawn_device(self, host: Host, profile: LocalDevice, secret: str, workdir: Path) -> ServiceProcess:
         """A device daemon for ``profile`` inside the host's namespace, bound to its address and not
         advertised (it is found by its URL); config and log go to ``workdir``."""
         cfg = write(workdir / f"{profile.id}.toml", device_toml(replace(profile, host=host.address), secret, False))

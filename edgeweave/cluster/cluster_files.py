@@ -13,7 +13,9 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
-class DeviceProfile:
+class LocalDevice:
+    """One device daemon of a local cluster: what its config file says."""
+
     id: str
     kind: str
     backend: str
@@ -36,7 +38,7 @@ def cluster_table(secret: str) -> str:
     return f"[cluster]\nsecret = {_q(secret)}\n"
 
 
-def device_toml(p: DeviceProfile, secret: str, advertise: bool = True) -> str:
+def device_toml(p: LocalDevice, secret: str, advertise: bool = True) -> str:
     threads = f"threads = {p.threads}\n" if p.threads else ""
     return (
         cluster_table(secret)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml, new_secret, write
+from edgeweave.cluster.cluster_files import LocalDevice, cloud_toml, coordinator_toml, device_toml, new_secret, write
 from edgeweave.cluster.processes import ServiceProcess, spawn
 
 DEMO_PROFILES = (
-    DeviceProfile("phone-1", "phone", "executorch", max_queue=2),
-    DeviceProfile("pi-1", "pi", "llamacpp", threads=1, max_queue=2),
-    DeviceProfile("jetson-1", "jetson", "torch", threads=1, max_queue=2),
+    LocalDevice("phone-1", "phone", "executorch", max_queue=2),
+    LocalDevice("pi-1", "pi", "llamacpp", threads=1, max_queue=2),
+    LocalDevice("jetson-1", "jetson", "torch", threads=1, max_queue=2),
 )
 
 
@@ -46,13 +46,13 @@ class RuntimeExport:
         return runtime_file(resolve_checkpoint(self.model), self.target)
 
 
-def runtime_exports(profiles: tuple[DeviceProfile, ...]) -> list[RuntimeExport]:
+def runtime_exports(profiles: tuple[LocalDevice, ...]) -> list[RuntimeExport]:
     """The exports the profiles' daemons load, each once (sorted: a stable order to show)."""
     targets = {"llamacpp": "gguf", "executorch": "pte"}
     return [RuntimeExport(m, targets[b]) for m, b in sorted({(p.model, p.backend) for p in profiles}) if b in targets]
 
 
-def prepare_models(profiles: tuple[DeviceProfile, ...]) -> None:
+def prepare_models(profiles: tuple[LocalDevice, ...]) -> None:
     """Export each model once for the runtimes the profiles use, so daemons start fast
     and never race each other writing the same cache file."""
     for export in runtime_exports(profiles):
@@ -109,7 +109,7 @@ class LocalCluster:
 
     def start_devices(
         self,
-        profiles: tuple[DeviceProfile, ...],
+        profiles: tuple[LocalDevice, ...],
         timeout_s: float = 180.0,
         secret: str | None = None,
         advertise: bool = True,
@@ -120,7 +120,7 @@ class LocalCluster:
             svc.wait_ready(timeout_s)
         return started
 
-    def spawn_device(self, p: DeviceProfile, secret: str | None = None, advertise: bool = True) -> ServiceProcess:
+    def spawn_device(self, p: LocalDevice, secret: str | None = None, advertise: bool = True) -> ServiceProcess:
         """Start one daemon without waiting for it to be ready."""
         path = write(self.workdir / f"{p.id}.toml", device_toml(p, secret or self.secret, advertise))
         svc = spawn(p.id, ["device", "serve", "--config", str(path)], self.workdir / f"{p.id}.log")

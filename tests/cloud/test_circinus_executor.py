@@ -14,7 +14,7 @@ from coordinator.circinus.cluster import attach
 from coordinator.circinus.executor import Endpoint, Executor, OperatorError
 from coordinator.circinus.planner import Choice, PipelinePlan
 from coordinator.circinus.spec import parse
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.errors import UsageError
@@ -46,8 +46,8 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
     with LocalCluster(tmp_path) as cluster:
         phone, pi = cluster.start_devices(
             (
-                DeviceProfile("phone-1", "phone", "llamacpp", threads=1),
-                DeviceProfile("pi-1", "pi", "llamacpp", threads=1),
+                LocalDevice("phone-1", "phone", "llamacpp", threads=1),
+                LocalDevice("pi-1", "pi", "llamacpp", threads=1),
             ),
             advertise=False,
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess
 from tests.cloud.test_server import COMMANDS, KEY, MODEL, server  # noqa: F401  (the cloud engine fixture)
@@ -29,7 +29,7 @@ Hybrid = tuple[LocalCluster, ServiceProcess]
 def _hybrid(server: ServiceProcess, tmp_path: Path, disco: str = "") -> Iterator[Hybrid]:  # noqa: F811
     """A coordinator with a phone serving the cloud model on the torch backend, and the cloud."""
     with LocalCluster(tmp_path) as cluster:
-        (phone,) = cluster.start_devices((DeviceProfile("phone-1", "phone", "torch", threads=1, model=MODEL),))
+        (phone,) = cluster.start_devices((LocalDevice("phone-1", "phone", "torch", threads=1, model=MODEL),))
         cloud = (("gpu", server.url + "/v1", KEY, MODEL),)
         cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=cloud, disco=disco)
         cluster.wait_until(lambda up: "phone-1" in up, timeout_s=30)

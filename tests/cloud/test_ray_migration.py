@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.cluster.cluster_files import DeviceProfile, write
+from edgeweave.cluster.cluster_files import LocalDevice, write
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess, free_port, spawn
 from tests.cloud.test_disco_live import BODY, _answer
@@ -39,7 +39,7 @@ def ray_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProce
 @pytest.fixture()
 def cluster(ray_cloud: ServiceProcess, tmp_path: Path) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path) as c:
-        (phone,) = c.start_devices((DeviceProfile("phone-1", "phone", "torch", threads=1, model=MODEL),))
+        (phone,) = c.start_devices((LocalDevice("phone-1", "phone", "torch", threads=1, model=MODEL),))
         c.start_coordinator(mdns=False, static=(phone.url,), cloud=(("ray", ray_cloud.url + "/v1", KEY, MODEL),))
         c.wait_until(lambda up: "phone-1" in up, timeout_s=30)
         yield c

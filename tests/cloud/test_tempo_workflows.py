@@ -7,12 +7,12 @@ import math
 import pytest
 
 from cloud.engine.scheduler import SeqView
-from cloud.tempo.workflows import GraphLibrary, Stage, WorkflowGraph, WorkflowTracker, similarity
+from cloud.tempo.workflows import GraphLibrary, WorkflowGraph, WorkflowStage, WorkflowTracker, similarity
 from edgeweave.wire.slo import CompoundSLO
 
-CHAIN = WorkflowGraph((Stage(1, 40, 20, 1.0), Stage(1, 60, 120, 3.0)))  # short plan, long answer
-FANOUT = WorkflowGraph((Stage(1, 30, 10, 0.5), Stage(3, 200, 60, 2.0), Stage(1, 90, 40, 1.5)))
-LONG = WorkflowGraph(tuple(Stage(1, 500, 150, 2.0) for _ in range(4)))
+CHAIN = WorkflowGraph((WorkflowStage(1, 40, 20, 1.0), WorkflowStage(1, 60, 120, 3.0)))  # short plan, long answer
+FANOUT = WorkflowGraph((WorkflowStage(1, 30, 10, 0.5), WorkflowStage(3, 200, 60, 2.0), WorkflowStage(1, 90, 40, 1.5)))
+LONG = WorkflowGraph(tuple(WorkflowStage(1, 500, 150, 2.0) for _ in range(4)))
 
 
 def test_stage_deadlines_split_the_remaining_time_by_the_matched_graph() -> None:
@@ -27,13 +27,13 @@ def test_kernel_similarity_is_one_for_the_same_graph_and_falls_with_distance() -
     assert similarity(FANOUT.stages, FANOUT.stages) == 1.0
     assert similarity(FANOUT.stages, CHAIN.stages) < similarity(FANOUT.stages[:2], FANOUT.stages, done=1) <= 1.0
     # a running workflow (1 stage done, the 2nd in flight with 3 calls) against the stored ones
-    seen = [Stage(1, 32, 11, 0.4), Stage(3, 190, 0, 0.2)]
+    seen = [WorkflowStage(1, 32, 11, 0.4), WorkflowStage(3, 190, 0, 0.2)]
     sims = {g: similarity(seen, g.stages, done=1) for g in (CHAIN, FANOUT, LONG)}
     assert max(sims, key=sims.get) is FANOUT  # type: ignore[arg-type]
     assert math.isclose(sims[FANOUT], math.exp(-sum((a - b) ** 2 for a, b in _feat(seen, FANOUT)) / 2))
 
 
-def _feat(seen: list[Stage], g: WorkflowGraph) -> list[tuple[float, float]]:
+def _feat(seen: list[WorkflowStage], g: WorkflowGraph) -> list[tuple[float, float]]:
     pairs = list(zip(seen[0].features(True), g.stages[0].features(True), strict=True))
     return pairs + list(zip(seen[1].features(False), g.stages[1].features(False), strict=True))
 
@@ -43,13 +43,15 @@ def test_library_matches_among_k_medoids_of_many_stored_graphs() -> None:
     for i in range(40):  # three families with small variations
         jitter = 1 + (i % 5) / 50
         base = (CHAIN, FANOUT, LONG)[i % 3]
-        stages = tuple(Stage(s.calls, s.prompt_tokens * jitter, s.output_tokens, s.seconds) for s in base.stages)
+        stages = tuple(
+            WorkflowStage(s.calls, s.prompt_tokens * jitter, s.output_tokens, s.seconds) for s in base.stages
+        )
         lib.add(WorkflowGraph(stages))
     assert len(lib.medoids) == 3
     assert sorted(len(m.stages) for m in lib.medoids) == [2, 3, 4]  # one representative per family
-    match = lib.match([Stage(1, 480, 140, 2.1), Stage(1, 520, 0, 0.1)], done=1)
+    match = lib.match([WorkflowStage(1, 480, 140, 2.1), WorkflowStage(1, 520, 0, 0.1)], done=1)
     assert match is not None and len(match.stages) == 4
-    assert lib.match([Stage(1, 30, 10, 0.5)], done=0) is not None
+    assert lib.match([WorkflowStage(1, 30, 10, 0.5)], done=0) is not None
 
 
 def _view(sid: str, t: float, stage: int, last: bool, generated: int = 5) -> SeqView:

@@ -20,7 +20,7 @@ import openai
 import pytest
 from zeroconf import ServiceInfo
 
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, prepare_models
 from edgeweave.wire.auth import ClusterKey
 from edgeweave.wire.mdns import SERVICE_TYPE, open_zeroconf
@@ -159,9 +159,9 @@ def test_api_key_is_required(cluster: LocalCluster) -> None:
 
 def test_impostors_are_never_used_and_secrets_never_logged(cluster: LocalCluster, tmp_path: Path) -> None:
     # 1: a daemon of another cluster announces itself normally (its fingerprint differs)
-    other = DeviceProfile("stranger-1", "pi", "llamacpp", threads=1)
+    other = LocalDevice("stranger-1", "pi", "llamacpp", threads=1)
     # 2: a daemon without the secret, announced by hand with OUR fingerprint (copied from a TXT record)
-    forger = DeviceProfile("forger-1", "pi", "llamacpp", threads=1)
+    forger = LocalDevice("forger-1", "pi", "llamacpp", threads=1)
     [stranger] = cluster.start_devices((other,), secret="a-different-cluster-secret-123")
     cluster_key = ClusterKey(cluster.secret.encode())
     [forged] = cluster.start_devices((forger,), secret="not-our-secret-but-long-enough", advertise=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.dora.remote import call
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.wire.auth import ClusterKey
 from tests.cli import run_cli
@@ -23,7 +23,7 @@ from tests.cli import run_cli
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path_factory.mktemp("dora-cluster")) as c:
         devices = c.start_devices(
-            (DeviceProfile("pi-1", "pi", "llamacpp", threads=1), DeviceProfile("jetson-1", "jetson", "llamacpp")),
+            (LocalDevice("pi-1", "pi", "llamacpp", threads=1), LocalDevice("jetson-1", "jetson", "llamacpp")),
             advertise=False,
         )
         c.start_coordinator(mdns=False, static=tuple(d.url for d in devices))
@@ -63,7 +63,7 @@ def test_bad_requests_name_the_field_and_exit_2(cluster: LocalCluster) -> None:
 
 def test_a_device_leaving_mid_run_makes_the_run_replan_over_those_left(tmp_path: Path) -> None:
     with LocalCluster(tmp_path) as c:
-        profiles = (DeviceProfile("pi-1", "pi", "llamacpp", threads=1), DeviceProfile("pi-2", "pi", "llamacpp"))
+        profiles = (LocalDevice("pi-1", "pi", "llamacpp", threads=1), LocalDevice("pi-2", "pi", "llamacpp"))
         a, b = c.start_devices(profiles, advertise=False)
         c.start_coordinator(mdns=False, static=(a.url, b.url))
         c.wait_until(lambda up: {"pi-1", "pi-2"} <= set(up), timeout_s=30)

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from coordinator.cluster.discovery import Sighting, UniqueSightings
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster, prepare_models
 
-PI = DeviceProfile("pi-1", "pi", "llamacpp", threads=1, max_queue=2)
+PI = LocalDevice("pi-1", "pi", "llamacpp", threads=1, max_queue=2)
 HEARTBEAT_S = 0.1
 HEARTBEATS_WATCHED = 20
 

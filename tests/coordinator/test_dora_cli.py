@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from coordinator.dora.cli import plans_table
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.wire.dora import PipelineView, PlanView, StageView
 from tests.cli import run_cli
@@ -45,7 +45,7 @@ def test_the_plan_table_is_readable_at_80_columns() -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     with LocalCluster(tmp_path_factory.mktemp("dora-cli")) as c:
-        (device,) = c.start_devices((DeviceProfile("pi-1", "pi", "llamacpp", threads=1),), advertise=False)
+        (device,) = c.start_devices((LocalDevice("pi-1", "pi", "llamacpp", threads=1),), advertise=False)
         c.start_coordinator(mdns=False, static=(device.url,))
         c.wait_until(lambda up: "pi-1" in up, timeout_s=30)
         yield c

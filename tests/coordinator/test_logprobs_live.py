@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster, prepare_models
 
 MODEL = "weave-home-device"
 PROFILES = (
-    DeviceProfile("torch-a", "phone", "torch", threads=1),
-    DeviceProfile("torch-b", "jetson", "torch", threads=1),
+    LocalDevice("torch-a", "phone", "torch", threads=1),
+    LocalDevice("torch-b", "jetson", "torch", threads=1),
 )
 PIN = {"X-Edgeweave-Endpoint": "device:torch-a"}
 # The target of a move computes the moved positions' logits in one prefill instead of one decode step

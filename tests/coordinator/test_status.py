@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator.status import DeviceList, Health
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster, prepare_models
 from edgeweave.cluster.processes import free_port
 from tests.cli import run_cli
 
-PI = DeviceProfile("pi-1", "pi", "llamacpp", threads=1, max_queue=2)
+PI = LocalDevice("pi-1", "pi", "llamacpp", threads=1, max_queue=2)
 WIDTH = 80
 
 

@@ -14,7 +14,7 @@ import torch
 from coordinator.dora.driver import infer, train_step
 from coordinator.dora.remote import RemoteStage, call, profile
 from device.dora.stage import ModelStage
-from edgeweave.cluster.cluster_files import DeviceProfile
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.registry import resolve_checkpoint
@@ -30,7 +30,7 @@ MODEL = "weave-home-device"
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterKey, list[str]]]:
     with LocalCluster(tmp_path_factory.mktemp("dora")) as cluster:
-        profiles = (DeviceProfile("pi-1", "pi", "llamacpp", threads=1), DeviceProfile("phone-1", "phone", "llamacpp"))
+        profiles = (LocalDevice("pi-1", "pi", "llamacpp", threads=1), LocalDevice("phone-1", "phone", "llamacpp"))
         started = cluster.start_devices(profiles, advertise=False)
         yield ClusterKey(cluster.secret.encode()), [s.url for s in started]
 

@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.dora.emulation import Lan, unavailable
 from coordinator.dora.remote import call, profile
-from edgeweave.cluster.cluster_files import DeviceProfile, new_secret
+from edgeweave.cluster.cluster_files import LocalDevice, new_secret
 from edgeweave.wire.auth import ClusterKey
 
 REASON = unavailable()
@@ -30,7 +30,7 @@ def test_transfers_share_the_access_point_and_quotas_slow_devices(tmp_path: Path
         services = []
         try:
             for host in (fast, slow):
-                prof = DeviceProfile(host.name, "pi", "llamacpp", threads=1)
+                prof = LocalDevice(host.name, "pi", "llamacpp", threads=1)
                 services.append(lan.spawn_device(host, prof, secret, tmp_path))
             for svc in services:
                 svc.wait_ready(120)

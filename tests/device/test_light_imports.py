@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from coordinator.cluster.device_client import DeviceClient
-from edgeweave.cluster.cluster_files import DeviceProfile, coordinator_toml, device_toml, new_secret, write
+from edgeweave.cluster.cluster_files import LocalDevice, coordinator_toml, device_toml, new_secret, write
 from edgeweave.cluster.processes import spawn
 from edgeweave.export.cache import runtime_file
 from edgeweave.generation.sampling import SamplingParams
@@ -36,7 +36,7 @@ def imported(stderr: str) -> set[str]:
 
 def test_help_and_config_check_import_no_torch(tmp_path: Path) -> None:
     secret = new_secret()
-    device = write(tmp_path / "pi.toml", device_toml(DeviceProfile("pi-1", "pi", "llamacpp", threads=1), secret))
+    device = write(tmp_path / "pi.toml", device_toml(LocalDevice("pi-1", "pi", "llamacpp", threads=1), secret))
     coordinator = write(tmp_path / "coordinator.toml", coordinator_toml(secret, None))
     for args in (("--help",), ("config", "check", str(device)), ("config", "check", str(coordinator))):
         done = run_cli(*args, **IMPORT_LOG)
@@ -54,7 +54,7 @@ def test_help_and_config_check_import_no_torch(tmp_path: Path) -> None:
 )
 def test_a_llamacpp_daemon_imports_no_torch_triton_ray_or_executorch(device_checkpoint: Path, tmp_path: Path) -> None:
     gguf = runtime_file(device_checkpoint, "gguf")  # exported here: the exporter needs torch, the daemon must not
-    profile = DeviceProfile("pi-light", "pi", "llamacpp", threads=1, model=str(gguf))
+    profile = LocalDevice("pi-light", "pi", "llamacpp", threads=1, model=str(gguf))
     secret = new_secret()
     config = write(tmp_path / "pi.toml", device_toml(profile, secret, advertise=True))
     daemon = spawn("pi-light", ["device", "serve", "--config", str(config)], tmp_path / "pi.log", env=IMPORT_LOG)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeweave.cluster.cluster_files import DeviceProfile, cloud_toml, coordinator_toml, device_toml
+from edgeweave.cluster.cluster_files import LocalDevice, cloud_toml, coordinator_toml, device_toml
 from tests.cli import run_cli
 
 SECRET = "correct-horse-battery-staple-42"
@@ -12,7 +12,7 @@ SECRET = "correct-horse-battery-staple-42"
 
 def test_generated_files_are_valid(tmp_path: Path) -> None:
     dev = tmp_path / "dev.toml"
-    dev.write_text(device_toml(DeviceProfile("pi-1", "pi", "llamacpp", threads=1), SECRET))
+    dev.write_text(device_toml(LocalDevice("pi-1", "pi", "llamacpp", threads=1), SECRET))
     co = tmp_path / "co.toml"
     co.write_text(coordinator_toml(SECRET, "ew-key", static=("http://127.0.0.1:9",)))
     for path, role in ((dev, "device"), (co, "coordinator")):
@@ -85,7 +85,7 @@ def test_runtime_file_must_match_backend(tmp_path: Path) -> None:
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     cfg = tmp_path / "dev.toml"
-    cfg.write_text(device_toml(DeviceProfile("d", "pi", "torch", model=str(gguf)), SECRET))
+    cfg.write_text(device_toml(LocalDevice("d", "pi", "torch", model=str(gguf)), SECRET))
     out = run_cli("config", "check", str(cfg))
     assert out.returncode == 2 and "needs backend 'llamacpp'" in out.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeweave.cluster.cluster_files import DeviceProfile, coordinator_toml, device_toml, new_secret, write
+from edgeweave.cluster.cluster_files import LocalDevice, coordinator_toml, device_toml, new_secret, write
 from tests.cli import run_cli
 
 
@@ -29,7 +29,7 @@ def assert_port_in_use(args: list[str], port: int, field: str) -> None:
 
 
 def test_device_serve_on_a_taken_port(tmp_path: Path, taken_port: int) -> None:
-    profile = DeviceProfile("pi-1", "pi", "torch", threads=1, port=taken_port)
+    profile = LocalDevice("pi-1", "pi", "torch", threads=1, port=taken_port)
     config = write(tmp_path / "device.toml", device_toml(profile, new_secret(), advertise=False))
     assert_port_in_use(["device", "serve", "--config", str(config)], taken_port, "device.port")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.packing import DriftMonitor, Plan, SeqWork, capacity_for, plan_groups
+from kernels.packing import DriftMonitor, PackingPlan, SeqWork, capacity_for, plan_groups
 
 
 @st.composite
@@ -24,7 +24,7 @@ def batches(draw: st.DrawFn) -> list[SeqWork]:
     return works
 
 
-def coverage(plan: Plan, works: list[SeqWork]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+def coverage(plan: PackingPlan, works: list[SeqWork]) -> dict[tuple[int, int], list[tuple[int, int]]]:
     """For every query token, the key ranges walked for it (clipped to its causal limit)."""
     seen: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for g in plan.groups:
