@@ -16,7 +16,7 @@ import pytest
 from edgeweave.cluster.cluster_files import LocalDevice, write
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess, free_port, spawn
-from tests.cloud.test_disco_live import BODY, _answer
+from tests.coordinator.disco.test_live import BODY, _answer
 
 MODEL = "weave-home-cloud"
 KEY = "ray-migration-key-0123456789"

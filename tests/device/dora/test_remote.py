@@ -21,8 +21,8 @@ from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.wire.auth import ClusterKey
 from edgeweave.wire.client import CallError as StageError  # a stage call fails as any wire call does
 from edgeweave.wire.tensor_frames import encode, pack
-from tests.device.test_stage import Reference, _batch
-from tests.device.training_checks import RecordingWorker, assert_gradients_match, assert_parameters_match
+from tests.device.dora.test_stage import Reference, _batch
+from tests.device.dora.training_checks import RecordingWorker, assert_gradients_match, assert_parameters_match
 
 MODEL = "weave-home-device"
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from coordinator.dora.network import MEDIUM, rescore, simulate
 from coordinator.dora.partitioner import PartitionPlan, Pipeline, PlacedStage, candidates, estimate
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
-from tests.coordinator.test_dora_partitioner import NET, problems
+from tests.coordinator.dora.test_partitioner import NET, problems
 
 MODEL = ModelProfile("m", (250_000, 1), (10, 10))  # 0.5 s to cross a 1 MB/s access point twice
 SLOW_AP = Network(shared_bytes_s=1e6, latency_s=0.0)

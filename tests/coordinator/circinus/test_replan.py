@@ -6,7 +6,7 @@ from __future__ import annotations
 from coordinator.circinus.profiles import Profiler
 from coordinator.circinus.replan import Replanner
 from coordinator.circinus.solve import solve
-from tests.coordinator.test_circinus_planner import TIERS, catalog, exact, workload
+from tests.coordinator.circinus.test_planner import TIERS, catalog, exact, workload
 
 
 def test_a_failed_tier_is_planned_around() -> None:
