@@ -114,7 +114,7 @@ def summaries() -> dict[str, list]:
 
 def test_policies_are_deterministic_across_processes() -> None:
     code = "import json, tests.cloud.tempo.test_policy as t; print(json.dumps(t.summaries()))"
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     runs = [
         subprocess.run(
             [sys.executable, "-c", code],
