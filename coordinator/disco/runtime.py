@@ -172,7 +172,7 @@ class DiscoController:
             rt.policy.observe_answer(model, outcome.completion_tokens)
         for tier in ("device", "cloud"):
             rt.metrics.budget_used.labels(tier).set(rt.policy.spend.budget_used(tier))
-        if outcome.shares:
+        if outcome.endpoint is not None:  # an endpoint answered (routes that broke off before are charged above)
             label = self.plan.label if self.plan is not None else "pinned"
             rt.metrics.routes.labels(label, tier_of(outcome.endpoint)).inc()
         return total

@@ -13,8 +13,11 @@ produces its first token, tokens still arriving from the source are held
 back; at that first token the source is closed, the held tokens are dropped
 (they were *delayed*: the target regenerates their positions) and the stream
 continues from the target; if the target fails instead, the held tokens are
-released and the source goes on.  No token is lost or repeated, in order; each
-delta (its logprob included) reaches the client as the endpoint produced it.
+released and the source goes on (or, if it had failed, they are the last the
+client gets).  A token the source produced as it was stopped counts as held
+back too: every token an endpoint produced is sent or counted as delayed.  No
+token is lost or repeated, in order; each delta (its logprob included) reaches
+the client as the endpoint produced it.
 When the answer closes, the controller settles it from the
 :class:`~coordinator.streaming.controller.Outcome`: every route's share, and
 the migrations.
@@ -49,6 +52,7 @@ class LiveAnswer(Answer):
         self._controller: Controller | None = controller
         self._opening = controller.opening()
         self._src: Route | None = None
+        self._started = False  # an endpoint took the answer (start() returned)
         self._target: asyncio.Task[Route] | None = None
 
     async def start(self) -> None:
@@ -59,12 +63,13 @@ class LiveAnswer(Answer):
             self._src = await self._open(replace(self.job, tiers=() if self.job.pin else o.first))
         else:
             first, second = replace(self.job, tiers=o.first), replace(self.job, tiers=o.second)
-            self._src, routes = await race(self._open_route, first, second, o.second_after_s)
-            self.routes.extend(routes)
+            self._src = await race(self._open, first, second, o.second_after_s)
         self.endpoint = self._src.endpoint
         self.prompt_tokens = self._src.prompt_tokens
+        self._started = True
 
     async def _open(self, job: Job) -> Route:
+        """Every route goes through here: each one opened is a share of the answer, used or not."""
         route = await self._open_route(job)
         self.routes.append(route)
         return route
@@ -89,8 +94,8 @@ class LiveAnswer(Answer):
             for r in self.routes
         )
         return Outcome(
-            self.endpoint, shares, tuple(self.migrations), self.prompt_tokens, self.completion_tokens,
-            self.finish_reason,
+            self.endpoint if self._started else None, shares, tuple(self.migrations), self.prompt_tokens,
+            self.completion_tokens, self.finish_reason,
         )  # fmt: skip
 
     async def _open_target(self, target: str, ids: tuple[int, ...]) -> Route:
@@ -140,9 +145,14 @@ class LiveAnswer(Answer):
                 move = (m, time.monotonic())
 
         async def stop_source() -> None:
+            """Close the source; a token it already produced that the loop has not taken yet is held back
+            with the rest (the target regenerates its position)."""
             nonlocal nxt
             assert self._src is not None
             if nxt is not None:
+                taken = nxt.done() and not nxt.cancelled() and nxt.exception() is None
+                if taken and (d := nxt.result()) is not None:
+                    held.append(d)
                 nxt.cancel()
                 with contextlib.suppress(BaseException):
                     await nxt
@@ -171,19 +181,20 @@ class LiveAnswer(Answer):
                             begin(Move(stopped, "failure"))
                             stopped = None
                             continue
-                        if nxt is None:
-                            why = f"{self.endpoint} failed and {m.target} could not take over ({e})"
-                            raise EndpointFailed(why) from None
-                        for d in held:  # the source goes on: release what it held back
+                        for d in held:  # the source's tokens stand: release what was held back
                             yield send(d)
                         held.clear()
+                        if nxt is None:  # the source had failed or been stopped: the answer breaks off here
+                            why = f"{self.endpoint} failed and {m.target} could not take over ({e})"
+                            raise EndpointFailed(why) from None
                         continue
                     await stop_source()
                     migration = Migration(self.endpoint, m.target, sent, len(held), time.monotonic() - since, m.reason)
                     log.info("answer moved %s -> %s after %d tokens (%s, %d delayed, %.3f s)", migration.source,
                              migration.target, sent, m.reason, len(held), migration.seconds)  # fmt: skip
                     self.migrations.append(migration)
-                    self._src, held, self.endpoint, stopped = route, [], m.target, None
+                    held.clear()
+                    self._src, self.endpoint, stopped = route, m.target, None
                     nxt = asyncio.ensure_future(self._src.next())
                     continue
                 assert nxt is not None

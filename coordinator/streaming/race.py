@@ -2,8 +2,9 @@
 
 :func:`race` opens one route at once and another after a wait, unless the
 first has produced a token by then, and keeps whichever token comes first: the
-loser is closed (the endpoint stops generating) but is handed back with the
-winner, since it was paid for.
+loser is closed (the endpoint stops generating).  Every route is opened through
+the caller's ``open_route``, which is where the caller records it: a loser, or a
+route that broke off before its first token, was still paid for.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from coordinator.streaming.routes import Job, Route
 OpenRoute = Callable[[Job], Awaitable[Route]]
 
 
-async def race(open_route: OpenRoute, first: Job, second: Job, second_after_s: float) -> tuple[Route, list[Route]]:
-    """(the route whose first token came first, every route opened); raises the first route's error
-    when neither produced a token."""
+async def race(open_route: OpenRoute, first: Job, second: Job, second_after_s: float) -> Route:
+    """The route whose first token came first; raises the first route's error when neither produced one
+    (every route opened is closed by then, won or not)."""
     routes: list[Route] = []
 
     async def run(job: Job, delay: float) -> Route:
@@ -48,4 +49,4 @@ async def race(open_route: OpenRoute, first: Job, second: Job, second_after_s: f
                 await route.close()
     if winner is None:
         raise next(e for t in tasks if (e := t.exception()) is not None)
-    return winner, routes
+    return winner

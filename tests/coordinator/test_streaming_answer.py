@@ -1,10 +1,13 @@
 """The live answer's migration state machine on fake routes (no processes): moves for cost, failures,
 stalls, races, logprobs carried across a move, and a property test that no interleaving of source
-tokens, target prefill, failures and stalls loses or repeats a token."""
+tokens, target prefill, failures and stalls loses or repeats a token, or miscounts one.  The
+examples order their endpoints by what the other has produced (:attr:`Behaviour.wait_for`), not by
+the clock, so they hold on a loaded machine; the property holds whatever the timing."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -36,15 +39,23 @@ class Behaviour:
     prefill_s: float = 0.0
     token_s: float = 0.0
     fail_after: int | None = None  # produce this many tokens, then break off
-    stall_after: int | None = None  # produce this many tokens, then go silent past the stall timeout
+    stall_after: int | None = None  # produce this many tokens, then go silent for stall_for
+    stall_for: float = 10 * STALL_S
     refuse: bool = False  # fail at open
+    wait_for: tuple[int, int] | None = None  # (n, k): before its token n, wait until the other endpoint made k
 
 
 class FakeRoute(Route):
-    def __init__(self, endpoint: str, job: Job, how: Behaviour) -> None:
+    def __init__(self, endpoint: str, job: Job, how: Behaviour, peers: list[FakeRoute] | None = None) -> None:
         super().__init__(endpoint, job, AsyncExitStack(), asyncio.get_running_loop().time())
         self.how = how
+        self.peers = peers if peers is not None else []
+        self.yielded: list[Delta] = []
         self.closed = False
+
+    async def _other_made(self, k: int) -> None:
+        while not any(r.generated >= k for r in self.peers if r.endpoint != self.endpoint):
+            await asyncio.sleep(0)
 
     async def deltas(self) -> AsyncIterator[Delta]:
         start = len(self.job.resume_tokens)
@@ -54,11 +65,14 @@ class FakeRoute(Route):
             if n == self.how.fail_after:
                 raise EndpointFailed(f"{self.endpoint} broke")
             if n == self.how.stall_after:
-                await asyncio.sleep(10 * STALL_S)
+                await asyncio.sleep(self.how.stall_for)
+            if self.how.wait_for is not None and n == self.how.wait_for[0]:
+                await self._other_made(self.how.wait_for[1])
             if n:
                 await asyncio.sleep(self.how.token_s)
             lp = logprob(token) if self.job.sampling.logprobs is not None else None
-            yield Delta(f"t{token}", token, lp)
+            self.yielded.append(Delta(f"t{token}", token, lp))
+            yield self.yielded[-1]
         self.finish_reason = "length"
 
     async def close(self) -> None:
@@ -79,7 +93,7 @@ class Endpoints:
         how = script.pop(0) if script else Behaviour()
         if how.refuse:
             raise EndpointFailed(f"{endpoint} refused")
-        route = FakeRoute(endpoint, job, how)
+        route = FakeRoute(endpoint, job, how, self.opened)
         self.opened.append(route)
         return route
 
@@ -90,7 +104,7 @@ class Scripted:
 
     move_at: frozenset[int] = frozenset()
     stop_source: bool = False
-    opening_: Opening = Opening(stall_s=STALL_S)
+    opening_: Opening = Opening()  # no stall timeout: only the tests about stalls time the source
     asked: list[Progress] = field(default_factory=list)
     outcome: Outcome | None = None
 
@@ -121,7 +135,8 @@ async def read(answer: LiveAnswer) -> list[Delta]:
 
 
 async def test_a_move_holds_back_source_tokens_and_the_target_regenerates_them() -> None:
-    eps = Endpoints({"device:a": [Behaviour(token_s=0.005)], "cloud:b": [Behaviour(prefill_s=0.03)]})
+    # the target's first token comes once the source has made 5; the source makes no 7th before it
+    eps = Endpoints({"device:a": [Behaviour(wait_for=(6, 1))], "cloud:b": [Behaviour(wait_for=(0, 5))]})
     ctl = Scripted(frozenset({3}))
     async with live_answer(job(), eps.open, ctl) as answer:
         got = await read(answer)
@@ -129,7 +144,7 @@ async def test_a_move_holds_back_source_tokens_and_the_target_regenerates_them()
     assert ctl.outcome is not None and answer.cost_usd == 0.25
     (m,) = ctl.outcome.migrations
     assert (m.source, m.target, m.at_token, m.reason) == ("device:a", "cloud:b", 3, "cost")
-    assert m.delayed_tokens >= 1  # the source kept generating while the target prefilled
+    assert m.delayed_tokens >= 2  # the source kept generating while the target prefilled
     source, target = ctl.outcome.shares
     assert source.generated == 3 + m.delayed_tokens and target.resumed == 3 and target.generated == N - 3
     assert all(r.closed for r in eps.opened) and answer.endpoint == "cloud:b"
@@ -162,16 +177,16 @@ async def test_a_failed_source_moves_and_with_nowhere_to_go_the_client_gets_the_
 
 
 async def test_a_stalled_source_moves() -> None:
-    eps = Endpoints({"device:a": [Behaviour(stall_after=2)], "cloud:b": []})
-    ctl = Scripted()
+    eps = Endpoints({"device:a": [Behaviour(stall_after=2, stall_for=math.inf)], "cloud:b": []})
+    ctl = Scripted(opening_=Opening(stall_s=0.3))  # long enough that the healthy target never seems stalled
     async with live_answer(job(), eps.open, ctl) as answer:
         assert [d.token_id for d in await read(answer)] == TRUE
     assert ctl.outcome is not None and [m.reason for m in ctl.outcome.migrations] == ["stall"]
 
 
 async def test_a_race_keeps_the_first_token_and_counts_the_loser() -> None:
-    eps = Endpoints({"device:a": [Behaviour(prefill_s=0.2)], "cloud:b": [Behaviour(prefill_s=0.01)]})
-    ctl = Scripted(opening_=Opening(("device",), ("cloud",), 0.0, STALL_S))
+    eps = Endpoints({"device:a": [Behaviour(wait_for=(0, 2))], "cloud:b": []})  # the device waits out the race
+    ctl = Scripted(opening_=Opening(("device",), ("cloud",), 0.0))
     async with live_answer(job(), eps.open, ctl) as answer:
         assert answer.endpoint == "cloud:b"
         assert [d.token_id for d in await read(answer)] == TRUE
@@ -202,6 +217,32 @@ async def test_a_token_without_an_id_cannot_be_resumed_after_so_the_controller_i
     assert ctl.asked == [] and ctl.outcome is not None and ctl.outcome.migrations == ()
 
 
+def check_ledger(routes: list[FakeRoute], outcome: Outcome, got: list[Delta]) -> None:
+    """Each token a route produced was sent to the client, or held back and counted as delayed by the
+    migration away from that route: a migration's source made exactly the tokens it sent plus the
+    delayed ones, and the last source what it sent.  A route that never carried the answer (a race's
+    loser, a target the answer finished before) made at most its first token, which nobody was sent."""
+
+    def route_of(d: Delta) -> FakeRoute:
+        return next(r for r in routes if any(d is y for y in r.yielded))
+
+    carried: list[FakeRoute] = []
+    at = 0  # tokens sent before the current source took over
+    for m in outcome.migrations:
+        src = route_of(got[at]) if m.at_token > at else routes[0]  # a source that sent nothing: the first
+        assert src.endpoint == m.source and len(src.job.resume_tokens) == at
+        assert src.generated == m.at_token - at + m.delayed_tokens, (src.generated, m)
+        carried.append(src)
+        at = m.at_token
+    if len(got) > at:
+        last = route_of(got[at])
+        assert last.generated == len(got) - at
+        carried.append(last)
+    for r in routes:
+        if all(r is not c for c in carried):
+            assert r.generated <= 1 and not any(d is y for d in got for y in r.yielded)
+
+
 behaviours = st.builds(
     Behaviour,
     prefill_s=st.sampled_from([0.0, 0.001, 0.004]),
@@ -224,7 +265,8 @@ def test_no_interleaving_loses_or_repeats_a_token(
     source: list[Behaviour], target: list[Behaviour], move_at: frozenset[int], stop_source: bool, race: bool
 ) -> None:
     """The client sees a prefix of the one uninterrupted generation, all of it unless the answer broke
-    off with an error, each token once, in order, with its own logprob."""
+    off with an error, each token once, in order, with its own logprob; every route opened is a share,
+    and every token an endpoint produced is accounted for (:func:`check_ledger`)."""
     solo = Opening(("device", "cloud"), None, 0, STALL_S)
     opening = Opening(("device",), ("cloud",), 0.002, STALL_S) if race else solo
     ctl = Scripted(move_at, stop_source, opening)
@@ -245,6 +287,10 @@ def test_no_interleaving_loses_or_repeats_a_token(
     assert ids == (TRUE if finished else TRUE[: len(ids)])
     assert [d.logprob for d in got] == [logprob(t) for t in TRUE[: len(ids)]]
     assert all(r.closed for r in eps.opened)
-    if eps.opened:  # the answer opened: settled once, every route counted
-        assert ctl.outcome is not None and len(ctl.outcome.shares) == len(eps.opened)
+    if eps.opened:  # the answer opened: settled once, every route counted (a refusal opened nothing)
+        assert ctl.outcome is not None
+        shares = [(s.endpoint, s.generated) for s in ctl.outcome.shares]
+        assert shares == [(r.endpoint, r.generated) for r in eps.opened]
         assert ctl.outcome.completion_tokens == (N if finished else 0)
+        assert ctl.outcome.endpoint is not None or not got
+        check_ledger(eps.opened, ctl.outcome, got)
