@@ -63,7 +63,7 @@ from coordinator.dora.adapter import Adapter, Conditions
 from coordinator.dora.partitioner import Estimate, PartitionPlan
 from coordinator.dora.planner import partition, score
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, QoE, Workload
-from device.dora.routes import profile_layers
+from device.dora.profile import profile_layers
 from edgeweave.config import DEFAULT_POWER
 
 LM = "weave-home-cloud"

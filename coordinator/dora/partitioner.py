@@ -49,7 +49,7 @@ from itertools import pairwise
 from coordinator.dora.profiles import DeviceProfile, ModelProfile, Network, Workload
 
 MICRO_BATCHES = (1, 2, 4, 8)
-# Profiles time layers at batch 2 (device.dora.routes.profile_layers); a micro-batch of one sample runs
+# Profiles time layers at batch 2 (device.dora.profile.profile_layers); a micro-batch of one sample runs
 # below that per-sample speed (fixed costs per call), so micro-batches keep at least this many samples.
 MIN_MICRO_SAMPLES = 2
 MAX_PIPELINES = 4

@@ -20,21 +20,22 @@ training); then, per stage, bodies and answers are tensor frames
 Every JSON body and every frame's metadata is a model of :mod:`edgeweave.wire.dora`, validated
 here as the coordinator builds it there (a bad field is a 400 naming it).  Compute runs off the
 event loop, one call at a time per stage.
+
+This module registers the routes without torch (a llama.cpp-only device never loads it): the
+stage runtime (:mod:`device.dora.stage`), the profiler and tensor frames are imported by the
+first request that needs them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
 from aiohttp import web
 from pydantic import ValidationError
 
-from device.dora.stage import ModelStage, StageWorker, cut, load_model, sample_batch
 from edgeweave.errors import EdgeweaveError, ModelFileError, UsageError
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.serving.http_errors import ApiError, from_validation, parse_body
@@ -52,7 +53,11 @@ from edgeweave.wire.dora import (
     StageList,
     Unloaded,
 )
-from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
+if TYPE_CHECKING:
+    import torch
+
+    from device.dora.stage import StageWorker
 
 T = TypeVar("T")
 Meta = TypeVar("Meta", bound=FrameMeta)
@@ -65,6 +70,7 @@ class _Served:
 
 
 STAGES = web.AppKey("dora_stages", dict)
+THREADS = web.AppKey("dora_torch_threads", int)  # 0: torch's default
 
 
 def _checkpoint(model: str) -> Any:
@@ -78,9 +84,21 @@ def _json(body: LoadedStage | StageList | Unloaded | Ack | LayerProfile) -> web.
     return web.Response(text=body.model_dump_json(), content_type="application/json")
 
 
+def _torch_threads(app: web.Application) -> None:
+    """Torch's thread count, set on the event loop before a stage or a profile first computes (the
+    device's own count: torch's default, every core, would burn a CPU quota spinning)."""
+    import torch
+
+    if app[THREADS]:
+        torch.set_num_threads(app[THREADS])
+
+
 async def load_stage(request: web.Request) -> web.Response:
+    from device.dora.stage import ModelStage, StageWorker
+
     req = await parse_body(request, LoadStage)
     path = _checkpoint(req.model)
+    _torch_threads(request.app)
     try:
         stage = await asyncio.to_thread(ModelStage.load, path, req.start, req.end)
     except UsageError as e:
@@ -118,6 +136,8 @@ def _served(request: web.Request) -> _Served:
 
 async def _frames(request: web.Request, n: int | None = 1) -> list[tuple[torch.Tensor, dict[str, Any]]]:
     """The body's frames (``n`` of them, unless None)."""
+    from edgeweave.wire.tensor_frames import FrameError, decode, unpack
+
     try:
         frames = [decode(f) for f in unpack(await request.read())]
     except FrameError as e:
@@ -146,41 +166,50 @@ async def _run(served: _Served, fn: Callable[[], T]) -> T:
             raise ApiError(400, str(e)) from None
 
 
-def _reply(frames: list[bytes]) -> web.Response:
+def _reply(tensors: Sequence[torch.Tensor | float], metas: Sequence[FrameMeta] | None = None) -> web.Response:
+    """One frame per tensor (a float: a 0-d tensor), with ``metas`` (one per tensor) if given."""
+    import torch
+
+    from edgeweave.wire.tensor_frames import CONTENT_TYPE, encode, pack
+
+    dumped = [m.model_dump() for m in metas] if metas is not None else [None] * len(tensors)
+    frames = [
+        encode(torch.tensor(t) if isinstance(t, float) else t, meta) for t, meta in zip(tensors, dumped, strict=True)
+    ]
     return web.Response(body=pack(frames), content_type=CONTENT_TYPE)
 
 
 async def infer(request: web.Request) -> web.Response:
     served, ((x, _),) = _served(request), await _frames(request)
     out = await _run(served, lambda: served.worker.infer(x))
-    return _reply([encode(out)])
+    return _reply([out])
 
 
 async def forward(request: web.Request) -> web.Response:
     served, ((x, meta),) = _served(request), await _frames(request)
     mb = _meta(meta, MicroBatch)
     out = await _run(served, lambda: served.worker.forward(mb.key, x))
-    return _reply([encode(out)])
+    return _reply([out])
 
 
 async def loss(request: web.Request) -> web.Response:
     served, ((x, meta), (targets, _)) = _served(request), await _frames(request, 2)
     mb = _meta(meta, LossShare)
     share, grad = await _run(served, lambda: served.worker.loss(mb.key, x, targets, mb.total))
-    return _reply([encode(torch.tensor(share))] + ([encode(grad)] if grad is not None else []))
+    return _reply([share] + ([grad] if grad is not None else []))
 
 
 async def backward(request: web.Request) -> web.Response:
     served, ((grad, meta),) = _served(request), await _frames(request)
     mb = _meta(meta, MicroBatch)
     out = await _run(served, lambda: served.worker.backward(mb.key, grad))
-    return _reply([encode(out)] if out is not None else [])
+    return _reply([out] if out is not None else [])
 
 
 async def get_gradients(request: web.Request) -> web.Response:
     served = _served(request)
     grads = await _run(served, served.worker.gradients)
-    return _reply([encode(g, Gradient(name=n).model_dump()) for n, g in grads.items()])
+    return _reply(list(grads.values()), [Gradient(name=n) for n in grads])
 
 
 async def set_gradients(request: web.Request) -> web.Response:
@@ -196,51 +225,12 @@ async def step(request: web.Request) -> web.Response:
     return _json(Ack())
 
 
-def profile_layers(model: str, batch: int, seq_len: int, rounds: int) -> LayerProfile:
-    """Per-sample forward and backward seconds of every layer (medians, each layer timed as a
-    one-layer stage on the previous one's real output), bytes leaving each layer per sample, each
-    layer's weight bytes (the embedding and the head count in the first and last layer) and the
-    input's bytes per sample."""
-    path = _checkpoint(model)
-    full = load_model(path)
-    x, _ = sample_batch(path, batch, seq_len, torch.Generator().manual_seed(0))
-    input_bytes = x[0].numel() * x.element_size()
-    fwd: list[float] = []
-    bwd: list[float] = []
-    activation: list[int] = []
-    weights: list[int] = []
-    for i in range(full.config.n_layers):
-        stage = cut(full, i, i + 1).train()
-        f_times, b_times = [], []
-        for _ in range(rounds):
-            inp = x if i == 0 else x.detach().requires_grad_()
-            t0 = time.perf_counter()
-            out = stage(inp)
-            t1 = time.perf_counter()
-            out.sum().backward()
-            t2 = time.perf_counter()
-            f_times.append((t1 - t0) / batch)
-            b_times.append((t2 - t1) / batch)
-        fwd.append(sorted(f_times)[rounds // 2])
-        bwd.append(sorted(b_times)[rounds // 2])
-        activation.append(out[0].numel() * out.element_size())
-        weights.append(sum(p.numel() * p.element_size() for p in stage.parameters()))
-        x = out.detach()
-    return LayerProfile(
-        model=model,
-        batch=batch,
-        seq_len=seq_len,
-        forward_s=fwd,
-        backward_s=bwd,
-        activation_bytes=activation,
-        weight_bytes=weights,
-        input_bytes=input_bytes,
-    )
-
-
 async def profile(request: web.Request) -> web.Response:
+    from device.dora.profile import profile_layers
+
     req = await parse_body(request, ProfileRequest)
     _checkpoint(req.model)
+    _torch_threads(request.app)
     return _json(await asyncio.to_thread(profile_layers, req.model, req.batch, req.seq_len, req.rounds))
 
 
@@ -250,10 +240,8 @@ async def echo(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, threads: int | None = None) -> None:
-    """Dora's routes; stages compute with ``threads`` torch threads (the device's own thread count:
-    torch's default, every core, would burn a CPU quota spinning)."""
-    if threads:
-        torch.set_num_threads(threads)
+    """Dora's routes; stages compute with ``threads`` torch threads (None: torch's default)."""
+    app[THREADS] = threads or 0
     app[STAGES] = {}
     app.router.add_post("/v1/dora/echo", echo)
     app.router.add_post("/v1/dora/profile", profile)

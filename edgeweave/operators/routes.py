@@ -9,6 +9,9 @@ tensor for an LLM), its metadata an :class:`~edgeweave.wire.circinus.OperatorAns
 (compute seconds and, for an LLM, the text).  Operators are loaded on first
 use and kept; each runs one call at a time, off the event loop.  An unknown
 model, a malformed body or a missing prompt is a 400 naming the field.
+
+The route registers without torch (a llama.cpp-only device never loads it): the operator
+runtime and tensor frames are imported by the first call.
 """
 
 from __future__ import annotations
@@ -16,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
 from aiohttp import web
 from pydantic import ValidationError
 
 from edgeweave.errors import EdgeweaveError
-from edgeweave.operators.runtime import LLMOp, VisionOp, load_operator
 from edgeweave.serving.http_errors import ApiError, from_validation
 from edgeweave.wire.circinus import RUN_PATH, OperatorAnswer, OperatorCall
-from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
+if TYPE_CHECKING:
+    from edgeweave.operators.runtime import LLMOp, VisionOp
 
 
 @dataclass
@@ -38,6 +42,8 @@ OPERATORS = web.AppKey("circinus_operators", dict)
 
 
 async def _operator(request: web.Request, model: str) -> _Loaded:
+    from edgeweave.operators.runtime import load_operator
+
     loaded: dict[str, _Loaded] = request.app[OPERATORS]
     if model not in loaded:
         try:
@@ -48,6 +54,11 @@ async def _operator(request: web.Request, model: str) -> _Loaded:
 
 
 async def run(request: web.Request) -> web.Response:
+    import torch
+
+    from edgeweave.operators.runtime import LLMOp
+    from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
+
     try:
         frames = [decode(f) for f in unpack(await request.read())]
     except FrameError as e:

@@ -12,7 +12,6 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from coordinator.cluster.device_client import DeviceClient
 from edgeweave.cluster.cluster_files import LocalDevice, coordinator_toml, device_toml, new_secret, write
@@ -46,12 +45,6 @@ def test_help_and_config_check_import_no_torch(tmp_path: Path) -> None:
         assert not modules & HEAVY, (args, modules & HEAVY)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="device.dora.routes and edgeweave.operators.routes import torch (and tensor_frames) at the top; "
-    "each must register its routes without torch and load its torch half on a route's first request",
-)
 def test_a_llamacpp_daemon_imports_no_torch_triton_ray_or_executorch(device_checkpoint: Path, tmp_path: Path) -> None:
     gguf = runtime_file(device_checkpoint, "gguf")  # exported here: the exporter needs torch, the daemon must not
     profile = LocalDevice("pi-light", "pi", "llamacpp", threads=1, model=str(gguf))
