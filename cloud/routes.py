@@ -19,26 +19,20 @@ leaves, aborts the request on the engine).  :func:`handle` checks the API key, c
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-import torch
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cloud.service import CloudState, EngineAnswer, LoadedOperator, open_answer
-from edgeweave.errors import EdgeweaveError, UsageError
-from edgeweave.operators.runtime import LLMOp, load_operator
+from cloud.service import CloudState, EngineAnswer, open_answer
+from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
 from edgeweave.serving.http_errors import ApiError, parse_json
 from edgeweave.serving.openai_serving import collect, sse_chunks
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.wire.sse import SSE_HEADERS
 from edgeweave.wire.tensor_frames import CONTENT_TYPE as FRAMES
-from edgeweave.wire.tensor_frames import FrameError, decode, encode, pack, unpack
 
 JSON = "application/json"
 
@@ -114,43 +108,8 @@ async def completions(state: CloudState, req: HttpRequest) -> HttpResponse:
     return await _complete(state, parse_json(req.body, CompletionRequest))
 
 
-async def _operator(state: CloudState, model: str) -> LoadedOperator:
-    if model not in state.operators:
-        try:
-            state.operators[model] = LoadedOperator(await asyncio.to_thread(load_operator, model))
-        except EdgeweaveError as e:
-            raise ApiError(400, f"model: {e}", param="model") from None
-    return state.operators[model]
-
-
 async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
-    try:
-        frames = [decode(f) for f in unpack(req.body)]
-    except FrameError as e:
-        raise ApiError(400, f"body: {e}", param="body") from None
-    if len(frames) != 1:
-        raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
-    x, meta = frames[0]
-    model = meta.get("model")
-    if not isinstance(model, str) or not model:
-        raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
-    loaded = await _operator(state, model)
-    op = loaded.op
-    out: dict[str, Any] = {}
-    async with loaded.lock:
-        t0 = time.perf_counter()
-        if isinstance(op, LLMOp):
-            prompt = meta.get("prompt")
-            if not isinstance(prompt, str) or not prompt:
-                raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
-            out["text"] = await asyncio.to_thread(op, prompt)
-            result = torch.empty(0)
-        else:
-            if x.dim() != 4 or x.shape[1] != 3:
-                raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
-            result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
-        out["seconds"] = time.perf_counter() - t0
-    return HttpResponse(pack([encode(result, out)]), content_type=FRAMES)
+    return HttpResponse(await state.operators.run(req.body), content_type=FRAMES)
 
 
 ROUTES: dict[tuple[str, str], Handler] = {

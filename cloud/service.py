@@ -11,11 +11,9 @@ they are latency-sensitive with the configured ``default_slo``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -27,7 +25,7 @@ from cloud.tempo.gain import GainLedger
 from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
 from edgeweave.models.tokenizer import ChatMessage
-from edgeweave.operators.runtime import LLMOp, VisionOp
+from edgeweave.operators.routes import OperatorService
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
@@ -60,14 +58,6 @@ class CloudMetrics:
         self.tbt = Histogram("edgeweave_cloud_tbt_seconds", "Time between tokens", buckets=LATENCY_BUCKETS, registry=r)
 
 
-@dataclass
-class LoadedOperator:
-    """A Circinus operator placed on this tier; it runs one call at a time."""
-
-    op: VisionOp | LLMOp
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 class CloudState:
     def __init__(
         self,
@@ -82,7 +72,7 @@ class CloudState:
         self.metrics = CloudMetrics()
         self.default_slo = default_slo or LatencySLO()
         self.ledger = GainLedger()
-        self.operators: dict[str, LoadedOperator] = {}
+        self.operators = OperatorService()  # Circinus operators placed on this tier
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition, the engine's snapshot and the ledger's totals refreshed."""

@@ -38,60 +38,71 @@ class _Loaded:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-OPERATORS = web.AppKey("circinus_operators", dict)
+class OperatorService:
+    """The route's work without a web framework: a request body in, a response body out (the
+    aiohttp route below and the cloud's framework-free route table both call :meth:`run`)."""
 
+    def __init__(self) -> None:
+        self._loaded: dict[str, _Loaded] = {}
 
-async def _operator(request: web.Request, model: str) -> _Loaded:
-    from edgeweave.operators.runtime import load_operator
+    async def _operator(self, model: str) -> _Loaded:
+        from edgeweave.operators.runtime import load_operator
 
-    loaded: dict[str, _Loaded] = request.app[OPERATORS]
-    if model not in loaded:
+        if model not in self._loaded:
+            try:
+                self._loaded[model] = _Loaded(await asyncio.to_thread(load_operator, model))
+            except EdgeweaveError as e:
+                raise ApiError(400, f"model: {e}", param="model") from None
+        return self._loaded[model]
+
+    async def run(self, body: bytes) -> bytes:
+        import torch
+
+        from edgeweave.operators.runtime import LLMOp
+        from edgeweave.wire.tensor_frames import FrameError, decode, encode, pack, unpack
+
         try:
-            loaded[model] = _Loaded(await asyncio.to_thread(load_operator, model))
-        except EdgeweaveError as e:
-            raise ApiError(400, f"model: {e}", param="model") from None
-    return loaded[model]
+            frames = [decode(f) for f in unpack(body)]
+        except FrameError as e:
+            raise ApiError(400, f"body: {e}", param="body") from None
+        if len(frames) != 1:
+            raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
+        x, meta = frames[0]
+        if not meta.get("model"):
+            raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
+        try:
+            call = OperatorCall.model_validate(meta)
+        except ValidationError as e:
+            raise from_validation(e) from None
+        loaded = await self._operator(call.model)
+        op = loaded.op
+        text: str | None = None
+        async with loaded.lock:
+            t0 = time.perf_counter()
+            if isinstance(op, LLMOp):
+                prompt = call.prompt
+                if not prompt:
+                    raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
+                text = await asyncio.to_thread(op, prompt)
+                result = torch.empty(0)
+            else:
+                if x.dim() != 4 or x.shape[1] != 3:
+                    raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
+                result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
+            answer = OperatorAnswer(seconds=time.perf_counter() - t0, text=text)
+        return pack([encode(result, answer.model_dump(exclude_none=True))])
+
+
+OPERATORS = web.AppKey("circinus_operators", OperatorService)
 
 
 async def run(request: web.Request) -> web.Response:
-    import torch
+    body = await request.app[OPERATORS].run(await request.read())
+    from edgeweave.wire.tensor_frames import CONTENT_TYPE  # loaded by the call: torch is in by now
 
-    from edgeweave.operators.runtime import LLMOp
-    from edgeweave.wire.tensor_frames import CONTENT_TYPE, FrameError, decode, encode, pack, unpack
-
-    try:
-        frames = [decode(f) for f in unpack(await request.read())]
-    except FrameError as e:
-        raise ApiError(400, f"body: {e}", param="body") from None
-    if len(frames) != 1:
-        raise ApiError(400, f"body: expected one tensor frame, got {len(frames)}", param="body")
-    x, meta = frames[0]
-    if not meta.get("model"):
-        raise ApiError(400, "model: the frame's meta must name the operator's model", param="model")
-    try:
-        call = OperatorCall.model_validate(meta)
-    except ValidationError as e:
-        raise from_validation(e) from None
-    loaded = await _operator(request, call.model)
-    op = loaded.op
-    text: str | None = None
-    async with loaded.lock:
-        t0 = time.perf_counter()
-        if isinstance(op, LLMOp):
-            prompt = call.prompt
-            if not prompt:
-                raise ApiError(400, "prompt: an LLM operator needs a non-empty prompt", param="prompt")
-            text = await asyncio.to_thread(op, prompt)
-            result = torch.empty(0)
-        else:
-            if x.dim() != 4 or x.shape[1] != 3:
-                raise ApiError(400, f"body: expected frames [B, 3, H, W], got {list(x.shape)}", param="body")
-            result = torch.from_numpy(await asyncio.to_thread(op, x.float().numpy()))
-        answer = OperatorAnswer(seconds=time.perf_counter() - t0, text=text)
-    meta_out = answer.model_dump(exclude_none=True)
-    return web.Response(body=pack([encode(result, meta_out)]), content_type=CONTENT_TYPE)
+    return web.Response(body=body, content_type=CONTENT_TYPE)
 
 
 def add_routes(app: web.Application) -> None:
-    app[OPERATORS] = {}
+    app[OPERATORS] = OperatorService()
     app.router.add_post(RUN_PATH, run)

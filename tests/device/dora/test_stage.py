@@ -14,7 +14,12 @@ from edgeweave.errors import UsageError
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.vision import NAME as CNN
 from edgeweave.models.vision import frames
-from tests.device.dora.training_checks import GradientLog, RecordingWorker, assert_gradients_match, assert_parameters_match
+from tests.device.dora.training_checks import (
+    GradientLog,
+    RecordingWorker,
+    assert_gradients_match,
+    assert_parameters_match,
+)
 
 CKPT = resolve_checkpoint("weave-home-device")  # 6 decoder layers
 CNN_CKPT = resolve_checkpoint(CNN)  # 8 blocks
