@@ -200,7 +200,8 @@ class ChatTopLogprob(BaseModel):
     token: str
     logprob: float
     bytes: list[int]
-    id: int | None = None  # extension, when the request asked for token ids (return_token_ids)
+    # extension, when the request asked for token ids (return_token_ids); absent otherwise, as in OpenAI
+    id: int | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @classmethod
     def of(cls, lp: TopLogprob, with_id: bool = False) -> ChatTopLogprob:

@@ -210,8 +210,10 @@ def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
 
 
 async def test_logprobs_from_the_cloud_come_through_the_coordinator(server: ServiceProcess, tmp_path: Path) -> None:
-    """The cloud's logprobs, streamed to the coordinator with token ids, reach an ``openai`` client unchanged:
-    the same process computes them either way, so they are compared exactly."""
+    """The cloud's logprobs, streamed to the coordinator with token ids, reach an ``openai`` client: the same
+    tokens and alternatives, and the same values to 1e-4.  Not exactly: the engine computes a request in
+    whatever batch and prefix-cache state it meets, which reorders float32 sums (logits move by ~1e-6 here,
+    a log-softmax by at most twice that)."""
     question = [{"role": "user", "content": COMMANDS[1]}]
     direct = await client(server).chat.completions.create(
         model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
@@ -231,9 +233,13 @@ async def test_logprobs_from_the_cloud_come_through_the_coordinator(server: Serv
             if choice.logprobs and choice.logprobs.content
             for entry in choice.logprobs.content
         ]
-    want = [
-        (e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in direct.choices[0].logprobs.content
-    ]
+
+    def flat(entries: list) -> tuple[list[str], list[float]]:
+        tokens = [t for e in entries for t in (e.token, *(a.token for a in e.top_logprobs))]
+        return tokens, [v for e in entries for v in (e.logprob, *(a.logprob for a in e.top_logprobs))]
+
+    want_tokens, want_values = flat(direct.choices[0].logprobs.content)
     for got in (relayed.choices[0].logprobs.content, streamed):
-        assert [(e.token, e.logprob, [(t.token, t.logprob) for t in e.top_logprobs]) for e in got] == want
-    assert len(want) == 12 and all(len(top) == 2 for _, _, top in want)
+        tokens, values = flat(got)
+        assert tokens == want_tokens and values == pytest.approx(want_values, abs=1e-4)
+    assert len(want_tokens) == 12 * 3
