@@ -16,16 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel
 
 from coordinator.circinus.api import add_routes as add_circinus_routes
 from coordinator.cluster.metrics import CoordinatorMetrics
-from coordinator.cluster.registry import CloudView, DeviceView, Registry
+from coordinator.cluster.registry import Registry
+from coordinator.cluster.views import EndpointsView, Health, ModelList, ServedModel
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime
 from coordinator.dora.api import add_routes as add_dora_routes
@@ -67,19 +66,6 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
     return resp
 
 
-class Health(BaseModel):
-    status: Literal["ok"] = "ok"  # the coordinator answers; what it can serve is below
-    devices_up: int
-    cloud_up: int
-    cloud: list[CloudView]
-
-
-class EndpointsView(BaseModel):
-    object: Literal["list"] = "list"
-    data: list[DeviceView]
-    cloud: list[CloudView]
-
-
 async def health(request: web.Request) -> web.Response:
     registry = request.app[KEY].registry
     clouds = [c.view() for c in sorted(registry.clouds.values(), key=lambda c: c.name)]
@@ -100,11 +86,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     served = request.app[KEY].dispatcher.models()
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "edgeweave", "endpoints": endpoints}
-        for name, endpoints in sorted(served.items())
-    ]
-    return web.json_response({"object": "list", "data": data})
+    body = ModelList(data=[ServedModel(id=name, endpoints=endpoints) for name, endpoints in sorted(served.items())])
+    return web.json_response(text=body.model_dump_json())
 
 
 async def devices(request: web.Request) -> web.Response:

@@ -35,44 +35,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import aiohttp
-from pydantic import BaseModel
 
 from coordinator.cluster.device_client import DeviceClient, NotTrusted, Refused, Unreachable
 from coordinator.cluster.discovery import Sighting
 from coordinator.cluster.energy import DeviceEnergy
+from coordinator.cluster.views import CloudView, DeviceView, State
 from edgeweave.config import CloudEndpoint, CoordinatorConfig
 from edgeweave.wire.auth import ClusterKey
 from edgeweave.wire.protocol import DeviceInfo, ModelInfo, Telemetry
 
 log = logging.getLogger("edgeweave.registry")
 RECHECK_REJECTED_S = 30.0
-State = Literal["up", "down"]
-
-
-class DeviceView(BaseModel):
-    """One device as ``/v1/devices`` reports it."""
-
-    id: str
-    kind: str
-    url: str
-    source: Literal["mdns", "static"]
-    state: State
-    missed_heartbeats: int
-    models: list[ModelInfo]
-    in_flight: dict[str, int]
-    telemetry: Telemetry | None
-
-
-class CloudView(BaseModel):
-    """One cloud endpoint as ``/v1/devices`` and ``/health`` report it."""
-
-    name: str
-    url: str
-    models: list[str]
-    state: State
-    missed_heartbeats: int
-    in_flight: int
-    last_error: str | None
 
 
 @dataclass
