@@ -128,6 +128,10 @@ def test_bad_requests_name_the_field_and_the_limit() -> None:
     assert not engine.has_work()
 
 
+# ~40 s in Triton's interpreter: the packed kernel over shared-prefix groups stays in `make test` at kernel
+# level (tests/kernels: test_shared_prefix_family_gqa_and_short_prefills) and the engine's packed path in
+# test_triton_attention_paths_give_the_same_tokens[packed]
+@pytest.mark.slow
 def test_packed_decode_over_a_shared_prefix_family(backend: TorchBackend) -> None:
     prompts = [prompt(c, system=True) for c in COMMANDS[:3]]
     engine = LLMEngine.load(MODEL, EngineOptions(attention="packed"))
