@@ -22,7 +22,7 @@ BackendKind = Literal["torch", "llamacpp", "executorch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("torch", "llamacpp", "executorch")
 GROUP = "edgeweave.backends"
 
-Loader = Callable[[Path, "int | None"], Backend]
+Loader = Callable[[Path, int | None], Backend]
 
 
 def _loader(kind: str) -> Loader:
