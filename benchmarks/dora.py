@@ -309,9 +309,9 @@ def live(name: str, scenario: Scenario, steps: int, training_steps: int) -> dict
                     out[case][system] = {
                         "plan": [[(s.device, s.start, s.end) for s in p.stages] for p in plan.pipelines],
                         "micro_batches": plan.micro_batches,
-                        "batch_s": measured["batch_s"],
+                        "batch_s": measured.batch_s,
                         "predicted_s": scored(plan, model, devices, net, work).latency_s,
-                        **({"first_loss": measured["losses"][0]} if training else {}),
+                        **({"first_loss": measured.losses[0]} if training else {}),
                     }
             return out
         finally:
