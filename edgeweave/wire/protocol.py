@@ -6,6 +6,12 @@ sent events: one ``start``, a ``token`` per generated token, then ``done``
 (or ``error``).  Token ids travel with the text so the coordinator can move a
 half-finished answer to another endpoint (DiSCo) by sending them back as
 ``resume_tokens``.
+
+``POST /v1/prefill`` takes a :class:`PrefillRequest`: it evaluates a prompt (and
+any tokens generated elsewhere) into the device's prompt cache without
+generating, so that a later ``generate`` of the same context prefills only what
+was added since (DiSCo's warm target before a move).  It answers
+:class:`PrefillResult`.
 """
 
 from __future__ import annotations
@@ -43,13 +49,17 @@ class GenerateRequest(_Wire):
 
     @model_validator(mode="after")
     def _one_prompt(self) -> GenerateRequest:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of prompt and messages")
-        if self.prompt is not None and len(self.prompt) == 0:
-            raise ValueError("prompt is empty")
-        if self.messages is not None and not self.messages:
-            raise ValueError("messages is empty")
+        _check_one_prompt(self.prompt, self.messages)
         return self
+
+
+def _check_one_prompt(prompt: str | list[int] | None, messages: list[Message] | None) -> None:
+    if (prompt is None) == (messages is None):
+        raise ValueError("give exactly one of prompt and messages")
+    if prompt is not None and len(prompt) == 0:
+        raise ValueError("prompt is empty")
+    if messages is not None and not messages:
+        raise ValueError("messages is empty")
 
 
 class StreamEvent(_Wire):
@@ -82,6 +92,30 @@ class DoneEvent(StreamEvent):
     ttft_s: float
     decode_tok_s: float
     energy_j: float  # estimated, from the device's power model
+    cached_tokens: int = 0  # prompt (+ resume) tokens reused from the prompt cache, not prefilled again
+
+
+class PrefillRequest(_Wire):
+    """Warm the prompt cache with a context; nothing is generated."""
+
+    model: str | None = None
+    prompt: str | list[int] | None = None
+    messages: list[Message] | None = None
+    resume_tokens: list[int] = Field(default_factory=list)
+    request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> PrefillRequest:
+        _check_one_prompt(self.prompt, self.messages)
+        return self
+
+
+class PrefillResult(_Wire):
+    model: str
+    prompt_tokens: int  # context length evaluated (prompt + resume tokens)
+    cached_tokens: int  # of those, already in the cache before this call
+    prefill_s: float
+    energy_j: float  # estimated marginal energy of the prefill
 
 
 class ErrorBody(_Wire):
