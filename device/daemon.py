@@ -26,7 +26,7 @@ def load_workers(cfg: DeviceConfig) -> list[ModelWorker]:
     cores = os.cpu_count() or 1
     workers = []
     for spec in cfg.models:
-        backend = load_backend(spec.backend, spec.model, threads=spec.threads)
+        backend = load_backend(spec.backend, spec.model, threads=spec.threads, slots=spec.slots)
         worker = ModelWorker(spec, backend, cfg.power_model, cores)
         worker.warm_up()
         workers.append(worker)

@@ -211,6 +211,7 @@ class ModelWorker:
             vocab_size=self.backend.tokenizer.vocab_size,
             threads=self.spec.threads,
             max_queue=self.max_queue,
+            slots=self.slots,
         )
 
     def load(self) -> BackendLoad:

@@ -80,7 +80,13 @@ class Dispatcher:
             info = rec.model(model)
             assert info is not None
             out.append(
-                Candidate(f"device:{rec.id}", "device", rec.load_of(model), 1 + info.max_queue, rec.decode_tok_s(model))
+                Candidate(
+                    f"device:{rec.id}",
+                    "device",
+                    rec.load_of(model),
+                    info.slots + info.max_queue,
+                    rec.decode_tok_s(model),
+                )
             )
         for c in self.registry.clouds_up(model):
             out.append(Candidate(f"cloud:{c.name}", "cloud", c.in_flight, None))

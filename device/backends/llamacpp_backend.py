@@ -6,6 +6,11 @@ chat template are used.  Sampling is always edgeweave's; llama.cpp evaluates.  W
 ``llama_decode`` through the binding's context and batch objects so that we
 can ask for the logits of exactly the rows we need: the last one while
 generating, all of them for parity checks.
+
+``slots > 1``: several sequences in one llama.cpp context (``n_seq_max`` sequences in a
+unified KV cache of ``slots`` x the context, as llama.cpp's server runs its parallel
+slots), and one ``llama_decode`` per generation step whose batch holds every row's tokens
+tagged with its sequence id, with logits asked for each row's last token only.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import gguf
 import numpy as np
 
 from edgeweave.errors import ModelFileError, UsageError
-from edgeweave.generation.backend import Backend
+from edgeweave.generation.backend import Backend, BatchRow
 from edgeweave.models.hf_tokenizer import render_template
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
 
@@ -87,11 +92,17 @@ class LlamaCppTokenizer:
         return IncrementalDetokenizer(self.decode)
 
 
+N_BATCH = 4096  # tokens per llama_decode call (longer steps are split)
+N_UBATCH = 512
+SCRATCH_CTX = 256  # the binding's own context when we make our own: its smallest
+
+
 class LlamaCppBackend(Backend):
     name = "llamacpp"
 
-    def __init__(self, path: str | Path, n_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, n_threads: int | None = None, slots: int = 1) -> None:
         import llama_cpp
+        from llama_cpp import _internals
 
         path = Path(path)
         if not path.is_file():
@@ -104,41 +115,89 @@ class LlamaCppBackend(Backend):
             raise ModelFileError(
                 str(path), f"unsupported GGUF architecture {arch!r} (supported: {', '.join(SUPPORTED_GGUF_ARCHS)})"
             )
+        if slots < 1:
+            raise UsageError("slots", f"must be at least 1, got {slots}")
         threads = n_threads or max(1, min(4, os.cpu_count() or 1))
         try:
             self._llm = llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=context_length,
-                n_batch=4096,
-                n_ubatch=512,
+                n_ctx=context_length if slots == 1 else SCRATCH_CTX,
+                n_batch=N_BATCH,
+                n_ubatch=N_UBATCH,
                 n_threads=threads,
                 n_threads_batch=threads,
                 logits_all=False,
                 verbose=False,
             )
+            context_length = context_length or self._llm._model.n_ctx_train()
+            self._ctx, self._batch = self._llm._ctx, self._llm._batch
+            if slots > 1:
+                # the binding makes one sequence's context; ours holds `slots` of them
+                params = type(self._llm.context_params).from_buffer_copy(self._llm.context_params)
+                params.n_ctx, params.n_seq_max, params.kv_unified = context_length * slots, slots, True
+                params.n_batch, params.n_ubatch = N_BATCH, N_UBATCH
+                self._ctx = _internals.LlamaContext(model=self._llm._model, params=params, verbose=False)
+                self._batch = _internals.LlamaBatch(n_tokens=N_BATCH, embd=0, n_seq_max=1, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
+        self.slots = slots
         self._n_vocab = self._llm.n_vocab()
         # llama.cpp's own tokenizer: used for real models, kept to check the embedded byte vocabulary
         self.native_tokenizer = LlamaCppTokenizer(self._llm)
         tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else self.native_tokenizer
         # llama.cpp rounds n_ctx up (to a multiple of 256); never go past the trained context
-        super().__init__(tok, min(self._llm.n_ctx(), context_length or self._llm.n_ctx()))
+        super().__init__(tok, min(self._ctx.n_ctx() // slots, context_length))
 
     def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
-        llm = self._llm
-        llm._ctx.kv_cache_seq_rm(-1, start, -1)
-        llm._batch.set_batch(batch=list(ids), n_past=start, logits_all=all_logits)
-        llm._ctx.decode(llm._batch)
+        if len(ids) > N_BATCH:
+            raise UsageError("prompt", f"{len(ids)} tokens in one evaluation exceed llama.cpp's batch of {N_BATCH}")
+        self._ctx.kv_cache_seq_rm(0, start, -1)
+        self._batch.set_batch(batch=list(ids), n_past=start, logits_all=all_logits)
+        self._ctx.decode(self._batch)
         rows = len(ids) if all_logits else 1
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(rows, self._n_vocab)).copy()
+        return np.ctypeslib.as_array(self._ctx.get_logits(), shape=(rows, self._n_vocab)).copy()
+
+    def forward_rows(self, rows: Sequence[BatchRow]) -> list[np.ndarray]:
+        """Every row in one ``llama_decode`` (several when the rows hold more than
+        ``N_BATCH`` tokens), each token tagged with its row's slot as sequence id."""
+        if any(not 0 <= row.slot < self.slots for row in rows):
+            raise ValueError(f"slot out of range: this backend holds {self.slots} sequence(s)")
+        batch, out = self._batch.batch, [np.empty(0, np.float32)] * len(rows)
+        wanted: list[tuple[int, int]] = []  # (row, batch index of its last token) in this decode
+
+        def decode(n: int) -> None:
+            batch.n_tokens = n
+            self._ctx.decode(self._batch)
+            for r, i in wanted:
+                out[r] = np.ctypeslib.as_array(self._ctx.get_logits_ith(i), shape=(self._n_vocab,)).copy()
+            wanted.clear()
+
+        n = 0
+        for r, row in enumerate(rows):
+            self._ctx.kv_cache_seq_rm(row.slot, row.start, -1)
+            for j, token in enumerate(row.ids):
+                if n == N_BATCH:
+                    decode(n)
+                    n = 0
+                last = j == len(row.ids) - 1
+                batch.token[n], batch.pos[n], batch.n_seq_id[n], batch.logits[n] = token, row.start + j, 1, last
+                batch.seq_id[n][0] = row.slot
+                if last:
+                    wanted.append((r, n))
+                n += 1
+        if n:
+            decode(n)
+        return out
 
     def close(self) -> None:
+        if self._ctx is not self._llm._ctx:
+            self._batch.close()
+            self._ctx.close()
         self._llm.close()
 
 
-def load(path: Path, threads: int | None) -> LlamaCppBackend:
+def load(path: Path, threads: int | None, slots: int = 1) -> LlamaCppBackend:
     """The ``llamacpp`` entry point of :func:`edgeweave.generation.backends.load_backend`."""
     from edgeweave.export.cache import runtime_file
 
-    return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads)
+    return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads, slots=slots)

@@ -101,7 +101,10 @@ class ModelSpec(_Strict):
     backend: BackendKind
     served_name: str | None = None  # the name clients ask for (default: derived from `model`)
     threads: int | None = Field(default=None, ge=1, le=256)
-    max_queue: int = Field(default=4, ge=0, le=4096)  # waiting requests beyond the one running
+    # KV-cache sequences decoded together in one batch (llama.cpp's parallel slots); each holds a
+    # whole context (memory grows with it) and keeps its own prompt cache
+    slots: int = Field(default=1, ge=1, le=64)
+    max_queue: int = Field(default=4, ge=0, le=4096)  # requests waiting for a slot beyond the `slots` running
 
     _exists = field_validator("model")(_model_exists)
 

@@ -38,7 +38,7 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.last_stats = GenerationStats()
-        self._batch: BatchLoop | None = None
+        self._batch_loop: BatchLoop | None = None
 
     # --- what each runtime implements ------------------------------------------
     @abstractmethod
@@ -58,9 +58,9 @@ class Backend(ABC):
     @property
     def batch(self) -> BatchLoop:
         """This backend's generation loop and prompt cache (made on first use, once ``slots`` is set)."""
-        if self._batch is None:
-            self._batch = BatchLoop(self)
-        return self._batch
+        if self._batch_loop is None:
+            self._batch_loop = BatchLoop(self)
+        return self._batch_loop
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """Logits for every position of a fresh sequence ``ids`` in slot 0: [len(ids), vocab] float32."""

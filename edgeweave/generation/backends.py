@@ -22,7 +22,7 @@ BackendKind = Literal["torch", "llamacpp", "executorch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("torch", "llamacpp", "executorch")
 GROUP = "edgeweave.backends"
 
-Loader = Callable[[Path, int | None], Backend]
+Loader = Callable[..., Backend]  # (path, threads, slots=1) -> Backend
 
 
 def _loader(kind: str) -> Loader:
@@ -33,10 +33,13 @@ def _loader(kind: str) -> Loader:
     return next(iter(found)).load()
 
 
-def load_backend(kind: str, model: str | Path, threads: int | None = None) -> Backend:
+def load_backend(kind: str, model: str | Path, threads: int | None = None, slots: int = 1) -> Backend:
     """``threads``: compute threads for llama.cpp and torch (ExecuTorch's XNNPACK pool sizes itself
-    to the machine's cores)."""
+    to the machine's cores); ``slots``: sequences decoded together in one batch (a runtime that
+    cannot batch says so with a :class:`UsageError` naming ``slots``)."""
     from edgeweave.models.registry import resolve_checkpoint
 
     loader = _loader(kind)
-    return loader(resolve_checkpoint(model), threads)
+    path = resolve_checkpoint(model)
+    # one-slot loads keep the two-argument call, which every loader accepts
+    return loader(path, threads) if slots == 1 else loader(path, threads, slots)

@@ -137,6 +137,7 @@ class ModelInfo(_Wire):
     vocab_size: int
     threads: int | None
     max_queue: int
+    slots: int = 1  # answers the device decodes at once; it holds slots + max_queue requests
 
 
 class DeviceInfo(_Wire):
