@@ -12,6 +12,7 @@ import logging
 import os
 
 from device.advertise import Advertiser
+from device.backends.llamacpp_backend import default_threads, prefer_passive_openmp
 from device.server import create_app
 from device.worker import ModelWorker
 from edgeweave.config import DeviceConfig, EdgeweaveConfig
@@ -24,6 +25,9 @@ log = logging.getLogger("edgeweave.device")
 
 def load_workers(cfg: DeviceConfig) -> list[ModelWorker]:
     cores = os.cpu_count() or 1
+    llama_threads = [m.threads or default_threads() for m in cfg.models if m.backend == "llamacpp"]
+    if llama_threads and prefer_passive_openmp(max(llama_threads)):
+        log.info("%s: llama.cpp threads take every core: they sleep while waiting (OMP_WAIT_POLICY=PASSIVE)", cfg.id)
     workers = []
     for spec in cfg.models:
         backend = load_backend(spec.backend, spec.model, threads=spec.threads, slots=spec.slots)

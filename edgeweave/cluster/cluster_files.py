@@ -22,6 +22,7 @@ class LocalDevice:
     threads: int | None = None
     max_queue: int = 4
     model: str = "weave-home-device"
+    slots: int = 1
     port: int = 0  # 0: any free port
     host: str = "127.0.0.1"  # the address it binds (an emulated device: its namespace's)
 
@@ -44,7 +45,7 @@ def device_toml(p: LocalDevice, secret: str, advertise: bool = True) -> str:
         cluster_table(secret)
         + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nhost = {_q(p.host)}\nport = {p.port}\n"
         + f"advertise = {str(advertise).lower()}\n"
-        + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}max_queue = {p.max_queue}\n"
+        + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}slots = {p.slots}\nmax_queue = {p.max_queue}\n"
     )
 
 
