@@ -116,6 +116,8 @@ class Backend(ABC):
     def _run_alone(self, answer: Answer) -> Iterator[TokenEvent]:
         self.last_stats = answer.stats
         loop = self.batch
+        if not loop.idle:  # another caller's answers would be stepped here and their tokens lost
+            raise RuntimeError(f"{self.name}: its generation loop is busy with other answers")
         loop.submit(answer)
         try:
             while True:
