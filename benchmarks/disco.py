@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import statistics
 import time
@@ -75,6 +76,7 @@ PHONE_PARAMETERS = 494_000_000  # Qwen2.5-0.5B class
 PHONE_CONTEXT = 8192
 RTT_MEDIAN_S, RTT_SIGMA = 0.060, 0.5
 BUDGETS = (0.1, 0.3, 0.5, 0.7, 0.9)
+HEAD_BUDGET = 0.5
 NPU_PREFILL_SPEEDUP = 10.0
 CLOUD_KEY = "disco-bench-cloud-key-0123"
 LIVE_MODEL = "weave-home-cloud"
@@ -165,6 +167,7 @@ class Outcome:
     cloud_share: float  # of offered prompt tokens
     device_share: float
     migrations: int
+    warmed: int  # answers the other tier prefilled in the background
     delayed_per_migration: float
     reader_stall_per_migration_s: float  # the reader's wait for tokens in a migrated answer
 
@@ -181,13 +184,16 @@ def outcome(policy: DiscoPolicy, served: Sequence[SimAnswer]) -> Outcome:
         policy.spend.budget_used("cloud"),
         policy.spend.budget_used("device"),
         len(moved),
+        sum(1 for s in served if s.warmed),
         statistics.mean(s.delayed_tokens for s in moved) if moved else 0.0,
         statistics.mean(s.reader_stall_s for s in moved) if moved else 0.0,
     )
 
 
-def run_policy(planner: Planner | None, cfg: DiscoConfig, reqs: Sequence[tuple[int, int]], prof: Profiles) -> Outcome:
-    policy = DiscoPolicy(cfg)
+def run_policy(
+    planner: Planner | None, cfg: DiscoConfig, reqs: Sequence[tuple[int, int]], prof: Profiles, warm: bool = True
+) -> Outcome:
+    policy = DiscoPolicy(cfg, warm)
     return outcome(policy, simulate(policy, planner, reqs, prof))
 
 
@@ -208,6 +214,10 @@ def sweep(reqs: Sequence[tuple[int, int]], prof: Profiles) -> dict[str, Any]:
                 f"{constrained}-only": fixed[f"{constrained}-only"],
                 "always-race": fixed["always-race"],
             }
+            if b == HEAD_BUDGET:  # the move as the paper makes it (the target prefills everything), beside ours
+                row["disco+migration-no-warm"] = run_policy(
+                    None, DiscoConfig(constrained=constrained, budget=b), reqs, prof, warm=False
+                )
             rows[b] = row
         table[constrained] = rows
     return table
@@ -235,6 +245,7 @@ def reductions(row: dict[str, Outcome], free: str) -> dict[str, float]:
         "tokens_delayed_per_migration": m.delayed_per_migration,
         "reader_stall_per_migration_s": m.reader_stall_per_migration_s,
         "migrations": m.migrations,
+        "warmed": m.warmed,
     }
 
 
@@ -250,31 +261,81 @@ def npu_prefill(prof: Profiles) -> Profiles:
 # --- live ------------------------------------------------------------------------------------
 
 
-async def _one(session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any], pin: str | None) -> dict:
+@dataclass(frozen=True)
+class Retry:
+    """What the ``openai`` client does on a 429: up to ``max_retries`` more tries, each after the
+    server's Retry-After when it gives one within ``max_wait_s``, else after an exponential backoff
+    from ``base_s`` (capped at ``cap_s``; the client's jitter left out, so runs repeat)."""
+
+    max_retries: int = 2
+    base_s: float = 0.5
+    cap_s: float = 8.0
+    max_wait_s: float = 60.0
+
+    def delay_s(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 0)."""
+        try:
+            told = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            told = None
+        if told is not None and 0 <= told <= self.max_wait_s:
+            return told
+        return min(self.base_s * 2**attempt, self.cap_s)
+
+
+@dataclass(frozen=True)
+class LiveAnswer:
+    """One live request as the client saw it: refused (429 after every retry) or answered."""
+
+    refusals: int  # 429s it was answered with (retried or not)
+    ttft_s: float | None = None  # None: refused in the end
+    cost_usd: float | None = None
+    first_endpoint: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.ttft_s is None
+
+
+async def _one(
+    session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any], pin: str | None, retry: Retry
+) -> LiveAnswer:
     headers = {"Authorization": f"Bearer {key}"} | ({"X-Edgeweave-Endpoint": pin} if pin else {})
-    start = time.perf_counter()
-    ttft, cost, endpoint = None, None, None
-    async with session.post(url + "/v1/completions", json=body, headers=headers) as resp:
-        assert resp.status == 200, await resp.text()
-        endpoint = resp.headers.get("X-Edgeweave-Endpoint")
-        async for ev in read_events(resp):
-            if ev.data == "[DONE]":
-                break
-            chunk = json.loads(ev.data)
-            assert "error" not in chunk, chunk
-            if ttft is None and any(c.get("text") for c in chunk.get("choices", [])):
-                ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                cost = chunk["usage"].get("cost_usd")
-    return {"ttft_s": ttft, "cost_usd": cost, "first_endpoint": endpoint}
+    refusals = 0
+    for attempt in range(retry.max_retries + 1):
+        start = time.perf_counter()
+        ttft, cost = None, None
+        async with session.post(url + "/v1/completions", json=body, headers=headers) as resp:
+            if resp.status == 429:
+                refusals += 1
+                wait = retry.delay_s(attempt, resp.headers.get("Retry-After"))
+                await resp.read()
+                if attempt < retry.max_retries:
+                    await asyncio.sleep(wait)
+                continue
+            assert resp.status == 200, await resp.text()
+            endpoint = resp.headers.get("X-Edgeweave-Endpoint")
+            async for ev in read_events(resp):
+                if ev.data == "[DONE]":
+                    break
+                chunk = json.loads(ev.data)
+                assert "error" not in chunk, chunk
+                if ttft is None and any(c.get("text") for c in chunk.get("choices", [])):
+                    ttft = time.perf_counter() - start
+                if chunk.get("usage"):
+                    cost = chunk["usage"].get("cost_usd")
+        return LiveAnswer(refusals, ttft, cost, endpoint)
+    return LiveAnswer(refusals)
 
 
-async def _replay_live(url: str, key: str, reqs: Sequence[tuple[float, int, int]], pin: str | None) -> list[dict]:
+async def _replay_live(
+    url: str, key: str, reqs: Sequence[tuple[float, int, int]], pin: str | None, retry: Retry
+) -> list[LiveAnswer]:
     rng = random.Random(3)
     async with aiohttp.ClientSession() as session:
         start = time.perf_counter()
 
-        async def go(at: float, prompt: int, output: int) -> dict:
+        async def go(at: float, prompt: int, output: int) -> LiveAnswer:
             await asyncio.sleep(max(0.0, at - (time.perf_counter() - start)))
             text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(prompt))
             body = {
@@ -286,9 +347,24 @@ async def _replay_live(url: str, key: str, reqs: Sequence[tuple[float, int, int]
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            return await _one(session, url, key, body, pin)
+            return await _one(session, url, key, body, pin, retry)
 
         return await asyncio.gather(*(go(*r) for r in reqs))
+
+
+def live_summary(results: Sequence[LiveAnswer]) -> dict[str, float]:
+    """TTFT and cost over the answered requests; refusals counted, not averaged in."""
+    answered = [r for r in results if not r.refused]
+    ttft = [r.ttft_s for r in answered if r.ttft_s is not None]
+    return {
+        "mean_ttft_s": float(np.mean(ttft)) if ttft else math.nan,
+        "p99_ttft_s": float(np.percentile(ttft, 99)) if ttft else math.nan,
+        "cost_usd": sum(r.cost_usd or 0.0 for r in answered),
+        "started_on_device": sum(1 for r in answered if (r.first_endpoint or "").startswith("device")),
+        "requests": len(results),
+        "refused_requests": sum(1 for r in results if r.refused),
+        "refusals_retried": sum(r.refusals for r in answered),
+    }
 
 
 def live(trace: str, n: int, workdir: Path) -> dict[str, dict[str, float]]:
@@ -309,15 +385,7 @@ def live(trace: str, n: int, workdir: Path) -> dict[str, dict[str, float]]:
             cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=upstream)
             cluster.wait_until(lambda up: "phone-1" in up, timeout_s=60)
             for name, pin in (("disco", None), ("device-only", "device:phone-1"), ("cloud-only", "cloud:gpu")):
-                results = asyncio.run(_replay_live(cluster.url, cluster.api_key, reqs, pin))
-                ttft = [r["ttft_s"] for r in results]
-                out[name] = {
-                    "mean_ttft_s": float(np.mean(ttft)),
-                    "p99_ttft_s": float(np.percentile(ttft, 99)),
-                    "cost_usd": sum(r["cost_usd"] for r in results),
-                    "started_on_device": sum(1 for r in results if (r["first_endpoint"] or "").startswith("device")),
-                    "requests": len(results),
-                }
+                out[name] = live_summary(asyncio.run(_replay_live(cluster.url, cluster.api_key, reqs, pin, Retry())))
             metrics = urllib_get(cluster.url + "/metrics")
             out["disco"]["migrations"] = sum(
                 float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
@@ -347,7 +415,7 @@ def plot(table: dict[str, Any], backend: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, constrained in zip(axes[:2], ("cloud", "device"), strict=True):
         rows = table[constrained]
-        for name in next(iter(rows.values())):
+        for name in [n for n in next(iter(rows.values())) if n != "disco+migration-no-warm"]:
             ax.plot(BUDGETS, [rows[b][name].mean_ttft_s for b in BUDGETS], marker="o", label=name)
         ax.set_title(f"{constrained}-constrained: mean TTFT")
         ax.set_xlabel(f"budget (share of prompt tokens on the {constrained})")
@@ -375,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
-    n_sim, rounds, n_live = (1000, 1, 40) if args.quick else (4000, 3, 200)
+    n_sim, rounds, n_live = (1000, 2, 40) if args.quick else (4000, 3, 200)
     with console.status("timing the device backends on both tiny models"):
         phones = {kind: phone_profile(kind, rounds) for kind in BACKENDS}
     for p in phones.values():
@@ -404,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     main_table = tables["llamacpp"]
     for constrained in ("cloud", "device"):
         t = Table(title=f"{constrained}-constrained, llama.cpp phone: mean / p99 TTFT s, cost $")
-        names = list(next(iter(main_table[constrained].values())))
+        names = [n for n in next(iter(main_table[constrained].values())) if n != "disco+migration-no-warm"]
         t.add_column("budget")
         for name in names:
             t.add_column(name)
@@ -430,8 +498,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         for kind in scenarios
     }
-    head = per_budget["llamacpp"]["cloud"][0.5]
-    dev = per_budget["llamacpp"]["device"][0.5]
+    head = per_budget["llamacpp"]["cloud"][HEAD_BUDGET]
+    dev = per_budget["llamacpp"]["device"][HEAD_BUDGET]
+    npu = per_budget["llamacpp-npu"]
+
+    def no_warm(kind: str, constrained: str) -> dict[str, float]:
+        """The paper's move (no warm) at the headline budget: cost saved and tokens delayed per move."""
+        row = tables[kind][constrained][HEAD_BUDGET]
+        d, m = row["disco"], row["disco+migration-no-warm"]
+        return {"cost": 1 - m.cost_usd / d.cost_usd, "delayed": m.delayed_per_migration}
+
     every = [r for c in ("cloud", "device") for r in per_budget["llamacpp"][c].values()]
     summary = {
         "mean_ttft_reduction": head["mean_ttft_reduction"],
@@ -456,6 +532,19 @@ def main(argv: list[str] | None = None) -> int:
         "npu_prefill_device_constrained_cost_reduction_with_migration": per_budget["llamacpp-npu"]["device"][0.5][
             "cost_reduction_with_migration"
         ],
+        "npu_prefill_tokens_delayed_per_migration": npu["cloud"][HEAD_BUDGET]["tokens_delayed_per_migration"],
+        "npu_prefill_device_constrained_tokens_delayed_per_migration": npu["device"][HEAD_BUDGET][
+            "tokens_delayed_per_migration"
+        ],
+        "no_warm_cost_reduction_with_migration": no_warm("llamacpp", "cloud")["cost"],
+        "no_warm_tokens_delayed_per_migration": no_warm("llamacpp", "cloud")["delayed"],
+        "npu_prefill_no_warm_cost_reduction_with_migration": no_warm("llamacpp-npu", "cloud")["cost"],
+        "npu_prefill_no_warm_tokens_delayed_per_migration": no_warm("llamacpp-npu", "cloud")["delayed"],
+        "npu_prefill_device_constrained_no_warm_tokens_delayed_per_migration": no_warm("llamacpp-npu", "device")[
+            "delayed"
+        ],
+        "device_constrained_tokens_delayed_per_migration": dev["tokens_delayed_per_migration"],
+        "warmed_answers": head["warmed"],
         "npu_prefill_mean_ttft_reduction": per_budget["llamacpp-npu"]["cloud"][0.5]["mean_ttft_reduction"],
         "decision_ms_per_100k_requests": overhead_ms,
         "live_disco_mean_ttft_s": live_out["disco"]["mean_ttft_s"],
@@ -464,7 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         "live_disco_p99_ttft_s": live_out["disco"]["p99_ttft_s"],
         "live_device_only_p99_ttft_s": live_out["device-only"]["p99_ttft_s"],
         "live_cloud_only_p99_ttft_s": live_out["cloud-only"]["p99_ttft_s"],
-        "live_disco_cost_vs_cloud_only": live_out["disco"]["cost_usd"] / live_out["cloud-only"]["cost_usd"],
+        "live_disco_cost_vs_cloud_only": live_out["disco"]["cost_usd"] / max(live_out["cloud-only"]["cost_usd"], 1e-12),
+        "refused_requests": sum(int(v["refused_requests"]) for v in live_out.values()),
+        "live_disco_refused_requests": live_out["disco"]["refused_requests"],
+        "live_refusals_retried": sum(int(v["refusals_retried"]) for v in live_out.values()),
         "live_migrations": live_out["disco"]["migrations"],
         "live_requests": n_live,
         "trace_requests": len(reqs),

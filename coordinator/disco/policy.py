@@ -101,8 +101,9 @@ class _ModelState:
 
 
 class DiscoPolicy:
-    def __init__(self, cfg: DiscoConfig) -> None:
+    def __init__(self, cfg: DiscoConfig, warm: bool = True) -> None:
         self.cfg = cfg
+        self.warm = warm  # warm the other tier when it pays (off: the paper's move, prefilling it all)
         self.spend = Spend.empty()
         self._models: dict[str, _ModelState] = {}
 
@@ -232,13 +233,19 @@ class DiscoPolicy:
         device: DeviceEnergy | None = None,
         cached: int = 0,
     ) -> bool:
-        """Whether the other tier (holding ``cached`` tokens of it already) should start prefilling this answer in the background now (decided once,
-        at the ``min_generated``-th token, when the source's pace is measured): the other tier keeps
-        reading pace, its rounds would catch up with the source (played forward at the source's
+        """Whether the other tier (holding ``cached`` tokens of it already) should start prefilling this
+        answer in the background now (decided once, at the ``min_generated``-th token, when the source's
+        pace is measured): the other tier keeps reading pace, its rounds would catch up with the source (played forward at the source's
         measured pace), and the expected saving of the move they lead to beats their price."""
         st = self._models.get(model)
         policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
-        if not self.cfg.migrate or st is None or sent != policy.min_generated or target_tok_s < self.cfg.reading_tok_s:
+        if (
+            not self.warm
+            or not self.cfg.migrate
+            or st is None
+            or sent != policy.min_generated
+            or target_tok_s < self.cfg.reading_tok_s
+        ):
             return False
         s = StreamState(source, prompt_tokens, sent, since_first_token_s, 0.0)
         if s.source_tok_s <= 0:

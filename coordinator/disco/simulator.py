@@ -133,7 +133,9 @@ def serve(
     out = SimAnswer(ttft, [], 0.0, first_tier=src)
     tried = False
     warm: _Warm | None = None
-    if loser is not None and policy.cfg.migrate:  # the race's loser prefilled the prompt (it is charged for it): the warm's first round
+    if (
+        loser is not None and policy.cfg.migrate and policy.warm
+    ):  # the race's loser prefilled the prompt (it is charged for it): the warm's first round
         done = ttft_of[loser] + (plan.second_after_s if loser == plan.second else 0.0)
         warm = _Warm(loser, upto=prompt, done_at=done)
         out.warmed = True
@@ -143,9 +145,7 @@ def serve(
         if warm is not None:
             cost += warm.step(policy, t, prompt + sent, prof, rng)
         args = (MODEL, src, prompt, sent, t - ttft, prof.context - prompt, 1.0 / prof.tbt(target), energy)
-        if not tried and policy.should_migrate(
-            *args, cached=warm.cached if warm else 0, warming=warm is not None
-        ):
+        if not tried and policy.should_migrate(*args, cached=warm.cached if warm else 0, warming=warm is not None):
             held = warm.cached if warm else 0
             migration_s = prefill_time(target, prompt + sent - held, prof, rng)
             policy.observe_ttft(MODEL, target, prompt + sent - held, migration_s)
