@@ -235,8 +235,9 @@ class DiscoPolicy:
     ) -> bool:
         """Whether the other tier (holding ``cached`` tokens of it already) should start prefilling this
         answer in the background now (decided once, at the ``min_generated``-th token, when the source's
-        pace is measured): the other tier keeps reading pace, its rounds would catch up with the source (played forward at the source's
-        measured pace), and the expected saving of the move they lead to beats their price."""
+        pace is measured): the other tier keeps reading pace, its rounds would catch up with the source
+        (played forward at that pace), and the expected saving of the move they lead to beats their
+        price."""
         st = self._models.get(model)
         policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
         if (
