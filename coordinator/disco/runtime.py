@@ -74,8 +74,9 @@ class DiscoRuntime:
         prefer: Prefer,
         forced_after: int | None,
         allow_cost_moves: bool = False,
-    ) -> AbstractAsyncContextManager[LiveAnswer]:
-        """The started answer for ``job`` as DiSCo plans it, settled when the context exits.  ``prompt_chars``
+    ) -> tuple[str, AbstractAsyncContextManager[LiveAnswer]]:
+        """The plan's label (``race``, ``device``, ``cloud-then-device``, ..., ``pinned``) and the started
+        answer for ``job`` as DiSCo plans it, settled when the context exits.  ``prompt_chars``
         is None when the prompt came as token ids (then its length is exact); ``forced_after``: move the
         answer after that many tokens whatever it costs (tests, demos); ``allow_cost_moves``: with a
         preferred tier, whether a move for cost may take the answer off it."""
@@ -83,7 +84,8 @@ class DiscoRuntime:
         tiers = self.dispatcher.tiers(job.model)
         plan = self.policy.plan(job.model, estimate, tiers, prefer) if tiers and job.pin is None else None
         controller = DiscoController(self, job, plan, estimate, prompt_chars, forced_after, prefer, allow_cost_moves)
-        return live_answer(job, self.dispatcher.open, controller, self.dispatcher.prefill)
+        label = plan.label if plan is not None else "pinned"
+        return label, live_answer(job, self.dispatcher.open, controller, self.dispatcher.prefill)
 
     def energy(self, endpoint: str, model: str) -> DeviceEnergy | None:
         """The measured energy of the device at ``endpoint`` (None for the cloud or before it measured)."""
@@ -155,12 +157,13 @@ class DiscoController:
         warm = progress.warm if progress.warm is not None and progress.warm.endpoint == there.best.endpoint else None
         args = (model, here, prompt, progress.sent, progress.since_first_s, self.job.sampling.max_tokens, target_tok_s)
         policy = self.rt.policy
-        cached = warm.cached if warm is not None else 0
+        raced = self.plan is not None and self.plan.second is not None and self.plan.second_after_s == 0
+        left = prompt if raced else 0  # a race's loser prefilled the prompt there (its cache says how much)
+        cached = max(warm.cached, left) if warm is not None else left
         if policy.should_migrate(*args, there.energy, cached=cached, warming=warm is not None):
             return Move(there.best.endpoint, "cost", stop_source=True)
-        if progress.warm is None and not self._warm_asked and policy.warm and policy.cfg.migrate:
-            raced = self.plan is not None and self.plan.second is not None and self.plan.second_after_s == 0
-            if raced or policy.should_warm(*args, there.energy):  # a race's loser prefilled the prompt there
+        if progress.warm is None and not self._warm_asked:
+            if policy.should_warm(*args, there.energy, cached=left):
                 self._warm_asked = True
                 return Warm(there.best.endpoint)
         return None

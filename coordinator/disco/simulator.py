@@ -19,8 +19,9 @@ Warming, as the live controller does it: when the policy says so
 then, in rounds started at token times, the tokens sent since (each round
 takes that tier's TTFT for its tokens, and is charged as it starts); a move
 then takes the target's TTFT for the tokens it does not hold yet.  A race's
-loser, charged for prefilling the prompt, leaves it in its prompt cache: it
-is the warm's first round, and the rounds go on from there.
+loser, charged for prefilling the prompt, leaves it in its prompt cache (a
+move there prefills only the rest); if the policy warms it, its rounds go on
+from there.
 """
 
 from __future__ import annotations
@@ -79,13 +80,14 @@ class _Warm:
     cached: int = 0  # prompt + answer tokens its completed rounds hold
     upto: int = 0  # what the round in flight will hold
     done_at: float = math.inf  # when the round in flight ends (inf: none in flight)
+    rounds: bool = True  # False: what a race's loser left, no rounds started (unless the policy says so)
 
     def step(self, policy: DiscoPolicy, t: float, avail: int, prof: Profiles, rng: random.Random) -> float:
         """At a token time ``t`` with ``avail`` tokens known: finish a round that ended, start the next
         one if there is anything new; returns what a started round cost."""
         if self.done_at <= t:
             self.cached, self.done_at = self.upto, math.inf
-        if self.done_at < math.inf or avail <= self.cached:
+        if not self.rounds or self.done_at < math.inf or avail <= self.cached:
             return 0.0
         n = avail - self.cached
         self.upto, self.done_at = avail, t + prefill_time(self.tier, n, prof, rng)
@@ -157,10 +159,12 @@ def serve(
             out.gaps_s.append(migration_s)
             sent += 1
             continue
-        if not tried and warm is None and policy.should_warm(*args):
-            warm = _Warm(target)
-            cost += warm.step(policy, t, prompt + sent, prof, rng)
-            out.warmed = True
+        if not tried and (warm is None or not warm.rounds):
+            left = warm.upto if warm is not None else 0  # what a race's loser is prefilling or holds
+            if policy.should_warm(*args, cached=left):
+                warm = warm or _Warm(target)
+                warm.rounds, out.warmed = True, True
+                cost += warm.step(policy, t, prompt + sent, prof, rng)
         t += tbt
         out.gaps_s.append(tbt)
         sent += 1

@@ -84,9 +84,17 @@ def test_prefer_is_honoured_unless_the_request_allows_cost_moves() -> None:
 
 
 def test_a_races_loser_tier_is_warmed_and_a_warm_the_move_waits_for() -> None:
-    raced = DiscoController(runtime(), job(1000), DispatchPlan("device", "cloud"), 100, None, None)
-    first = Progress("token", "cloud:b", 1, 0.0, 100)
-    assert raced.decide(first) == Warm("device:a")
+    rt = runtime()
+    # a 1,000-token prompt: a move now (1 s of phone prefill) is more than the 4 tokens sent can hide; at
+    # token 4 the cloud's pace is measured, and the move a warm leads to pays
+    start = Progress("token", "cloud:b", 4, 0.08, 1000)
+    assert DiscoController(rt, job(2000), DispatchPlan("cloud"), 1000, None, None).decide(start) == Warm("device:a")
+    # a 5,000-token prompt: the phone's prefill of it (5e-3 $) beats what the remaining 260 tokens save,
+    # unless a race's loser on the phone prefilled it already
+    long = Progress("token", "cloud:b", 40, 0.8, 5000)
+    assert DiscoController(runtime(), job(8000), DispatchPlan("cloud"), 5000, None, None).decide(long) is None
+    raced = DiscoController(runtime(), job(8000), DispatchPlan("device", "cloud"), 5000, None, None)
+    assert raced.decide(long) == Move("device:a", "cost", stop_source=True)
     # fresh policy, the warm has covered nothing yet: with prefill at 1 ms/token the rounds catch up
     # quickly, and a move waits for them while the caught-up move still pays
     rt = runtime()
