@@ -3,7 +3,9 @@
 ``/health`` and ``/metrics`` are open (probes, Prometheus); every ``/v1/``
 route needs a cluster-signed request and its response is signed back (see
 :mod:`edgeweave.wire.auth`).  ``POST /v1/generate`` streams server-sent events
-(:mod:`edgeweave.wire.protocol`).
+(:mod:`edgeweave.wire.protocol`); ``POST /v1/prefill`` evaluates a context into the
+model's prompt cache and generates nothing (a later ``generate`` of that context, or of it
+plus tokens generated since, evaluates only what is new).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from edgeweave.wire.protocol import (
     ErrorBody,
     ErrorEvent,
     GenerateRequest,
+    PrefillRequest,
+    PrefillResult,
     StartEvent,
     TokenMessage,
 )
@@ -152,7 +156,15 @@ async def cancel(request: web.Request) -> web.Response:
     return web.json_response({"id": request_id, "cancelled": True})
 
 
-def _prompt_ids(worker: ModelWorker, req: GenerateRequest) -> list[int]:
+def _worker(state: DeviceState, model: str | None) -> ModelWorker:
+    name = model or state.default_model
+    worker = state.workers.get(name)
+    if worker is None:
+        raise ApiError(404, f"model {name!r} is not served here (serving {', '.join(state.workers)})", param="model")
+    return worker
+
+
+def _prompt_ids(worker: ModelWorker, req: GenerateRequest | PrefillRequest) -> list[int]:
     tok = worker.backend.tokenizer
     if req.messages is not None:
         return tok.render_chat([ChatMessage(m.role, m.content) for m in req.messages])
@@ -162,8 +174,8 @@ def _prompt_ids(worker: ModelWorker, req: GenerateRequest) -> list[int]:
     return list(req.prompt)
 
 
-def _fit(worker: ModelWorker, req: GenerateRequest, prompt: list[int]) -> SamplingParams:
-    """The request's sampling parameters once checked against the context."""
+def _room(worker: ModelWorker, req: GenerateRequest | PrefillRequest, prompt: list[int]) -> int:
+    """Tokens left in the context after prompt + resume tokens (checked: at least one)."""
     ctx = worker.backend.context_length
     used = len(prompt) + len(req.resume_tokens)
     field = "messages" if req.messages is not None else "prompt"
@@ -171,39 +183,51 @@ def _fit(worker: ModelWorker, req: GenerateRequest, prompt: list[int]) -> Sampli
     worker.backend.check_ids(req.resume_tokens, "resume_tokens")
     if used >= ctx:
         raise ApiError(400, f"{field}: {used} prompt tokens do not fit {worker.name}'s context of {ctx}", param=field)
-    room = ctx - used
+    return ctx - used
+
+
+def _fit(worker: ModelWorker, req: GenerateRequest, prompt: list[int]) -> SamplingParams:
+    """The request's sampling parameters once checked against the context."""
+    room = _room(worker, req, prompt)
     if req.sampling.max_tokens <= room:
         return req.sampling
     if req.clamp_max_tokens:
         return req.sampling.model_copy(update={"max_tokens": room})
+    used = worker.backend.context_length - room
     raise ApiError(
         400,
         f"sampling.max_tokens: {used} prompt tokens + {req.sampling.max_tokens} new tokens exceed "
-        f"{worker.name}'s context of {ctx} (at most {room} new tokens)",
+        f"{worker.name}'s context of {worker.backend.context_length} (at most {room} new tokens)",
         param="sampling.max_tokens",
     )
+
+
+def _admit(state: DeviceState, worker: ModelWorker, request_id: str) -> Ticket:
+    if request_id in state.active:
+        raise ApiError(400, f"request_id {request_id!r} is already running", param="request_id")
+    try:
+        ticket = worker.admit()
+    except QueueFull as e:
+        state.metrics.requests.labels(worker.name, "rejected").inc()
+        raise ApiError(
+            429,
+            f"{worker.name} on {state.cfg.id}: {e}",
+            code="queue_full",
+            headers={"Retry-After": str(e.retry_after_s)},
+        ) from None
+    state.active[request_id] = ticket.cancel
+    return ticket
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
     state = request.app[KEY]
     req = await parse_body(request, GenerateRequest)
-    model = req.model or state.default_model
-    worker = state.workers.get(model)
-    if worker is None:
-        raise ApiError(404, f"model {model!r} is not served here (serving {', '.join(state.workers)})", param="model")
+    worker = _worker(state, req.model)
+    model = worker.name
     request_id = req.request_id or uuid.uuid4().hex
-    if request_id in state.active:
-        raise ApiError(400, f"request_id {request_id!r} is already running", param="request_id")
     prompt = await asyncio.to_thread(_prompt_ids, worker, req)  # a huge prompt must not stall the event loop
     sampling = _fit(worker, req, prompt)
-    try:
-        ticket = worker.admit()
-    except QueueFull as e:
-        state.metrics.requests.labels(model, "rejected").inc()
-        raise ApiError(
-            429, f"{model} on {state.cfg.id}: {e}", code="queue_full", headers={"Retry-After": str(e.retry_after_s)}
-        ) from None
-    state.active[request_id] = ticket.cancel
+    ticket = _admit(state, worker, request_id)
     outcome = "error"
     try:
         resp = await sse.open_stream(request)
@@ -224,6 +248,32 @@ async def generate(request: web.Request) -> web.StreamResponse:
         worker.release(ticket)
         del state.active[request_id]
         state.metrics.requests.labels(model, outcome).inc()
+
+
+async def prefill(request: web.Request) -> web.Response:
+    """Warm the prompt cache with a context; answers :class:`PrefillResult`."""
+    state = request.app[KEY]
+    req = await parse_body(request, PrefillRequest)
+    worker = _worker(state, req.model)
+    request_id = req.request_id or uuid.uuid4().hex
+    prompt = await asyncio.to_thread(_prompt_ids, worker, req)
+    _room(worker, req, prompt)
+    ticket = _admit(state, worker, request_id)
+    try:
+        stats = await worker.prefill(ticket, prompt, req.resume_tokens)
+    finally:
+        worker.release(ticket)
+        del state.active[request_id]
+    if ticket.cancel.is_set() and stats.prefill_s == 0 and stats.cached_tokens < stats.prompt_tokens:
+        raise ApiError(409, f"prefill {request_id!r} was cancelled before it ran", param="request_id")
+    result = PrefillResult(
+        model=worker.name,
+        prompt_tokens=stats.prompt_tokens,
+        cached_tokens=stats.cached_tokens,
+        prefill_s=stats.prefill_s,
+        energy_j=worker.energy_j(stats.busy_s),
+    )
+    return web.json_response(result.model_dump())
 
 
 async def _relay_tokens(
@@ -258,7 +308,7 @@ async def _relay_tokens(
     finally:
         watcher.cancel()
         await tokens.aclose()
-    stats = worker.backend.last_stats
+    stats = ticket.stats
     finish = "cancelled" if last is None or last.finish_reason is None else last.finish_reason
     done = DoneEvent(
         finish_reason=finish,
@@ -266,7 +316,8 @@ async def _relay_tokens(
         completion_tokens=0 if last is None else last.index + 1,
         ttft_s=stats.ttft_s,
         decode_tok_s=stats.decode_tok_s,
-        energy_j=worker.energy_j(stats.prefill_s + stats.decode_s),
+        energy_j=worker.energy_j(stats.busy_s),
+        cached_tokens=stats.cached_tokens,
     )
     try:
         await _send(resp, done)
@@ -310,6 +361,7 @@ def create_app(cfg: DeviceConfig, key: ClusterKey, workers: list[ModelWorker]) -
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/telemetry", telemetry)
     app.router.add_post("/v1/generate", generate)
+    app.router.add_post("/v1/prefill", prefill)
     app.router.add_post("/v1/cancel/{id}", cancel)
     add_routes(app, threads=max((m.threads or 0 for m in cfg.models), default=0) or None)
     add_operator_routes(app)

@@ -1,14 +1,20 @@
-"""One served model on a device: its backend, its bounded queue, its thread.
+"""One served model on a device: its backend, its bounded queue, its generation thread.
 
-Admission control: a backend runs one generation at a time (its KV cache
-holds one sequence) on its own thread; up to ``max_queue`` more wait in FIFO
-order.  A request beyond that is refused at once (the daemon answers 429 with
-Retry-After estimated from the measured service time) instead of queueing
-without bound on a device that cannot catch up.
+The backend thread runs the continuous-batching loop (:mod:`edgeweave.generation.batching`):
+each step one batched evaluation over up to ``backend.slots`` active answers (new prompts'
+prefills and every decoding answer's next token), so a runtime with several KV-cache slots
+serves several answers at once and one with a single slot serves them one after another.
 
-Tokens cross from the backend thread to the event loop through an asyncio
-queue; a cancel flag (client gone, or ``POST /v1/cancel/{id}``) is checked
-between tokens, and a request cancelled while still queued never runs.
+Admission control: up to ``slots`` answers run and up to ``max_queue`` more wait, FIFO, for a
+slot.  A request beyond that is refused at once (the daemon answers 429 with Retry-After
+estimated from the measured service time) instead of queueing without bound on a device that
+cannot catch up.  A prefill (``POST /v1/prefill``) takes a place like a generation: it uses the
+runtime.
+
+Tokens cross from the backend thread to the event loop once per step (one wake-up of the loop
+for every token of that step); a cancel flag (client gone, or ``POST /v1/cancel/{id}``) is
+checked before every step, so a cancelled answer leaves the batch at the next step without
+disturbing the others, and one cancelled while still queued never runs.
 """
 
 from __future__ import annotations
@@ -16,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from edgeweave.config import ModelSpec, PowerModel
-from edgeweave.generation.backend import Backend, TokenEvent
+from edgeweave.generation.answer import Answer, GenerationStats, TokenEvent
+from edgeweave.generation.backend import Backend
+from edgeweave.generation.batching import Step
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.protocol import BackendLoad, ModelInfo
@@ -42,9 +50,29 @@ class Ticket:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     released: bool = False
+    stats: GenerationStats = field(default_factory=GenerationStats)  # its answer's, once it ended
 
 
 _END = object()
+
+
+@dataclass
+class _Sink:
+    """Where one answer's events go: a queue on the event loop that asked for it."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, item: object) -> None:
+        self.queue.put_nowait(item)
+        if item is _END or isinstance(item, BaseException):
+            self.ended.set()
+
+
+def _deliver(items: list[tuple[_Sink, object]]) -> None:
+    for sink, item in items:
+        sink.put(item)
 
 
 class ModelWorker:
@@ -53,24 +81,33 @@ class ModelWorker:
         self.backend = backend
         self.name = spec.name
         self.max_queue = spec.max_queue
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"backend-{spec.name}")
+        self.slots = backend.slots
         self._busy_share = min(1.0, (spec.threads or cores) / cores)  # of the CPU a generation keeps busy
         self._marginal_w = (power.max_w - power.idle_w) * self._busy_share
         self.in_system = 0  # admitted and not yet finished (running + queued)
-        self.running = 0
         self.completed = 0
         self.rejected = 0
         self.decode_tok_s = 0.0
         self.prefill_tok_s = 0.0
         self.service_s = 0.0  # moving average of one request's time on the backend
+        self._inbox: list[tuple[Answer, _Sink]] = []
+        self._sinks: dict[int, _Sink] = {}  # id(answer) -> sink, for the answers the loop holds
+        self._wake = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"backend-{spec.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> int:
+        return len(self.backend.batch.running)
 
     # --- admission -------------------------------------------------------------------
     def admit(self) -> Ticket:
         """Take a place or raise :class:`QueueFull`.  Synchronous: no await between
         the check and the increment, so a burst cannot overshoot the bound."""
-        if self.in_system >= 1 + self.max_queue:
+        if self.in_system >= self.slots + self.max_queue:
             self.rejected += 1
-            raise QueueFull(max(1, math.ceil(self.in_system * self.service_s)))
+            raise QueueFull(max(1, math.ceil(self.in_system * self.service_s / self.slots)))
         self.in_system += 1
         return Ticket()
 
@@ -80,54 +117,73 @@ class ModelWorker:
             self.in_system -= 1
 
     # --- generation ------------------------------------------------------------------
-    async def stream(
+    def stream(
         self, ticket: Ticket, prompt: Sequence[int], params: SamplingParams, resume: Sequence[int]
     ) -> AsyncIterator[TokenEvent]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
+        return self._events(ticket, self.backend.answer(prompt, params, resume, cancel=ticket.cancel))
 
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
+    async def prefill(self, ticket: Ticket, prompt: Sequence[int], resume: Sequence[int]) -> GenerationStats:
+        """Evaluate a context into the prompt cache; nothing is generated."""
+        answer = self.backend.answer(prompt, resume_tokens=resume, cancel=ticket.cancel, generate=False)
+        async for _ in self._events(ticket, answer):
+            pass
+        return ticket.stats
 
-        def run() -> None:
-            if ticket.cancel.is_set():
-                put(_END)
-                return
-            self.running += 1
-            try:
-                for event in self.backend.stream(prompt, params, resume):
-                    put(event)
-                    if ticket.cancel.is_set():
-                        break
-                else:
-                    self.completed += 1
-                    self._update_rates()
-                put(_END)
-            except BaseException as e:  # handed to the event loop, raised there
-                put(e)
-            finally:
-                self.running -= 1
-
-        job = loop.run_in_executor(self._executor, run)
+    async def _events(self, ticket: Ticket, answer: Answer) -> AsyncIterator[TokenEvent]:
+        sink = _Sink(asyncio.get_running_loop())
+        with self._wake:
+            self._inbox.append((answer, sink))
+            self._wake.notify()
         try:
-            while (item := await queue.get()) is not _END:
+            while (item := await sink.queue.get()) is not _END:
                 if isinstance(item, BaseException):
                     raise item
                 assert isinstance(item, TokenEvent)
                 yield item
         finally:
             ticket.cancel.set()  # a consumer that stops early stops the backend too
-            await asyncio.shield(job)
+            await sink.ended.wait()
+            ticket.stats = answer.stats
             self.release(ticket)
+
+    def _run(self) -> None:
+        """The backend thread: take new answers, step the batch, hand out what it produced."""
+        batch = self.backend.batch
+        while True:
+            with self._wake:
+                while not self._inbox and batch.idle and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                for answer, sink in self._inbox:
+                    batch.submit(answer)
+                    self._sinks[id(answer)] = sink
+                self._inbox.clear()
+            try:
+                step = batch.step()
+            except Exception as e:  # noqa: BLE001 - a failure outside the runtime: fail its answers, keep serving
+                step = Step(ended=batch.abort(e))
+            out: dict[asyncio.AbstractEventLoop, list[tuple[_Sink, object]]] = defaultdict(list)
+            for answer, event in step.events:
+                sink = self._sinks[id(answer)]
+                out[sink.loop].append((sink, event))
+            for answer in step.ended:
+                sink = self._sinks.pop(id(answer))
+                out[sink.loop].append((sink, answer.error or _END))
+                if answer.error is None and not answer.cancel.is_set():
+                    self.completed += answer.generate
+                    self._update_rates(answer.stats)
+            for loop, items in out.items():
+                if not loop.is_closed():
+                    loop.call_soon_threadsafe(_deliver, items)
 
     def warm_up(self) -> None:
         """One short generation: first-call allocations happen here, and it gives
         the first measured speeds (what the coordinator sees before any request)."""
         self.backend.generate(chat_prompt(self.backend, "hello"), WARMUP)
-        self._update_rates()
+        self._update_rates(self.backend.last_stats)
 
-    def _update_rates(self) -> None:
-        s = self.backend.last_stats
+    def _update_rates(self, s: GenerationStats) -> None:
         for attr, value in (
             ("decode_tok_s", s.decode_tok_s),
             ("prefill_tok_s", s.prefill_tok_s),
@@ -158,11 +214,12 @@ class ModelWorker:
         )
 
     def load(self) -> BackendLoad:
+        running = self.running
         return BackendLoad(
             model=self.name,
             backend=self.backend.name,
-            running=self.running,
-            queued=self.in_system - self.running,
+            running=running,
+            queued=max(0, self.in_system - running),
             max_queue=self.max_queue,
             completed=self.completed,
             rejected=self.rejected,
@@ -172,5 +229,8 @@ class ModelWorker:
         )
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join()
         self.backend.close()

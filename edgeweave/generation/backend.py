@@ -1,96 +1,31 @@
-"""The device inference backend interface and its shared generation loop.
+"""The device inference backend interface.
 
-A backend only has to load a model and turn token ids into logits
-(:meth:`Backend.prefill` for a prompt, :meth:`Backend.decode` for one more
-token, :meth:`Backend.logits` for parity checks).  Sampling, stop conditions,
-resuming from a token prefix (what DiSCo's token-level migration sends) and
-the measured statistics are implemented once here, so every runtime behaves
-the same way and the numbers are comparable.  Log-probabilities, when a request
-asks for them, come from the same step logits the sampler reads
-(:mod:`edgeweave.generation.logprobs`), so a runtime needs nothing more.
+A backend only has to load a model and turn token ids into logits: :meth:`Backend.forward` for
+one sequence, :meth:`Backend.forward_rows` for one step of several sequences (a runtime that
+batches overrides it and sets ``slots > 1``).  Sampling, stop conditions, resuming from a token
+prefix (what DiSCo's token-level migration sends), the prompt cache (the longest cached prefix is
+not evaluated again) and the measured statistics are implemented once, in the generation loop
+(:mod:`edgeweave.generation.batching`) and the per-answer state machine
+(:mod:`edgeweave.generation.answer`), so every runtime behaves the same way and the numbers are
+comparable.  Log-probabilities, when a request asks for them, come from the same step logits the
+sampler reads (:mod:`edgeweave.generation.logprobs`), so a runtime needs nothing more.
 """
 
 from __future__ import annotations
 
-import resource
-import sys
-import time
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from edgeweave.errors import UsageError
-from edgeweave.generation.logprobs import TokenLogprob, token_logprob
-from edgeweave.generation.sampling import Sampler, SamplingParams
-from edgeweave.generation.stopping import Continuation, FinishReason
+from edgeweave.generation.answer import Answer, GenerationResult, GenerationStats, TokenEvent, peak_rss_mb
+from edgeweave.generation.batching import BatchLoop, BatchRow
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.tokenizer import Tokenizer
 
-
-@dataclass(frozen=True)
-class TokenEvent:
-    """One generated token as it streams out."""
-
-    index: int  # 0-based among the newly generated tokens
-    token_id: int
-    text: str  # text this token makes visible (empty mid-character or while it may begin a stop string)
-    elapsed_s: float  # since the request started
-    finish_reason: FinishReason | None = None  # set on the last event of a stream
-    logprob: TokenLogprob | None = None  # when the request's sampling asked for logprobs
-
-
-@dataclass
-class GenerationStats:
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    ttft_s: float = 0.0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    peak_rss_mb: float = 0.0
-
-    @property
-    def prefill_tok_s(self) -> float:
-        return self.prompt_tokens / self.prefill_s if self.prefill_s else 0.0
-
-    @property
-    def decode_tok_s(self) -> float:
-        # the first token comes from the prefill logits; decode steps produce the rest
-        steps = max(0, self.generated_tokens - 1)
-        return steps / self.decode_s if self.decode_s else 0.0
-
-
-@dataclass
-class GenerationResult:
-    token_ids: list[int]
-    text: str
-    finish_reason: FinishReason
-    stats: GenerationStats = field(default_factory=GenerationStats)
-
-
-def peak_rss_mb() -> float:
-    """This process's resident-memory high-water mark in MiB.
-
-    Linux: ``VmHWM`` of this address space.  (``ru_maxrss`` would be wrong for a
-    child process: Linux carries the parent's peak across fork and exec.)"""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 2**20 if sys.platform == "darwin" else 2**10  # macOS reports bytes, Linux KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
-
-
-@dataclass(frozen=True)
-class BatchRow:
-    """One sequence's share of a batched evaluation step."""
-
-    slot: int  # which of the runtime's KV-cache sequences (0 .. Backend.slots - 1)
-    ids: Sequence[int]
-    start: int  # position of ids[0]; that slot's cache from here on is overwritten
+__all__ = ["Backend", "BatchRow", "GenerationResult", "GenerationStats", "TokenEvent", "peak_rss_mb"]
 
 
 class Backend(ABC):
@@ -103,7 +38,7 @@ class Backend(ABC):
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.last_stats = GenerationStats()
-        self._pos = 0  # tokens in the runtime's KV cache for the current sequence
+        self._batch: BatchLoop | None = None
 
     # --- what each runtime implements ------------------------------------------
     @abstractmethod
@@ -120,20 +55,16 @@ class Backend(ABC):
         return [self.forward(row.ids, row.start, all_logits=False)[-1] for row in rows]
 
     # --- shared mechanism --------------------------------------------------------
-    def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        """Start a fresh sequence with ``ids``; return the last position's logits [vocab]."""
-        self._pos = len(ids)
-        return self.forward(ids, 0, all_logits=False)[-1]
-
-    def decode(self, token_id: int) -> np.ndarray:
-        """Append one token to the current sequence; return its logits [vocab]."""
-        out = self.forward([token_id], self._pos, all_logits=False)[-1]
-        self._pos += 1
-        return out
+    @property
+    def batch(self) -> BatchLoop:
+        """This backend's generation loop and prompt cache (made on first use, once ``slots`` is set)."""
+        if self._batch is None:
+            self._batch = BatchLoop(self)
+        return self._batch
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """Logits for every position of a fresh sequence ``ids``: [len(ids), vocab] float32."""
-        self._pos = len(ids)
+        """Logits for every position of a fresh sequence ``ids`` in slot 0: [len(ids), vocab] float32."""
+        self.batch.cache.forget(0)
         return self.forward(ids, 0, all_logits=True)
 
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
@@ -145,15 +76,16 @@ class Backend(ABC):
         if bad is not None:
             raise UsageError(what, f"token id {bad} outside vocabulary of {vocab}")
 
-    def stream(
+    def answer(
         self,
         prompt_ids: Sequence[int],
         params: SamplingParams | None = None,
         resume_tokens: Sequence[int] = (),
-    ) -> Iterator[TokenEvent]:
-        """Generate after ``prompt_ids`` + ``resume_tokens`` (tokens an earlier
-        endpoint already produced); yields only the new tokens."""
-        params = params or SamplingParams()
+        cancel: threading.Event | None = None,
+        generate: bool = True,
+    ) -> Answer:
+        """A checked answer to ``prompt_ids`` + ``resume_tokens`` (tokens an earlier endpoint
+        already produced), for :attr:`batch` to run; ``generate=False``: prefill only."""
         if not prompt_ids:
             raise UsageError("prompt", "must contain at least one token")
         self.check_ids(prompt_ids, "prompt")
@@ -161,30 +93,40 @@ class Backend(ABC):
         context = [*prompt_ids, *resume_tokens]
         if len(context) >= self.context_length:
             raise UsageError("prompt", f"{len(context)} tokens do not fit the context of {self.context_length}")
-        stats = GenerationStats(prompt_tokens=len(context))
-        self.last_stats = stats
-        sampler = Sampler(params)
-        output = Continuation(self.tokenizer, params, self.context_length, len(context))
-        start = time.perf_counter()
-        logits = self.prefill(context)
-        stats.prefill_s = time.perf_counter() - start
-        top = params.logprobs
-        for index in range(params.max_tokens):
-            token = sampler(logits)
-            logprob = None if top is None else token_logprob(logits, token, top, self.tokenizer.token_bytes)
-            stats.generated_tokens = index + 1
-            piece, finish = output.accept(token)
-            now = time.perf_counter() - start
-            if index == 0:
-                stats.ttft_s = now
-            if finish:
-                stats.peak_rss_mb = peak_rss_mb()
-            yield TokenEvent(index, token, piece, now, finish, logprob)
-            if finish:
-                return
-            t0 = time.perf_counter()
-            logits = self.decode(token)
-            stats.decode_s += time.perf_counter() - t0
+        return Answer(context, params or SamplingParams(), self.tokenizer, self.context_length, cancel, generate)
+
+    def stream(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams | None = None,
+        resume_tokens: Sequence[int] = (),
+    ) -> Iterator[TokenEvent]:
+        """Generate after ``prompt_ids`` + ``resume_tokens``; yields only the new tokens.  The
+        batched loop with this one answer (call it while no other thread drives :attr:`batch`)."""
+        answer = self.answer(prompt_ids, params, resume_tokens)
+        yield from self._run_alone(answer)
+
+    def prefill(self, prompt_ids: Sequence[int], resume_tokens: Sequence[int] = ()) -> GenerationStats:
+        """Evaluate a context into the prompt cache, generating nothing."""
+        answer = self.answer(prompt_ids, resume_tokens=resume_tokens, generate=False)
+        for _ in self._run_alone(answer):
+            pass
+        return answer.stats
+
+    def _run_alone(self, answer: Answer) -> Iterator[TokenEvent]:
+        self.last_stats = answer.stats
+        loop = self.batch
+        loop.submit(answer)
+        try:
+            while True:
+                step = loop.step()
+                yield from (event for a, event in step.events if a is answer)
+                if answer in step.ended:
+                    if answer.error is not None:
+                        raise answer.error
+                    return
+        finally:
+            loop.remove(answer)  # a consumer that stops early frees the slot
 
     def generate(
         self,

@@ -23,7 +23,16 @@ from edgeweave.generation.backends import load_backend
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.auth import ClusterKey
-from edgeweave.wire.protocol import DeviceInfo, DoneEvent, GenerateRequest, Message, StartEvent, Telemetry, TokenMessage
+from edgeweave.wire.protocol import (
+    DeviceInfo,
+    DoneEvent,
+    GenerateRequest,
+    Message,
+    PrefillResult,
+    StartEvent,
+    Telemetry,
+    TokenMessage,
+)
 
 KEY = ClusterKey(b"device-test-cluster-secret-000")
 WRONG = ClusterKey(b"not-the-cluster-secret-1111111")
@@ -67,9 +76,11 @@ async def collect(client: DeviceClient, req: GenerateRequest) -> tuple[StartEven
     return start, tokens, done  # type: ignore[return-value]
 
 
-async def post_signed(session: aiohttp.ClientSession, server: TestServer, body: bytes) -> tuple[int, dict]:
-    headers = {**KEY.sign_request("POST", "/v1/generate", body), "Content-Type": "application/json"}
-    async with session.post(url(server) + "/v1/generate", data=body, headers=headers) as resp:
+async def post_signed(
+    session: aiohttp.ClientSession, server: TestServer, body: bytes, path: str = "/v1/generate"
+) -> tuple[int, dict]:
+    headers = {**KEY.sign_request("POST", path, body), "Content-Type": "application/json"}
+    async with session.post(url(server) + path, data=body, headers=headers) as resp:
         return resp.status, await resp.json()
 
 
@@ -136,6 +147,44 @@ async def test_token_events_carry_logprobs_when_asked(
     plain = GenerateRequest(messages=messages, sampling=asked.model_copy(update={"logprobs": None}))
     _, tokens, _ = await collect(client, plain)
     assert [t.id for t in tokens] == [ev.token_id for ev in want] and all(t.logprob is None for t in tokens)
+
+
+async def test_prefill_warms_the_prompt_cache_and_a_resume_evaluates_only_new_tokens(
+    server: TestServer, session: aiohttp.ClientSession, worker: ModelWorker
+) -> None:
+    prompt = chat_prompt(worker.backend, COMMAND)
+    want = worker.backend.generate(prompt, SamplingParams(max_tokens=8, ignore_eos=True)).token_ids
+    worker.backend.logits([1])  # the slot now holds something else
+    status, body = await post_signed(session, server, json.dumps({"prompt": prompt}).encode(), "/v1/prefill")
+    assert status == 200, body
+    warmed = PrefillResult.model_validate(body)
+    assert (warmed.prompt_tokens, warmed.cached_tokens) == (len(prompt), 0)
+    assert warmed.prefill_s > 0 and warmed.energy_j > 0
+    # DiSCo's warm target: the answer moves here after 3 tokens; only those 3 are evaluated
+    req = GenerateRequest(prompt=prompt, resume_tokens=want[:3], sampling=SamplingParams(max_tokens=5, ignore_eos=True))
+    _, tokens, done = await collect(DeviceClient(session, KEY, url(server)), req)
+    assert [t.id for t in tokens] == want[3:]
+    assert done.cached_tokens == len(prompt) and done.prompt_tokens == len(prompt) + 3
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (json.dumps({"prompt": 5}).encode(), 400, "prompt"),
+        (json.dumps({"prompt": "hi", "model": "gpt-9"}).encode(), 404, "model"),
+        (json.dumps({"prompt": [1, 99999]}).encode(), 400, "prompt"),
+        (json.dumps({"prompt": "hi", "resume_tokens": [-1]}).encode(), 400, "resume_tokens"),
+        (json.dumps({"prompt": "hi", "sampling": {"max_tokens": 3}}).encode(), 400, "sampling"),
+        (json.dumps({"prompt": [1] * 600}).encode(), 400, "prompt"),
+    ],
+)
+async def test_prefill_bad_input_is_a_4xx_naming_the_field(
+    server: TestServer, session: aiohttp.ClientSession, body: bytes, status: int, param: str | None
+) -> None:
+    got_status, got = await post_signed(session, server, body, "/v1/prefill")
+    assert got_status == status, got
+    assert got["error"]["message"] and got["error"]["param"] == param, got
 
 
 @pytest.mark.parametrize(
