@@ -189,6 +189,7 @@ class DiscoController:
         for w in outcome.warms:
             tier = tier_of(w.endpoint)
             cost = rt.policy.charge_warm(tier, w.prefilled, rt.energy(w.endpoint, model))
+            rt.metrics.warm_tokens.labels(w.endpoint).inc(w.prefilled)
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
         for share in outcome.shares:
@@ -198,6 +199,8 @@ class DiscoController:
             cost = rt.policy.charge(
                 tier, prefill - share.resumed, share.generated, share.resumed, energy, min(share.cached, prefill)
             )
+            if share.cached:
+                rt.metrics.cached.labels(share.endpoint).inc(min(share.cached, prefill))
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
             if share.ttft_s is not None:

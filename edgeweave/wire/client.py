@@ -268,3 +268,6 @@ class BlockingClient:
 
     def post(self, path: str, request: BaseModel, model: type[M], timeout_s: float = 60.0) -> M:
         return self.run(lambda c: c.post(path, request, model, timeout_s))
+
+    def prefill(self, req: PrefillRequest, path: str = "/v1/prefill", timeout_s: float = 120.0) -> PrefillResult:
+        return self.run(lambda c: c.prefill(req, path, timeout_s))
