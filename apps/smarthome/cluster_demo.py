@@ -11,7 +11,8 @@ mDNS discovery, then sends smart-home commands through the official
 the answers as they stream (where each started, and DiSCo's plan for it,
 from the ``X-Edgeweave-Endpoint`` and ``X-Edgeweave-Plan`` response headers).
 Then device-cloud cooperation, one answer each: a race (a long command, which
-DiSCo starts on a device and the cloud at once, keeping the first token), an
+DiSCo, cloud-constrained at a budget of 90% of the prompt tokens, starts on a
+device and the cloud at once, keeping the first token), an
 answer moved mid-stream from the jetson to the cloud and one from the cloud to
 a device (DiSCo's token-level migration, forced with
 ``X-Edgeweave-Migrate-After``), and ``prefer: "cloud"`` honoured start to
@@ -50,6 +51,8 @@ COMMANDS = (
     "thanks",
 )
 DISCOVERY_TIMEOUT_S = 60.0
+# the cloud may take up to 90% of the prompt tokens (the default is half): the longest commands race
+DISCO = "budget = 0.9\n"
 
 
 @dataclass
@@ -118,7 +121,7 @@ async def _ask(
         extra_body={"prefer": prefer},
     )
     answer.plan = raw.headers.get("X-Edgeweave-Plan", "")
-    async for chunk in await raw.parse():
+    async for chunk in raw.parse():
         answer.device = chunk.system_fingerprint or answer.device
         if chunk.usage is not None:
             answer.usage_tokens = chunk.usage.completion_tokens
@@ -236,7 +239,7 @@ def run_cluster_demo(serve: bool = False) -> int:
         _export_models(console)
         with console.status(f"starting the cloud service ({MODEL}) and the coordinator"):
             cluster.start_cloud(MODEL)
-            cluster.start_coordinator()
+            cluster.start_coordinator(disco=DISCO)
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
         with console.status(f"starting {len(DEMO_PROFILES)} device daemons: " + ", ".join(p.id for p in DEMO_PROFILES)):
             cluster.start_devices(DEMO_PROFILES)
