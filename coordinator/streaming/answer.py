@@ -112,20 +112,28 @@ class LiveAnswer(Answer):
         """Prefill prompt + ``ids`` on ``target``, then again whenever ``ids`` grew (the endpoint's prompt
         cache keeps what earlier rounds evaluated), until cancelled; a failed round ends the warm."""
         assert self._prefill is not None
-        try:
-            while True:
-                n = len(ids)
-                job = replace(self.job, pin=target, tiers=(), resume_tokens=(*self.job.resume_tokens, *ids[:n]))
+        held, covered = 0, 0  # context the last finished round left there, and the answer tokens it covered
+        while True:
+            n = len(ids)
+            job = replace(self.job, pin=target, tiers=(), resume_tokens=(*self.job.resume_tokens, *ids[:n]))
+            try:
                 res = await self._prefill(job)
-                prefilled = max(res.prompt_tokens - res.cached_tokens, 0)
-                self.warms.append(WarmRound(target, res.prompt_tokens, prefilled, res.energy_j))
-                self._warming = Warming(target, res.prompt_tokens)
-                while len(ids) == n:
-                    self._new_token.clear()
-                    await self._new_token.wait()
-        except (CallError, EndpointFailed, ApiError, OSError) as e:
-            log.info("warming %s ended: %s", target, e)
-            self._warming = None
+            except (CallError, EndpointFailed, ApiError, OSError) as e:
+                log.info("warming %s ended: %s", target, e)
+                self._warming = None
+                return
+            except asyncio.CancelledError:
+                if held:  # a round cut short may have run there anyway: counted as if it had (a first one
+                    # is not: its size in the endpoint's tokens is not known yet)
+                    context = held + n - covered
+                    self.warms.append(WarmRound(target, context, context - held, 0.0))
+                raise
+            held, covered = res.prompt_tokens, n
+            self.warms.append(WarmRound(target, held, max(held - res.cached_tokens, 0), res.energy_j))
+            self._warming = Warming(target, held)
+            while len(ids) == n:
+                self._new_token.clear()
+                await self._new_token.wait()
 
     async def close(self) -> None:
         await self._stop_warm()
