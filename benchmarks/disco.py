@@ -12,7 +12,8 @@ Trace-driven part (the live policy object, :mod:`coordinator.disco.simulator`):
   extrapolated to the phone model; hardware factor 1 (one of this machine's
   x86 cores, one compute thread, stands in for a phone's big core; the
   fastest of a few runs at each length, a slower one being another process
-  on the shared cores).  Energy: the phone power model's
+  on the shared cores; times are the CPU seconds the process spent, which
+  other processes on the shared machine cannot inflate).  Energy: the phone power model's
   busy watts (``max_w - idle_w``) times the time per prefilled / decoded
   token.  A what-if scenario (``llamacpp-npu``) has the same phone prefill
   ``NPU_PREFILL_SPEEDUP`` (10) times faster at the same power, as phone NPUs
@@ -97,22 +98,31 @@ def count_parameters(model: str) -> int:
 
 
 def time_backend(kind: str, model: str, rounds: int) -> tuple[DeviceTTFT, float]:
-    """(TTFT line over prompt length, seconds per decoded token) of one backend on this machine: the
-    fastest of ``rounds`` runs at each prompt length (the machine's speed; a slower run is another
-    process taking the cores, which a phone's own cores would not have)."""
+    """(TTFT line over prompt length, seconds per decoded token) of one backend on this machine, on one
+    compute thread, in the CPU seconds the process spent (``time.process_time``): on a dedicated core
+    that is the wall time, and another process on this shared machine's cores cannot inflate it.  The
+    least of ``rounds`` runs per prompt length; a fresh random prompt each run (no prompt cache hit)."""
     from edgeweave.generation.backends import load_backend
     from edgeweave.generation.sampling import SamplingParams
 
     backend = load_backend(kind, model, threads=PHONE_THREADS)
     rng = random.Random(0)
-    params = SamplingParams(max_tokens=24, ignore_eos=True)
-    backend.generate([rng.randrange(8, 264) for _ in range(32)], params)  # warm-up
+    decoded = 24
+
+    def cpu_s(n: int, max_tokens: int) -> float:
+        prompt = [rng.randrange(8, 264) for _ in range(n)]
+        start = time.process_time()
+        backend.generate(prompt, SamplingParams(max_tokens=max_tokens, ignore_eos=True))
+        return time.process_time() - start
+
+    cpu_s(32, decoded)  # warm-up
     samples: list[tuple[int, float]] = []
     decode: list[float] = []
     for n in (32, 96, 160, 256, 384):
-        runs = [backend.generate([rng.randrange(8, 264) for _ in range(n)], params).stats for _ in range(rounds)]
-        samples.append((n, min(r.ttft_s for r in runs)))
-        decode.append(min(1.0 / r.decode_tok_s for r in runs))
+        first = min(cpu_s(n, 1) for _ in range(rounds))  # prefill and the first token
+        full = min(cpu_s(n, 1 + decoded) for _ in range(rounds))
+        samples.append((n, first))
+        decode.append(max(full - first, 1e-9) / decoded)
     backend.close()
     return DeviceTTFT.fit(samples), statistics.median(decode)
 
