@@ -106,6 +106,7 @@ class DiscoPolicy:
         self.warm = warm  # warm the other tier when it pays (off: the paper's move, prefilling it all)
         self.spend = Spend.empty()
         self._models: dict[str, _ModelState] = {}
+        self._costs: dict[DeviceEnergy | None, CostModel] = {}  # asked for on every streamed token
 
     def _state(self, model: str, prompt_tokens: int) -> _ModelState:
         st = self._models.get(model)
@@ -155,9 +156,15 @@ class DiscoPolicy:
 
     def costs(self, device: DeviceEnergy | None = None) -> CostModel:
         """The cost model with the device side priced for one device (its measured energy)."""
-        jpt = self.cfg.default_joules_per_token
-        energy = device or DeviceEnergy(jpt, jpt)
-        return CostModel(self.cfg.usd_per_prompt_token, self.cfg.usd_per_output_token, energy, self.cfg.usd_per_joule)
+        model = self._costs.get(device)
+        if model is None:
+            jpt = self.cfg.default_joules_per_token
+            energy = device or DeviceEnergy(jpt, jpt)
+            cfg = self.cfg
+            model = self._costs[device] = CostModel(
+                cfg.usd_per_prompt_token, cfg.usd_per_output_token, energy, cfg.usd_per_joule
+            )
+        return model
 
     def charge(
         self,
@@ -200,6 +207,8 @@ class DiscoPolicy:
         if not self.cfg.migrate or st is None:
             return False
         remaining = st.outputs.remaining(sent, max_tokens)
+        if remaining <= 0:
+            return False
         s = StreamState(source, prompt_tokens, sent, since_first_token_s, remaining, cached, warming)
         prefill_s, per_token_s = self._target_prefill(st, source)
         policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
@@ -238,16 +247,12 @@ class DiscoPolicy:
         pace is measured): the other tier keeps reading pace, its rounds would catch up with the source
         (played forward at that pace), and the expected saving of the move they lead to beats their
         price."""
-        st = self._models.get(model)
-        policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
-        if (
-            not self.warm
-            or not self.cfg.migrate
-            or st is None
-            or sent != policy.min_generated
-            or target_tok_s < self.cfg.reading_tok_s
-        ):
+        if sent != MigrationPolicy.min_generated or not self.warm or not self.cfg.migrate:
             return False
+        st = self._models.get(model)
+        if st is None or target_tok_s < self.cfg.reading_tok_s:
+            return False
+        policy = MigrationPolicy(self.costs(device), self.cfg.reading_tok_s)
         s = StreamState(source, prompt_tokens, sent, since_first_token_s, 0.0)
         if s.source_tok_s <= 0:
             return False
