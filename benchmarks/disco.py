@@ -9,8 +9,11 @@ Trace-driven part (the live policy object, :mod:`coordinator.disco.simulator`):
   and ExecuTorch are timed on this machine on both tiny models (TTFT at five
   prompt lengths, decode speed); a token's time is fitted as a fixed overhead
   plus its FLOPs over the measured FLOP rate (:class:`ComputeProfile`) and
-  extrapolated to the phone model; hardware factor 1 (this machine's two x86
-  cores stand in for a phone's big cores).  Energy: the phone power model's
+  extrapolated to the phone model; hardware factor 1 (one of this machine's
+  x86 cores, one compute thread, stands in for a phone's big core; the
+  fastest of a few runs at each length, a slower one being another process
+  on the shared cores; times are the CPU seconds the process spent, which
+  other processes on the shared machine cannot inflate).  Energy: the phone power model's
   busy watts (``max_w - idle_w``) times the time per prefilled / decoded
   token.  A what-if scenario (``llamacpp-npu``) has the same phone prefill
   ``NPU_PREFILL_SPEEDUP`` (10) times faster at the same power, as phone NPUs
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import statistics
 import time
@@ -73,8 +77,12 @@ MODELS = ("weave-home-device", "weave-home-cloud")
 BACKENDS = ("llamacpp", "executorch")
 PHONE_PARAMETERS = 494_000_000  # Qwen2.5-0.5B class
 PHONE_CONTEXT = 8192
+# one compute thread: two llama.cpp threads on this shared 2-core machine spin against the other
+# processes (10x slower under load); one thread times the runtime itself, as a phone's own core runs it
+PHONE_THREADS = 1
 RTT_MEDIAN_S, RTT_SIGMA = 0.060, 0.5
 BUDGETS = (0.1, 0.3, 0.5, 0.7, 0.9)
+HEAD_BUDGET = 0.5
 NPU_PREFILL_SPEEDUP = 10.0
 CLOUD_KEY = "disco-bench-cloud-key-0123"
 LIVE_MODEL = "weave-home-cloud"
@@ -90,21 +98,31 @@ def count_parameters(model: str) -> int:
 
 
 def time_backend(kind: str, model: str, rounds: int) -> tuple[DeviceTTFT, float]:
-    """(TTFT line over prompt length, seconds per decoded token) of one backend on this machine."""
+    """(TTFT line over prompt length, seconds per decoded token) of one backend on this machine, on one
+    compute thread, in the CPU seconds the process spent (``time.process_time``): on a dedicated core
+    that is the wall time, and another process on this shared machine's cores cannot inflate it.  The
+    least of ``rounds`` runs per prompt length; a fresh random prompt each run (no prompt cache hit)."""
     from edgeweave.generation.backends import load_backend
     from edgeweave.generation.sampling import SamplingParams
 
-    backend = load_backend(kind, model, threads=2)
+    backend = load_backend(kind, model, threads=PHONE_THREADS)
     rng = random.Random(0)
-    params = SamplingParams(max_tokens=24, ignore_eos=True)
-    backend.generate([rng.randrange(8, 264) for _ in range(32)], params)  # warm-up
+    decoded = 24
+
+    def cpu_s(n: int, max_tokens: int) -> float:
+        prompt = [rng.randrange(8, 264) for _ in range(n)]
+        start = time.process_time()
+        backend.generate(prompt, SamplingParams(max_tokens=max_tokens, ignore_eos=True))
+        return time.process_time() - start
+
+    cpu_s(32, decoded)  # warm-up
     samples: list[tuple[int, float]] = []
     decode: list[float] = []
     for n in (32, 96, 160, 256, 384):
-        for _ in range(rounds):
-            stats = backend.generate([rng.randrange(8, 264) for _ in range(n)], params).stats
-            samples.append((n, stats.ttft_s))
-            decode.append(1.0 / stats.decode_tok_s)
+        first = min(cpu_s(n, 1) for _ in range(rounds))  # prefill and the first token
+        full = min(cpu_s(n, 1 + decoded) for _ in range(rounds))
+        samples.append((n, first))
+        decode.append(max(full - first, 1e-9) / decoded)
     backend.close()
     return DeviceTTFT.fit(samples), statistics.median(decode)
 
@@ -165,6 +183,7 @@ class Outcome:
     cloud_share: float  # of offered prompt tokens
     device_share: float
     migrations: int
+    warmed: int  # answers the other tier prefilled in the background
     delayed_per_migration: float
     reader_stall_per_migration_s: float  # the reader's wait for tokens in a migrated answer
 
@@ -181,13 +200,16 @@ def outcome(policy: DiscoPolicy, served: Sequence[SimAnswer]) -> Outcome:
         policy.spend.budget_used("cloud"),
         policy.spend.budget_used("device"),
         len(moved),
+        sum(1 for s in served if s.warmed),
         statistics.mean(s.delayed_tokens for s in moved) if moved else 0.0,
         statistics.mean(s.reader_stall_s for s in moved) if moved else 0.0,
     )
 
 
-def run_policy(planner: Planner | None, cfg: DiscoConfig, reqs: Sequence[tuple[int, int]], prof: Profiles) -> Outcome:
-    policy = DiscoPolicy(cfg)
+def run_policy(
+    planner: Planner | None, cfg: DiscoConfig, reqs: Sequence[tuple[int, int]], prof: Profiles, warm: bool = True
+) -> Outcome:
+    policy = DiscoPolicy(cfg, warm)
     return outcome(policy, simulate(policy, planner, reqs, prof))
 
 
@@ -208,6 +230,10 @@ def sweep(reqs: Sequence[tuple[int, int]], prof: Profiles) -> dict[str, Any]:
                 f"{constrained}-only": fixed[f"{constrained}-only"],
                 "always-race": fixed["always-race"],
             }
+            if b == HEAD_BUDGET:  # the move as the paper makes it (the target prefills everything), beside ours
+                row["disco+migration-no-warm"] = run_policy(
+                    None, DiscoConfig(constrained=constrained, budget=b), reqs, prof, warm=False
+                )
             rows[b] = row
         table[constrained] = rows
     return table
@@ -235,6 +261,7 @@ def reductions(row: dict[str, Outcome], free: str) -> dict[str, float]:
         "tokens_delayed_per_migration": m.delayed_per_migration,
         "reader_stall_per_migration_s": m.reader_stall_per_migration_s,
         "migrations": m.migrations,
+        "warmed": m.warmed,
     }
 
 
@@ -250,31 +277,81 @@ def npu_prefill(prof: Profiles) -> Profiles:
 # --- live ------------------------------------------------------------------------------------
 
 
-async def _one(session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any], pin: str | None) -> dict:
+@dataclass(frozen=True)
+class Retry:
+    """What the ``openai`` client does on a 429: up to ``max_retries`` more tries, each after the
+    server's Retry-After when it gives one within ``max_wait_s``, else after an exponential backoff
+    from ``base_s`` (capped at ``cap_s``; the client's jitter left out, so runs repeat)."""
+
+    max_retries: int = 2
+    base_s: float = 0.5
+    cap_s: float = 8.0
+    max_wait_s: float = 60.0
+
+    def delay_s(self, attempt: int, retry_after: str | None) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 0)."""
+        try:
+            told = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            told = None
+        if told is not None and 0 <= told <= self.max_wait_s:
+            return told
+        return min(self.base_s * 2**attempt, self.cap_s)
+
+
+@dataclass(frozen=True)
+class LiveAnswer:
+    """One live request as the client saw it: refused (429 after every retry) or answered."""
+
+    refusals: int  # 429s it was answered with (retried or not)
+    ttft_s: float | None = None  # None: refused in the end
+    cost_usd: float | None = None
+    first_endpoint: str | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.ttft_s is None
+
+
+async def _one(
+    session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any], pin: str | None, retry: Retry
+) -> LiveAnswer:
     headers = {"Authorization": f"Bearer {key}"} | ({"X-Edgeweave-Endpoint": pin} if pin else {})
-    start = time.perf_counter()
-    ttft, cost, endpoint = None, None, None
-    async with session.post(url + "/v1/completions", json=body, headers=headers) as resp:
-        assert resp.status == 200, await resp.text()
-        endpoint = resp.headers.get("X-Edgeweave-Endpoint")
-        async for ev in read_events(resp):
-            if ev.data == "[DONE]":
-                break
-            chunk = json.loads(ev.data)
-            assert "error" not in chunk, chunk
-            if ttft is None and any(c.get("text") for c in chunk.get("choices", [])):
-                ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                cost = chunk["usage"].get("cost_usd")
-    return {"ttft_s": ttft, "cost_usd": cost, "first_endpoint": endpoint}
+    refusals = 0
+    for attempt in range(retry.max_retries + 1):
+        start = time.perf_counter()
+        ttft, cost = None, None
+        async with session.post(url + "/v1/completions", json=body, headers=headers) as resp:
+            if resp.status == 429:
+                refusals += 1
+                wait = retry.delay_s(attempt, resp.headers.get("Retry-After"))
+                await resp.read()
+                if attempt < retry.max_retries:
+                    await asyncio.sleep(wait)
+                continue
+            assert resp.status == 200, await resp.text()
+            endpoint = resp.headers.get("X-Edgeweave-Endpoint")
+            async for ev in read_events(resp):
+                if ev.data == "[DONE]":
+                    break
+                chunk = json.loads(ev.data)
+                assert "error" not in chunk, chunk
+                if ttft is None and any(c.get("text") for c in chunk.get("choices", [])):
+                    ttft = time.perf_counter() - start
+                if chunk.get("usage"):
+                    cost = chunk["usage"].get("cost_usd")
+        return LiveAnswer(refusals, ttft, cost, endpoint)
+    return LiveAnswer(refusals)
 
 
-async def _replay_live(url: str, key: str, reqs: Sequence[tuple[float, int, int]], pin: str | None) -> list[dict]:
+async def _replay_live(
+    url: str, key: str, reqs: Sequence[tuple[float, int, int]], pin: str | None, retry: Retry
+) -> list[LiveAnswer]:
     rng = random.Random(3)
     async with aiohttp.ClientSession() as session:
         start = time.perf_counter()
 
-        async def go(at: float, prompt: int, output: int) -> dict:
+        async def go(at: float, prompt: int, output: int) -> LiveAnswer:
             await asyncio.sleep(max(0.0, at - (time.perf_counter() - start)))
             text = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(prompt))
             body = {
@@ -286,9 +363,24 @@ async def _replay_live(url: str, key: str, reqs: Sequence[tuple[float, int, int]
                 "stream": True,
                 "stream_options": {"include_usage": True},
             }
-            return await _one(session, url, key, body, pin)
+            return await _one(session, url, key, body, pin, retry)
 
         return await asyncio.gather(*(go(*r) for r in reqs))
+
+
+def live_summary(results: Sequence[LiveAnswer]) -> dict[str, float]:
+    """TTFT and cost over the answered requests; refusals counted, not averaged in."""
+    answered = [r for r in results if not r.refused]
+    ttft = [r.ttft_s for r in answered if r.ttft_s is not None]
+    return {
+        "mean_ttft_s": float(np.mean(ttft)) if ttft else math.nan,
+        "p99_ttft_s": float(np.percentile(ttft, 99)) if ttft else math.nan,
+        "cost_usd": sum(r.cost_usd or 0.0 for r in answered),
+        "started_on_device": sum(1 for r in answered if (r.first_endpoint or "").startswith("device")),
+        "requests": len(results),
+        "refused_requests": sum(1 for r in results if r.refused),
+        "refusals_retried": sum(r.refusals for r in answered),
+    }
 
 
 def live(trace: str, n: int, workdir: Path) -> dict[str, dict[str, float]]:
@@ -309,15 +401,7 @@ def live(trace: str, n: int, workdir: Path) -> dict[str, dict[str, float]]:
             cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=upstream)
             cluster.wait_until(lambda up: "phone-1" in up, timeout_s=60)
             for name, pin in (("disco", None), ("device-only", "device:phone-1"), ("cloud-only", "cloud:gpu")):
-                results = asyncio.run(_replay_live(cluster.url, cluster.api_key, reqs, pin))
-                ttft = [r["ttft_s"] for r in results]
-                out[name] = {
-                    "mean_ttft_s": float(np.mean(ttft)),
-                    "p99_ttft_s": float(np.percentile(ttft, 99)),
-                    "cost_usd": sum(r["cost_usd"] for r in results),
-                    "started_on_device": sum(1 for r in results if (r["first_endpoint"] or "").startswith("device")),
-                    "requests": len(results),
-                }
+                out[name] = live_summary(asyncio.run(_replay_live(cluster.url, cluster.api_key, reqs, pin, Retry())))
             metrics = urllib_get(cluster.url + "/metrics")
             out["disco"]["migrations"] = sum(
                 float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
@@ -347,7 +431,7 @@ def plot(table: dict[str, Any], backend: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, constrained in zip(axes[:2], ("cloud", "device"), strict=True):
         rows = table[constrained]
-        for name in next(iter(rows.values())):
+        for name in [n for n in next(iter(rows.values())) if n != "disco+migration-no-warm"]:
             ax.plot(BUDGETS, [rows[b][name].mean_ttft_s for b in BUDGETS], marker="o", label=name)
         ax.set_title(f"{constrained}-constrained: mean TTFT")
         ax.set_xlabel(f"budget (share of prompt tokens on the {constrained})")
@@ -375,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.table import Table
 
     console = Console()
-    n_sim, rounds, n_live = (1000, 1, 40) if args.quick else (4000, 3, 200)
+    n_sim, rounds, n_live = (1000, 3, 40) if args.quick else (4000, 5, 200)
     with console.status("timing the device backends on both tiny models"):
         phones = {kind: phone_profile(kind, rounds) for kind in BACKENDS}
     for p in phones.values():
@@ -404,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     main_table = tables["llamacpp"]
     for constrained in ("cloud", "device"):
         t = Table(title=f"{constrained}-constrained, llama.cpp phone: mean / p99 TTFT s, cost $")
-        names = list(next(iter(main_table[constrained].values())))
+        names = [n for n in next(iter(main_table[constrained].values())) if n != "disco+migration-no-warm"]
         t.add_column("budget")
         for name in names:
             t.add_column(name)
@@ -430,8 +514,16 @@ def main(argv: list[str] | None = None) -> int:
         }
         for kind in scenarios
     }
-    head = per_budget["llamacpp"]["cloud"][0.5]
-    dev = per_budget["llamacpp"]["device"][0.5]
+    head = per_budget["llamacpp"]["cloud"][HEAD_BUDGET]
+    dev = per_budget["llamacpp"]["device"][HEAD_BUDGET]
+    npu = per_budget["llamacpp-npu"]
+
+    def no_warm(kind: str, constrained: str) -> dict[str, float]:
+        """The paper's move (no warm) at the headline budget: cost saved and tokens delayed per move."""
+        row = tables[kind][constrained][HEAD_BUDGET]
+        d, m = row["disco"], row["disco+migration-no-warm"]
+        return {"cost": 1 - m.cost_usd / d.cost_usd, "delayed": m.delayed_per_migration}
+
     every = [r for c in ("cloud", "device") for r in per_budget["llamacpp"][c].values()]
     summary = {
         "mean_ttft_reduction": head["mean_ttft_reduction"],
@@ -456,6 +548,19 @@ def main(argv: list[str] | None = None) -> int:
         "npu_prefill_device_constrained_cost_reduction_with_migration": per_budget["llamacpp-npu"]["device"][0.5][
             "cost_reduction_with_migration"
         ],
+        "npu_prefill_tokens_delayed_per_migration": npu["cloud"][HEAD_BUDGET]["tokens_delayed_per_migration"],
+        "npu_prefill_device_constrained_tokens_delayed_per_migration": npu["device"][HEAD_BUDGET][
+            "tokens_delayed_per_migration"
+        ],
+        "no_warm_cost_reduction_with_migration": no_warm("llamacpp", "cloud")["cost"],
+        "no_warm_tokens_delayed_per_migration": no_warm("llamacpp", "cloud")["delayed"],
+        "npu_prefill_no_warm_cost_reduction_with_migration": no_warm("llamacpp-npu", "cloud")["cost"],
+        "npu_prefill_no_warm_tokens_delayed_per_migration": no_warm("llamacpp-npu", "cloud")["delayed"],
+        "npu_prefill_device_constrained_no_warm_tokens_delayed_per_migration": no_warm("llamacpp-npu", "device")[
+            "delayed"
+        ],
+        "device_constrained_tokens_delayed_per_migration": dev["tokens_delayed_per_migration"],
+        "warmed_answers": head["warmed"],
         "npu_prefill_mean_ttft_reduction": per_budget["llamacpp-npu"]["cloud"][0.5]["mean_ttft_reduction"],
         "decision_ms_per_100k_requests": overhead_ms,
         "live_disco_mean_ttft_s": live_out["disco"]["mean_ttft_s"],
@@ -464,7 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         "live_disco_p99_ttft_s": live_out["disco"]["p99_ttft_s"],
         "live_device_only_p99_ttft_s": live_out["device-only"]["p99_ttft_s"],
         "live_cloud_only_p99_ttft_s": live_out["cloud-only"]["p99_ttft_s"],
-        "live_disco_cost_vs_cloud_only": live_out["disco"]["cost_usd"] / live_out["cloud-only"]["cost_usd"],
+        "live_disco_cost_vs_cloud_only": live_out["disco"]["cost_usd"] / max(live_out["cloud-only"]["cost_usd"], 1e-12),
+        "refused_requests": sum(int(v["refused_requests"]) for v in live_out.values()),
+        "live_disco_refused_requests": live_out["disco"]["refused_requests"],
+        "live_refusals_retried": sum(int(v["refusals_retried"]) for v in live_out.values()),
         "live_migrations": live_out["disco"]["migrations"],
         "live_requests": n_live,
         "trace_requests": len(reqs),

@@ -8,6 +8,9 @@ answer the same paths the same way.
 - ``GET /v1/models`` (with the context length, ``max_model_len``), ``/health``, ``/metrics``
   (queue depth, running batch, KV blocks, prefix-cache hits, preemptions, TTFT and TBT
   histograms, Tempo's service gain and SLO goodput per request type);
+- ``POST /v1/prefill``: evaluate a context (``prompt`` or ``messages``, plus ``resume_tokens``) into
+  the prefix cache, generating nothing (:func:`cloud.service.prefill`; a migrated answer resumed
+  here later prefills only the rest);
 - ``POST /v1/circinus/run``: a Circinus operator placed on the cloud tier (the contract of
   :mod:`edgeweave.operators.routes`).
 
@@ -25,12 +28,13 @@ from dataclasses import dataclass, field
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cloud.service import CloudState, EngineAnswer, open_answer
+from cloud.service import CloudState, EngineAnswer, open_answer, prefill
 from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
 from edgeweave.serving.http_errors import ApiError, parse_json
 from edgeweave.serving.openai_serving import collect, sse_chunks
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.protocol import PrefillRequest
 from edgeweave.wire.sse import SSE_HEADERS
 from edgeweave.wire.tensor_frames import CONTENT_TYPE as FRAMES
 
@@ -108,6 +112,11 @@ async def completions(state: CloudState, req: HttpRequest) -> HttpResponse:
     return await _complete(state, parse_json(req.body, CompletionRequest))
 
 
+async def prefill_context(state: CloudState, req: HttpRequest) -> HttpResponse:
+    result = await prefill(state, parse_json(req.body, PrefillRequest))
+    return HttpResponse(result.model_dump_json().encode())
+
+
 async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
     return HttpResponse(await state.operators.run(req.body), content_type=FRAMES)
 
@@ -118,6 +127,7 @@ ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/v1/models"): models,
     ("POST", "/v1/chat/completions"): chat_completions,
     ("POST", "/v1/completions"): completions,
+    ("POST", "/v1/prefill"): prefill_context,
     ("POST", "/v1/circinus/run"): circinus_run,
 }
 

@@ -6,7 +6,9 @@ checked against the model and started on the engine by :func:`open_answer`, whos
 :class:`EngineAnswer` yields the text deltas the OpenAI responders write
 (:mod:`edgeweave.serving.openai_serving`), each with its token id (migration needs them) and,
 when asked, its logprob.  Requests may carry an ``slo`` (:mod:`edgeweave.wire.slo`); without one
-they are latency-sensitive with the configured ``default_slo``.
+they are latency-sensitive with the configured ``default_slo``.  :func:`prefill` evaluates a context
+into the engine's prefix cache (one token generated and discarded), so that a migrated answer
+resumed here later prefills only what came after it (DiSCo's warm, :mod:`coordinator.disco`).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from cloud.policies import check_config, make_policy
 from cloud.tempo.gain import GainLedger
 from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.operators.routes import OperatorService
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.protocol import PrefillRequest, PrefillResult
 from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -151,14 +155,52 @@ class EngineAnswer(Answer):
         await self._stream.aclose()  # type: ignore[attr-defined]
 
 
-def _prompt(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> tuple[list[int], str]:
+def _prompt(
+    state: CloudState, req: ChatCompletionRequest | CompletionRequest | PrefillRequest
+) -> tuple[list[int], str]:
     tok = state.engine.engine.tokenizer
     if isinstance(req, ChatCompletionRequest):
         messages = [m.to_message() for m in req.messages]
         return tok.render_chat([ChatMessage(m.role, m.content) for m in messages]), "messages"
+    if isinstance(req, PrefillRequest) and req.messages is not None:
+        return tok.render_chat([ChatMessage(m.role, m.content) for m in req.messages]), "messages"
+    assert req.prompt is not None  # the request models require one of prompt and messages
     if isinstance(req.prompt, str):
         return tok.encode(req.prompt, add_bos=True), "prompt"
     return list(req.prompt), "prompt"
+
+
+async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
+    """Evaluate prompt + ``resume_tokens`` into the prefix cache: the engine runs the context with one
+    token to generate, which is discarded.  ``cached_tokens`` is what the cache held before, counted
+    from the engine's prefix-hit counter over the call (exact when no other request hits the cache
+    meanwhile); the cloud's energy is not modelled (0: it is priced per token)."""
+    if req.model is not None and req.model != state.name:
+        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+    prompt, field_name = _prompt(state, req)
+    ctx = state.engine.engine.context_length
+    used = len(prompt) + len(req.resume_tokens)
+    if used >= ctx:
+        raise ApiError(
+            400, f"{field_name}: {used} tokens do not fit the model's context of {ctx} tokens", param=field_name
+        )
+    blocks = state.engine.engine.blocks  # its counter is read, never changed, from this thread
+    hits = blocks.hits
+    started = time.perf_counter()
+    stream = state.engine.generate(
+        uuid.uuid4().hex, prompt, SamplingParams(max_tokens=1, temperature=0.0), req.resume_tokens
+    )
+    async for _ in stream:
+        pass
+    block = blocks.block_size
+    hit = max(blocks.hits - hits, 0) * block
+    return PrefillResult(
+        model=state.name,
+        prompt_tokens=used,
+        cached_tokens=min(hit, (used - 1) // block * block),
+        prefill_s=time.perf_counter() - started,
+        energy_j=0.0,
+    )
 
 
 async def open_answer(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> EngineAnswer:

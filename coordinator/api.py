@@ -26,7 +26,7 @@ from coordinator.cluster.metrics import CoordinatorMetrics
 from coordinator.cluster.registry import Registry
 from coordinator.cluster.views import EndpointsView, Health, ModelList, ServedModel
 from coordinator.disco.policy import DiscoPolicy
-from coordinator.disco.runtime import DiscoRuntime
+from coordinator.disco.runtime import DiscoRuntime, tier_of
 from coordinator.dora.api import add_routes as add_dora_routes
 from coordinator.streaming.dispatch import PIN_HEADER, Dispatcher
 from coordinator.streaming.routes import Job
@@ -41,6 +41,8 @@ log = logging.getLogger("edgeweave.coordinator")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNBOUNDED_MAX_TOKENS = 1 << 20  # "no max_tokens given": the endpoint clamps to its context
 MIGRATE_HEADER = "X-Edgeweave-Migrate-After"  # request header: move the answer after N tokens (tests, demos)
+TIER_HEADER = "X-Edgeweave-Tier"  # response header: the tier the answer started on ("device" / "cloud")
+PLAN_HEADER = "X-Edgeweave-Plan"  # response header: DiSCo's plan ("device", "cloud", "race", "cloud-then-device", ...)
 
 
 class CoordinatorState:
@@ -152,14 +154,15 @@ async def _serve(
     forced_after = _migrate_after(request)
     metrics.in_flight.inc()
     try:
-        async with state.disco.answer(job, _prompt_chars(job), req.prefer, forced_after) as answer:
+        plan, answering = state.disco.answer(job, _prompt_chars(job), req.prefer, forced_after, req.allow_cost_moves)
+        async with answering as answer:
 
             def on_token(first: bool) -> None:
                 if first:
                     metrics.ttft.observe(time.perf_counter() - started)
                 metrics.tokens.labels(answer.endpoint).inc()
 
-            headers = {PIN_HEADER: answer.endpoint}
+            headers = {PIN_HEADER: answer.endpoint, TIER_HEADER: tier_of(answer.endpoint), PLAN_HEADER: plan}
             return await respond(
                 request, answer, job.model, chat, req.stream, req.include_usage, on_token, headers, req.return_token_ids
             )

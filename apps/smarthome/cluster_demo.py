@@ -1,16 +1,23 @@
 """`make demo`: a local smart-home cluster answering through the OpenAI client.
 
-Starts the cloud service (weave-home-cloud), a coordinator that lists it as
+Starts the cloud service serving the devices' model (weave-home-device, so
+that one model is served on both tiers), a coordinator that lists it as
 ``cloud:cloud``, and three device daemons as separate processes (a "phone"
 on ExecuTorch, a "pi" on llama.cpp with one thread, a "jetson" on torch):
 the demo cluster, whose device, edge and cloud tiers the traffic app plans
 over (``python -m apps.traffic --url ... --api-key ...``).  It waits for
 mDNS discovery, then sends smart-home commands through the official
 ``openai`` client with streaming, showing a live table of the devices and
-the answers as they stream.  Last, one answer is moved mid-stream from the
-jetson to another device (DiSCo's token-level migration) and the move is
-printed.  ``--serve`` keeps the cluster up until SIGTERM; its first stdout
-line is ``coordinator: <URL> api-key: <KEY>``.
+the answers as they stream (where each started, and DiSCo's plan for it,
+from the ``X-Edgeweave-Endpoint`` and ``X-Edgeweave-Plan`` response headers).
+Then device-cloud cooperation, one answer each: a race (a long command, which
+DiSCo, cloud-constrained at a budget of 90% of the prompt tokens, starts on a
+device and the cloud at once, keeping the first token), an
+answer moved mid-stream from the jetson to the cloud and one from the cloud to
+a device (DiSCo's token-level migration, forced with
+``X-Edgeweave-Migrate-After``), and ``prefer: "cloud"`` honoured start to
+end.  ``--serve`` keeps the cluster up until SIGTERM; its first stdout line
+is ``coordinator: <URL> api-key: <KEY>``.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ COMMANDS = (
     "thanks",
 )
 DISCOVERY_TIMEOUT_S = 60.0
+# the cloud may take up to 90% of the prompt tokens (the default is half): the longest commands race
+DISCO = "budget = 0.9\n"
 
 
 @dataclass
@@ -56,6 +65,8 @@ class Answer:
     ttft_s: float | None = None
     done: bool = False
     usage_tokens: int | None = None
+    plan: str = ""  # DiSCo's plan for it (X-Edgeweave-Plan)
+    parts: list[tuple[str, str]] = field(default_factory=list)  # (who produced it, text) per chunk, in order
 
 
 def _devices_table(devices: list[dict[str, object]]) -> Table:
@@ -84,27 +95,33 @@ def _answers_table(answers: list[Answer]) -> Table:
     """The commands and their streaming answers; the text columns wrap at word breaks to fit 80 columns."""
     t = Table(title=f"smart-home commands -> {MODEL} (openai client, streamed)", box=box.SIMPLE_HEAD)
     t.add_column("command", max_width=15)
-    t.add_column("served by", no_wrap=True)
+    t.add_column("served by (plan)", no_wrap=True)
     t.add_column("answer (tool calls)", min_width=22, overflow="fold")
     t.add_column("TTFT", justify="right", no_wrap=True)
     t.add_column("tokens", justify="right", no_wrap=True)
     for a in answers:
         shown = describe(a.text) if a.done else a.text + "▌"
         ttft = f"{a.ttft_s * 1000:.0f} ms" if a.ttft_s is not None else ""
-        t.add_row(a.command, a.device, shown, ttft, str(a.usage_tokens or a.chunks))
+        served = f"{a.device}\n({a.plan})" if a.plan else a.device
+        t.add_row(a.command, served, shown, ttft, str(a.usage_tokens or a.chunks))
     return t
 
 
-async def _ask(client: AsyncOpenAI, answer: Answer) -> None:
-    stream = await client.chat.completions.create(
+async def _ask(
+    client: AsyncOpenAI, answer: Answer, headers: dict[str, str] | None = None, prefer: str = "auto"
+) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
         model=MODEL,
         messages=[{"role": "user", "content": answer.command}],
         temperature=0,
         max_tokens=200,
         stream=True,
         stream_options={"include_usage": True},
+        extra_headers=headers or {},
+        extra_body={"prefer": prefer},
     )
-    async for chunk in stream:
+    answer.plan = raw.headers.get("X-Edgeweave-Plan", "")
+    async for chunk in raw.parse():
         answer.device = chunk.system_fingerprint or answer.device
         if chunk.usage is not None:
             answer.usage_tokens = chunk.usage.completion_tokens
@@ -113,37 +130,49 @@ async def _ask(client: AsyncOpenAI, answer: Answer) -> None:
                 if answer.ttft_s is None:
                     answer.ttft_s = time.perf_counter() - answer.started
                 answer.text += choice.delta.content
+                answer.parts.append((answer.device, choice.delta.content))
                 answer.chunks += 1
     answer.done = True
 
 
 MIGRATE_AFTER = 6
+RACED = "dim the kitchen lights to 30%, lock the front door and the back door, then play jazz in the living room"
 
 
-async def _migrate(client: AsyncOpenAI, console: Console) -> None:
-    """One answer started on the jetson and moved to another device after a few tokens."""
-    stream = await client.chat.completions.create(
-        model=MODEL,
-        messages=[{"role": "user", "content": COMMANDS[0]}],
-        temperature=0,
-        max_tokens=200,
-        stream=True,
-        extra_headers={"X-Edgeweave-Endpoint": "device:jetson-1", "X-Edgeweave-Migrate-After": str(MIGRATE_AFTER)},
-    )
-    parts: list[tuple[str, str]] = []
-    async for chunk in stream:
-        for choice in chunk.choices:
-            if choice.delta.content:
-                parts.append((chunk.system_fingerprint or "", choice.delta.content))
-    source = parts[0][0]
-    moved = next((i for i, (endpoint, _) in enumerate(parts) if endpoint != source), None)
+def _move_line(kind: str, a: Answer) -> str:
+    source = a.parts[0][0] if a.parts else "nowhere"
+    moved = next((i for i, (e, _) in enumerate(a.parts) if e != source), None)
     if moved is None:
-        console.print(f"\nmigration: the answer stayed on {source} (no other device could take it)")
-        return
-    before, after = "".join(t for _, t in parts[:moved]), "".join(t for _, t in parts[moved:])
+        return f"{kind}: the answer stayed on {source} (no other endpoint could take it)"
+    before, after = "".join(t for _, t in a.parts[:moved]), "".join(t for _, t in a.parts[moved:])
+    return (
+        f"{kind}: the answer began on [bold]{source}[/] and moved to [bold]{a.parts[-1][0]}[/] after {moved} "
+        f"chunks, one uninterrupted stream: [dim]{before}[/]|{after}"
+    )
+
+
+async def _cooperate(client: AsyncOpenAI, console: Console) -> None:
+    """Device-cloud cooperation on one model: a race, a move each way, a preference kept."""
+    race = Answer(RACED)
+    await _ask(client, race)
+    if race.plan == "race":
+        console.print(
+            f"\nrace: DiSCo started the long command on a device and the cloud at once; [bold]{race.device}[/] "
+            f"answered first (TTFT {1000 * (race.ttft_s or 0):.0f} ms) and the other was stopped: {describe(race.text)}"
+        )
+    else:
+        console.print(f"\nrace: DiSCo planned {race.plan!r} for the long command (no race)")
+    forced = {"X-Edgeweave-Migrate-After": str(MIGRATE_AFTER)}
+    to_cloud, to_device = Answer(COMMANDS[0]), Answer(COMMANDS[0])
+    await _ask(client, to_cloud, {"X-Edgeweave-Endpoint": "device:jetson-1", **forced})
+    console.print(_move_line("device-to-cloud migration", to_cloud))
+    await _ask(client, to_device, {"X-Edgeweave-Endpoint": "cloud:cloud", **forced})
+    console.print(_move_line("cloud-to-device migration", to_device))
+    kept = Answer(COMMANDS[4])
+    await _ask(client, kept, prefer="cloud")
+    where = sorted({e for e, _ in kept.parts})
     console.print(
-        f"\nmigration: the answer began on [bold]{source}[/] and moved to [bold]{parts[-1][0]}[/] after "
-        f"{moved} chunks, one uninterrupted stream: [dim]{before}[/]|{after}"
+        f'prefer "cloud": answered by {", ".join(where)} start to end (a cost move away needs "allow_cost_moves")'
     )
 
 
@@ -158,7 +187,7 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
             await asyncio.sleep(0.25)
         await asyncio.gather(*tasks)
         live.update(Group(_devices_table(await asyncio.to_thread(cluster.devices_view)), _answers_table(answers)))
-    await _migrate(client, console)
+    await _cooperate(client, console)
     await client.close()
 
 
@@ -208,9 +237,9 @@ def run_cluster_demo(serve: bool = False) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
         _export_models(console)
-        with console.status("starting the cloud service (weave-home-cloud) and the coordinator"):
-            cluster.start_cloud()
-            cluster.start_coordinator()
+        with console.status(f"starting the cloud service ({MODEL}) and the coordinator"):
+            cluster.start_cloud(MODEL)
+            cluster.start_coordinator(disco=DISCO)
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
         with console.status(f"starting {len(DEMO_PROFILES)} device daemons: " + ", ".join(p.id for p in DEMO_PROFILES)):
             cluster.start_devices(DEMO_PROFILES)

@@ -18,12 +18,18 @@ Implemented from the paper:
   :mod:`~coordinator.disco.baselines`) and a trace-driven simulator on the same policy object
   (:mod:`~coordinator.disco.simulator`).
 
+Our own addition: warming the move's target (:mod:`~coordinator.disco.migration`): while one tier
+answers, the other prefills the answer into its prompt cache in rounds (``POST /v1/prefill``), decided
+and priced by the same policy, so that a move prefills only the tail (the paper's target prefills
+prompt + prefix at the move); a race's loser counts as having prefilled the prompt.
+
 Our own choices: one policy object per coordinator with per-model state
 (:mod:`~coordinator.disco.policy`); the remaining length estimated from a window of finished answers
 (``E[min(L, max_tokens) - n | L > n]``), no migration priced before ten answers are known; a move for
 cost stops the source at once and resumes there if the target fails; failures and stalls (``stall_s``)
 move an answer whatever it costs; prompt lengths estimated from characters at the ratio measured on
-earlier answers; the device's measured energy per token from its telemetry; a race loser and a
+earlier answers; the device's measured energy per token from its telemetry; a client's ``prefer``
+holds against cost moves unless the request allows them (``allow_cost_moves``); a race loser and a
 migration source are charged for what they generated.
 
 Inferred (the paper does not say): the TTFT profiles are refitted after every one of the first 50

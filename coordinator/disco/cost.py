@@ -12,6 +12,12 @@ token's time as a fixed overhead plus its FLOPs (``2 * parameters`` for a
 decoder) over the device's measured FLOP rate; energy follows at the same
 busy power.  An exchange rate (``usd_per_joule``: electricity plus battery
 wear) joins the two sides.
+
+A warm (the other tier prefilling an answer in the background, so that a move
+there prefills only the tail: :mod:`coordinator.disco.migration`) is charged as
+the prefill it is, on the tier that did it (:meth:`Spend.charge_warm`); the
+endpoint the answer then moves to is charged only for what it did not hold
+(``cached``).
 """
 
 from __future__ import annotations
@@ -77,12 +83,22 @@ class Spend:
     def offer(self, prompt_tokens: int) -> None:
         self.offered_prompt_tokens += prompt_tokens
 
-    def charge(self, costs: CostModel, tier: Tier, prompt_tokens: int, output_tokens: int, resumed: int = 0) -> float:
+    def charge(
+        self, costs: CostModel, tier: Tier, prompt_tokens: int, output_tokens: int, resumed: int = 0, cached: int = 0
+    ) -> float:
         """Charge one endpoint's part of an answer; ``resumed`` tokens were prefilled too but belong
-        to the answer, not the prompt (they do not count against the budget)."""
-        c = costs.cost(tier, prompt_tokens + resumed, output_tokens)
+        to the answer, not the prompt (they do not count against the budget); ``cached`` of the
+        prompt + resumed tokens it held already (a warm paid for them) and did not prefill."""
+        c = costs.cost(tier, max(prompt_tokens + resumed - cached, 0), output_tokens)
         self.usd[tier] += c
         self.prompt_tokens[tier] += prompt_tokens
+        return c
+
+    def charge_warm(self, costs: CostModel, tier: Tier, prefilled: int) -> float:
+        """Charge a warm's round: ``prefilled`` tokens evaluated into ``tier``'s prompt cache.  The
+        budget counts the prompt once, when (if) the answer moves there."""
+        c = costs.cost(tier, prefilled, 0)
+        self.usd[tier] += c
         return c
 
     def budget_used(self, tier: Tier) -> float:

@@ -64,11 +64,15 @@ class ServerTTFT:
         if not self._recent:
             raise ValueError("need at least one measured server TTFT")
         self._sorted = sorted(self._recent)
+        self._sum = math.fsum(self._recent)  # the mean is asked for on every streamed token
 
     def add(self, ttft_s: float) -> None:
         if len(self._recent) == self._recent.maxlen:
-            del self._sorted[bisect.bisect_left(self._sorted, self._recent[0])]
+            old = self._recent[0]
+            del self._sorted[bisect.bisect_left(self._sorted, old)]
+            self._sum -= old
         self._recent.append(ttft_s)
+        self._sum += ttft_s
         bisect.insort(self._sorted, ttft_s)
 
     def quantile(self, q: float) -> float:
@@ -76,7 +80,7 @@ class ServerTTFT:
         return float(np.quantile(self._sorted, min(max(q, 0.0), 1.0), method="inverted_cdf"))
 
     def mean(self) -> float:
-        return float(np.mean(self._sorted))
+        return self._sum / len(self._recent)
 
     def exceeds(self, w: float) -> float:
         """P(server TTFT > w)."""

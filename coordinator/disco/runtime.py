@@ -11,7 +11,13 @@ not known before an endpoint tokenizes it, so plans use an estimate (text
 length over the characters per token measured on earlier answers); the exact
 count is what is accounted.  When an answer ends, every endpoint that worked
 on it (race losers and migration sources included) is charged for the prompt
-it prefilled and the tokens it generated; its TTFT feeds the profiles.
+it prefilled and the tokens it generated (less what a warm left in its cache),
+every warm round for what it evaluated; its TTFT feeds the profiles.  A
+client's ``prefer`` picks where the answer starts, and a move for cost away
+from that tier needs the request's ``allow_cost_moves``
+(:func:`~coordinator.disco.policy.cost_moves_allowed`); failures, stalls and
+the forced move (``X-Edgeweave-Migrate-After``) move it regardless, the forced
+one stopping the source at once so that it happens however fast the source is.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ from coordinator.cluster.metrics import CoordinatorMetrics
 from coordinator.cluster.placement import Candidate, Tier
 from coordinator.disco.cost import DeviceEnergy
 from coordinator.disco.migration import other
-from coordinator.disco.policy import DiscoPolicy, DispatchPlan, Prefer
+from coordinator.disco.policy import DiscoPolicy, DispatchPlan, Prefer, cost_moves_allowed
 from coordinator.streaming.answer import LiveAnswer, live_answer
-from coordinator.streaming.controller import Move, Opening, Outcome, Progress
+from coordinator.streaming.controller import Move, Opening, Outcome, Progress, Warm
 from coordinator.streaming.dispatch import Dispatcher
 from coordinator.streaming.routes import Job
 
@@ -62,16 +68,24 @@ class DiscoRuntime:
         self.sizes = PromptSize()
 
     def answer(
-        self, job: Job, prompt_chars: int | None, prefer: Prefer, forced_after: int | None
-    ) -> AbstractAsyncContextManager[LiveAnswer]:
-        """The started answer for ``job`` as DiSCo plans it, settled when the context exits.  ``prompt_chars``
+        self,
+        job: Job,
+        prompt_chars: int | None,
+        prefer: Prefer,
+        forced_after: int | None,
+        allow_cost_moves: bool = False,
+    ) -> tuple[str, AbstractAsyncContextManager[LiveAnswer]]:
+        """The plan's label (``race``, ``device``, ``cloud-then-device``, ..., ``pinned``) and the started
+        answer for ``job`` as DiSCo plans it, settled when the context exits.  ``prompt_chars``
         is None when the prompt came as token ids (then its length is exact); ``forced_after``: move the
-        answer after that many tokens whatever it costs (tests, demos)."""
+        answer after that many tokens whatever it costs (tests, demos); ``allow_cost_moves``: with a
+        preferred tier, whether a move for cost may take the answer off it."""
         estimate = self.sizes.estimate(prompt_chars) if prompt_chars is not None else len(job.prompt or ())
         tiers = self.dispatcher.tiers(job.model)
         plan = self.policy.plan(job.model, estimate, tiers, prefer) if tiers and job.pin is None else None
-        controller = DiscoController(self, job, plan, estimate, prompt_chars, forced_after)
-        return live_answer(job, self.dispatcher.open, controller)
+        controller = DiscoController(self, job, plan, estimate, prompt_chars, forced_after, prefer, allow_cost_moves)
+        label = plan.label if plan is not None else "pinned"
+        return label, live_answer(job, self.dispatcher.open, controller, self.dispatcher.prefill)
 
     def energy(self, endpoint: str, model: str) -> DeviceEnergy | None:
         """The measured energy of the device at ``endpoint`` (None for the cloud or before it measured)."""
@@ -103,6 +117,8 @@ class DiscoController:
         estimate: int,
         prompt_chars: int | None,
         forced_after: int | None,
+        prefer: Prefer = "auto",
+        allow_cost_moves: bool = False,
     ) -> None:
         self.rt = rt
         self.job = job
@@ -110,6 +126,9 @@ class DiscoController:
         self.estimate = estimate
         self.prompt_chars = prompt_chars
         self.forced_after = forced_after
+        self.prefer = prefer
+        self.allow_cost_moves = allow_cost_moves
+        self._warm_asked = False
         self._other: dict[Tier, _Other] = {}  # source tier -> the other tier's best, cached per registry version
 
     def opening(self) -> Opening:
@@ -121,25 +140,33 @@ class DiscoController:
             return Opening((p.first, other(p.first)), stall_s=stall_s)
         return Opening((p.first,), (p.second,), p.second_after_s, stall_s)
 
-    def decide(self, progress: Progress) -> Move | None:
+    def decide(self, progress: Progress) -> Move | Warm | None:
         d, model, source = self.rt.dispatcher, self.job.model, progress.source
         if progress.trigger != "token" or progress.sent == self.forced_after:
             target = d.fallback(model, source)
-            reason = progress.trigger if progress.trigger != "token" else "forced"
-            return Move(target, reason) if target else None
-        if self.job.pin is not None:
-            return None
+            forced = progress.trigger == "token"
+            return Move(target, "forced" if forced else progress.trigger, stop_source=forced) if target else None
         here = tier_of(source)
+        if self.job.pin is not None or not cost_moves_allowed(self.prefer, self.allow_cost_moves, here):
+            return None
         there = self._there(here, source)
         if there.best is None:
             return None
         target_tok_s = there.best.decode_tok_s if there.best.tier == "device" else math.inf
         prompt = progress.prompt_tokens or self.estimate
-        ok = self.rt.policy.should_migrate(
-            model, here, prompt, progress.sent, progress.since_first_s, self.job.sampling.max_tokens, target_tok_s,
-            there.energy,
-        )  # fmt: skip
-        return Move(there.best.endpoint, "cost", stop_source=True) if ok else None
+        warm = progress.warm if progress.warm is not None and progress.warm.endpoint == there.best.endpoint else None
+        args = (model, here, prompt, progress.sent, progress.since_first_s, self.job.sampling.max_tokens, target_tok_s)
+        policy = self.rt.policy
+        raced = self.plan is not None and self.plan.second is not None and self.plan.second_after_s == 0
+        left = prompt if raced else 0  # a race's loser prefilled the prompt there (its cache says how much)
+        cached = max(warm.cached, left) if warm is not None else left
+        if policy.should_migrate(*args, there.energy, cached=cached, warming=warm is not None):
+            return Move(there.best.endpoint, "cost", stop_source=True)
+        if progress.warm is None and not self._warm_asked:
+            if policy.should_warm(*args, there.energy, cached=left):
+                self._warm_asked = True
+                return Warm(there.best.endpoint)
+        return None
 
     def _there(self, here: Tier, source: str) -> _Other:
         version = self.rt.dispatcher.registry.version
@@ -159,11 +186,21 @@ class DiscoController:
         if outcome.prompt_tokens and self.prompt_chars is not None:
             rt.sizes.observe(self.prompt_chars, outcome.prompt_tokens)
         total = 0.0
+        for w in outcome.warms:
+            tier = tier_of(w.endpoint)
+            cost = rt.policy.charge_warm(tier, w.prefilled, rt.energy(w.endpoint, model))
+            rt.metrics.warm_tokens.labels(w.endpoint).inc(w.prefilled)
+            rt.metrics.cost.labels(tier).inc(cost)
+            total += cost
         for share in outcome.shares:
             tier = tier_of(share.endpoint)
             prefill = share.prompt_tokens or prompt + share.resumed
             energy = rt.energy(share.endpoint, model)
-            cost = rt.policy.charge(tier, prefill - share.resumed, share.generated, share.resumed, energy)
+            cost = rt.policy.charge(
+                tier, prefill - share.resumed, share.generated, share.resumed, energy, min(share.cached, prefill)
+            )
+            if share.cached:
+                rt.metrics.cached.labels(share.endpoint).inc(min(share.cached, prefill))
             rt.metrics.cost.labels(tier).inc(cost)
             total += cost
             if share.ttft_s is not None:

@@ -18,9 +18,16 @@ client gets).  A token the source produced as it was stopped counts as held
 back too: every token an endpoint produced is sent or counted as delayed.  No
 token is lost or repeated, in order; each delta (its logprob included) reaches
 the client as the endpoint produced it.
+A controller may also name an endpoint to *warm* after a token
+(:class:`~coordinator.streaming.controller.Warm`): a background task prefills
+the answer's context there (the caller's ``prefill``, ``POST /v1/prefill``), the
+prompt and the tokens sent so far, then round after round the tokens sent
+since, until the answer moves or ends; each finished round is reported to the
+controller (:class:`~coordinator.streaming.controller.Warming`) and counted in
+the outcome.  A warm never touches the stream: a failed round just ends it.
 When the answer closes, the controller settles it from the
-:class:`~coordinator.streaming.controller.Outcome`: every route's share, and
-the migrations.
+:class:`~coordinator.streaming.controller.Outcome`: every route's share, the
+warm rounds, and the migrations.
 """
 
 from __future__ import annotations
@@ -29,21 +36,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
-from coordinator.streaming.controller import Controller, Migration, Move, Outcome, Progress, Share, Trigger
+from coordinator.streaming.controller import (
+    Controller,
+    Migration,
+    Move,
+    Outcome,
+    Progress,
+    Share,
+    Trigger,
+    Warm,
+    Warming,
+    WarmRound,
+)
 from coordinator.streaming.race import OpenRoute, race
 from coordinator.streaming.routes import EndpointFailed, Job, Route
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, Delta
+from edgeweave.wire.client import CallError
+from edgeweave.wire.protocol import PrefillResult
 
 log = logging.getLogger("edgeweave.streaming")
+Prefill = Callable[[Job], Awaitable[PrefillResult]]  # evaluate job's context on job.pin, generate nothing
 
 
 class LiveAnswer(Answer):
-    def __init__(self, job: Job, open_route: OpenRoute, controller: Controller) -> None:
+    def __init__(self, job: Job, open_route: OpenRoute, controller: Controller, prefill: Prefill | None = None) -> None:
         super().__init__(job.pin or "")
         self.job = job
         self.routes: list[Route] = []  # every endpoint that worked on the answer, losers of races included
@@ -54,6 +75,12 @@ class LiveAnswer(Answer):
         self._src: Route | None = None
         self._started = False  # an endpoint took the answer (start() returned)
         self._target: asyncio.Task[Route] | None = None
+        self._prefill = prefill
+        self.warms: list[WarmRound] = []
+        self._warm: asyncio.Task[None] | None = None
+        self._warming: Warming | None = None
+        self._warm_target = ""
+        self._new_token = asyncio.Event()
 
     async def start(self) -> None:
         """Open the answer where the controller says (anywhere the pin allows if pinned); refusals and
@@ -74,7 +101,42 @@ class LiveAnswer(Answer):
         self.routes.append(route)
         return route
 
+    async def _stop_warm(self) -> None:
+        if self._warm is not None:
+            self._warm.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warm
+        self._warm, self._warming = None, None
+
+    async def _warm_rounds(self, target: str, ids: list[int]) -> None:
+        """Prefill prompt + ``ids`` on ``target``, then again whenever ``ids`` grew (the endpoint's prompt
+        cache keeps what earlier rounds evaluated), until cancelled; a failed round ends the warm."""
+        assert self._prefill is not None
+        held, covered = 0, 0  # context the last finished round left there, and the answer tokens it covered
+        while True:
+            n = len(ids)
+            job = replace(self.job, pin=target, tiers=(), resume_tokens=(*self.job.resume_tokens, *ids[:n]))
+            try:
+                res = await self._prefill(job)
+            except (CallError, EndpointFailed, ApiError, OSError) as e:
+                log.info("warming %s ended: %s", target, e)
+                self._warming = None
+                return
+            except asyncio.CancelledError:
+                if held:  # a round cut short may have run there anyway: counted as if it had (a first one
+                    # is not: its size in the endpoint's tokens is not known yet)
+                    context = held + n - covered
+                    self.warms.append(WarmRound(target, context, context - held, 0.0))
+                raise
+            held, covered = res.prompt_tokens, n
+            self.warms.append(WarmRound(target, held, max(held - res.cached_tokens, 0), res.energy_j))
+            self._warming = Warming(target, held)
+            while len(ids) == n:
+                self._new_token.clear()
+                await self._new_token.wait()
+
     async def close(self) -> None:
+        await self._stop_warm()
         if self._target is not None:
             self._target.cancel()
             with contextlib.suppress(BaseException):
@@ -90,15 +152,15 @@ class LiveAnswer(Answer):
     def _outcome(self) -> Outcome:
         base = len(self.job.resume_tokens)
         shares = tuple(
-            Share(r.endpoint, r.prompt_tokens, len(r.job.resume_tokens) - base, r.generated, r.ttft_s)
+            Share(r.endpoint, r.prompt_tokens, len(r.job.resume_tokens) - base, r.generated, r.ttft_s, r.cached_tokens)
             for r in self.routes
         )
         return Outcome(
             self.endpoint if self._started else None, shares, tuple(self.migrations), self.prompt_tokens,
-            self.completion_tokens, self.finish_reason,
+            self.completion_tokens, self.finish_reason, tuple(self.warms),
         )  # fmt: skip
 
-    async def _open_target(self, target: str, ids: tuple[int, ...]) -> Route:
+    async def _open_target(self, target: str, ids: tuple[int, ...], held: int = 0) -> Route:
         s = self.job.sampling
         job = replace(
             self.job,
@@ -108,6 +170,7 @@ class LiveAnswer(Answer):
             sampling=s.model_copy(update={"max_tokens": max(s.max_tokens - len(ids), 1)}),
         )
         route = await self._open(job)
+        route.cached_tokens = held  # what a warm left there; a device says at its end what it reused
         await route.peek()
         return route
 
@@ -130,18 +193,29 @@ class LiveAnswer(Answer):
                 resumable = False
             else:
                 ids.append(d.token_id)
+                self._new_token.set()
             return d
 
-        def ask(trigger: Trigger, now: float) -> Move | None:
+        def ask(trigger: Trigger, now: float) -> Move | Warm | None:
             if self._target is not None or not resumable:
                 return None  # one move at a time; a token whose id is unknown cannot be resumed after
             since = now - first_at if first_at is not None else 0.0
-            return controller.decide(Progress(trigger, self.endpoint, sent, since, self.prompt_tokens))
+            warm = self._warming or (Warming(self._warm_target, 0) if self._warm is not None else None)
+            return controller.decide(Progress(trigger, self.endpoint, sent, since, self.prompt_tokens, warm))
 
-        def begin(m: Move | None) -> None:
+        def begin(m: Move | Warm | None) -> None:
             nonlocal move
+            if isinstance(m, Warm):
+                if self._warm is None and self._prefill is not None and m.target != self.endpoint:
+                    self._warm_target = m.target
+                    self._warm = asyncio.ensure_future(self._warm_rounds(m.target, ids))
+                return
             if m is not None and self._target is None and resumable:
-                self._target = asyncio.ensure_future(self._open_target(m.target, tuple(ids)))
+                w = self._warming
+                warmed = w.cached if w is not None and w.endpoint == m.target else 0
+                if self._warm is not None:
+                    self._warm.cancel()  # no round competes with the move's prefill
+                self._target = asyncio.ensure_future(self._open_target(m.target, tuple(ids), warmed))
                 move = (m, time.monotonic())
 
         async def stop_source() -> None:
@@ -189,6 +263,7 @@ class LiveAnswer(Answer):
                             raise EndpointFailed(why) from None
                         continue
                     await stop_source()
+                    await self._stop_warm()  # the answer moved: a warm of anywhere else is moot now
                     migration = Migration(self.endpoint, m.target, sent, len(held), time.monotonic() - since, m.reason)
                     log.info("answer moved %s -> %s after %d tokens (%s, %d delayed, %.3f s)", migration.source,
                              migration.target, sent, m.reason, len(held), migration.seconds)  # fmt: skip
@@ -219,7 +294,7 @@ class LiveAnswer(Answer):
                 yield send(item)
                 m = ask("token", now)
                 begin(m)
-                if m is not None and m.stop_source and self._target is not None:
+                if isinstance(m, Move) and m.stop_source and self._target is not None:
                     await stop_source()
                     stopped = self.endpoint
             route = self._src
@@ -235,9 +310,11 @@ class LiveAnswer(Answer):
 
 
 @asynccontextmanager
-async def live_answer(job: Job, open_route: OpenRoute, controller: Controller) -> AsyncIterator[LiveAnswer]:
-    """A started answer for ``job``, closed (and settled) on exit."""
-    answer = LiveAnswer(job, open_route, controller)
+async def live_answer(
+    job: Job, open_route: OpenRoute, controller: Controller, prefill: Prefill | None = None
+) -> AsyncIterator[LiveAnswer]:
+    """A started answer for ``job``, closed (and settled) on exit (``prefill``: how a warm is run)."""
+    answer = LiveAnswer(job, open_route, controller, prefill)
     try:
         await answer.start()
         yield answer

@@ -5,7 +5,8 @@ routes, races them, moves generation between endpoints without losing or
 repeating a token, and counts what each endpoint did.  A :class:`Controller`
 is the policy side, asked three things: where to start (:meth:`~Controller.opening`),
 after each token sent and whenever the source fails or stalls whether to move
-and where (:meth:`~Controller.decide`), and at the end what the answer cost
+and where, or to warm an endpoint for a later move (:meth:`~Controller.decide`:
+a :class:`Move` or a :class:`Warm`), and at the end what the answer cost
 (:meth:`~Controller.settle`, given the :class:`Outcome`).  DiSCo's dispatch and
 migration controller is the first implementation (:mod:`coordinator.disco.runtime`).
 A controller is called on the event loop for every token: it must be
@@ -37,6 +38,15 @@ class Opening:
 
 
 @dataclass(frozen=True)
+class Warming:
+    """A warm under way: ``endpoint`` holds ``cached`` tokens of the answer's context (prompt + tokens
+    sent) in its prompt cache, as its latest finished round reported (0 before the first)."""
+
+    endpoint: str
+    cached: int
+
+
+@dataclass(frozen=True)
 class Progress:
     """The answer as the controller sees it when asked to decide."""
 
@@ -45,6 +55,7 @@ class Progress:
     sent: int  # tokens the client has been sent
     since_first_s: float  # since the first token was sent (0 before)
     prompt_tokens: int  # as the source reported it (0 until it has)
+    warm: Warming | None = None  # the warm under way, if any
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,25 @@ class Move:
     target: str
     reason: str  # the controller's label, e.g. "cost"; failures and stalls are answered with the trigger
     stop_source: bool = False
+
+
+@dataclass(frozen=True)
+class Warm:
+    """Prefill the answer's context on ``target`` in the background (``POST /v1/prefill``), in rounds:
+    the prompt and the tokens sent so far, then the tokens sent since, until the answer moves or ends;
+    a move there then prefills only what its last round did not cover."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class WarmRound:
+    """One round of a warm: what ``endpoint`` evaluated into its prompt cache, as it reported it."""
+
+    endpoint: str
+    context_tokens: int  # the context it holds after the round (prompt + resumed tokens)
+    prefilled: int  # of those, evaluated by this round (the rest was cached before)
+    energy_j: float  # the endpoint's estimate (0 from a cloud, priced per token instead)
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,7 @@ class Share:
     resumed: int  # tokens of this answer it was given to prefill after the prompt
     generated: int  # tokens it produced, held-back ones included
     ttft_s: float | None  # from the moment it was asked for to its first token
+    cached: int = 0  # of its prompt + resumed tokens, those it held from a warm (not prefilled again)
 
 
 @dataclass(frozen=True)
@@ -87,13 +118,15 @@ class Outcome:
     prompt_tokens: int  # the client's prompt (0 if no endpoint said)
     completion_tokens: int  # tokens the client was sent
     finish_reason: str | None  # None: the answer broke off or the client left
+    warms: tuple[WarmRound, ...] = ()  # every warm round that finished (paid for, used or not)
 
 
 class Controller(Protocol):
     def opening(self) -> Opening: ...
 
-    def decide(self, progress: Progress) -> Move | None:
-        """None: go on where it is (after a failure: give up, the client gets the error)."""
+    def decide(self, progress: Progress) -> Move | Warm | None:
+        """None: go on where it is (after a failure: give up, the client gets the error); a
+        :class:`Warm` is taken only after a token and while no warm is under way."""
         ...
 
     def settle(self, outcome: Outcome) -> float | None:

@@ -28,7 +28,8 @@ from coordinator.cluster.registry import CloudRecord, DeviceRecord, Registry
 from coordinator.streaming.routes import CloudRoute, DeviceRoute, EndpointFailed, Job, Route, open_cloud
 from edgeweave.config import CloudEndpoint
 from edgeweave.serving.http_errors import ApiError
-from edgeweave.wire.protocol import GenerateRequest
+from edgeweave.wire.client import WireClient
+from edgeweave.wire.protocol import GenerateRequest, PrefillRequest, PrefillResult
 
 log = logging.getLogger("edgeweave.dispatch")
 PIN_HEADER = "X-Edgeweave-Endpoint"  # request header: serve on this endpoint only (tests, benchmarks, debugging)
@@ -180,6 +181,25 @@ class Dispatcher:
                 headers={"Retry-After": str(wait)},
             )
         raise ApiError(503, f"no endpoint serving {job.model} could be reached", code="unavailable")
+
+    async def prefill(self, job: Job) -> PrefillResult:
+        """Evaluate ``job``'s context (prompt + resume tokens) into the prompt cache of ``job.pin``
+        (``POST /v1/prefill``); nothing is generated.  Refusals and failures raise as the wire's errors."""
+        assert job.pin is not None, "a prefill names its endpoint"
+        tier, name = job.pin.split(":", 1)
+        req = PrefillRequest(
+            model=job.model, messages=job.messages, prompt=job.prompt, resume_tokens=list(job.resume_tokens)
+        )
+        if tier == "device":
+            rec = self.registry.devices.get(name)
+            if rec is None:
+                raise EndpointFailed(f"{job.pin} left the registry")
+            return await rec.client.wire.prefill(req)
+        endpoint = self.cloud.get(name)
+        if endpoint is None or not endpoint.extensions:
+            raise EndpointFailed(f"{job.pin} is not an edgeweave cloud server: it cannot prefill")
+        key = endpoint.api_key.get_secret_value() if endpoint.api_key else None
+        return await WireClient(self.session, str(endpoint.url), api_key=key).prefill(req, path="/prefill")
 
     async def _open_device(self, stack: AsyncExitStack, rec: DeviceRecord, job: Job, asked_at: float) -> Route:
         req = GenerateRequest(

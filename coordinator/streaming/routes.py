@@ -59,6 +59,7 @@ class Route(abc.ABC):
         self.finish_reason: str | None = None
         self.generated = 0
         self.ttft_s: float | None = None
+        self.cached_tokens = 0  # of its prompt + resumed tokens, those it reused from its prompt cache (if it says)
         self._stack = stack
         self._it: AsyncIterator[Delta] | None = None
         self._head: list[Delta | None] = []
@@ -115,6 +116,7 @@ class DeviceRoute(Route):
                     yield Delta(ev.text, ev.id, ev.logprob)
                 elif isinstance(ev, DoneEvent):
                     self.finish_reason = ev.finish_reason
+                    self.cached_tokens = ev.cached_tokens
                     return
                 elif isinstance(ev, ErrorEvent):
                     raise EndpointFailed(f"{self.endpoint}: {ev.error.message}")

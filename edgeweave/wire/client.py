@@ -40,7 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgeweave.errors import EdgeweaveError, UsageError
 from edgeweave.wire.auth import HEADER_NONCE, HEADER_RESPONSE_SIGNATURE, STREAM_BODY, ClusterKey
-from edgeweave.wire.protocol import ErrorBody
+from edgeweave.wire.protocol import ErrorBody, PrefillRequest, PrefillResult
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -170,6 +170,11 @@ class WireClient:
         body = request.model_dump_json(exclude_none=True).encode()
         return answer(model, await self.call("POST", path, body, JSON, timeout_s), self.url + path)
 
+    async def prefill(self, req: PrefillRequest, path: str = "/v1/prefill", timeout_s: float = 120.0) -> PrefillResult:
+        """Warm the peer's prompt cache with a context (a device daemon, or an edgeweave cloud server
+        at ``path`` under its base URL); nothing is generated."""
+        return await self.post(path, req, PrefillResult, timeout_s)
+
     @asynccontextmanager
     async def stream(
         self, path: str, request: BaseModel, connect_timeout_s: float = 10.0
@@ -263,3 +268,6 @@ class BlockingClient:
 
     def post(self, path: str, request: BaseModel, model: type[M], timeout_s: float = 60.0) -> M:
         return self.run(lambda c: c.post(path, request, model, timeout_s))
+
+    def prefill(self, req: PrefillRequest, path: str = "/v1/prefill", timeout_s: float = 120.0) -> PrefillResult:
+        return self.run(lambda c: c.prefill(req, path, timeout_s))

@@ -59,6 +59,7 @@ class _Request(BaseModel):
     slo: Slo | None = None  # extension: the request's SLO (edgeweave.wire.slo); none: latency with server defaults
     return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
     prefer: Literal["device", "cloud", "auto"] = "auto"  # extension (coordinator): where to answer; auto: DiSCo
+    allow_cost_moves: bool = False  # extension (coordinator): with prefer device/cloud, may a cost move leave it
 
     @field_validator("n")
     @classmethod

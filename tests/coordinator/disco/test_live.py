@@ -20,6 +20,9 @@ import pytest
 from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess
+from edgeweave.wire.auth import ClusterKey
+from edgeweave.wire.client import BlockingClient
+from edgeweave.wire.protocol import PrefillRequest
 from tests.cloud.test_server import COMMANDS, KEY, MODEL, server  # noqa: F401  (the cloud engine fixture)
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60, "temperature": 0}
@@ -149,12 +152,14 @@ def test_disco_races_moves_dear_answers_to_the_device_and_accounts_every_request
     assert full.endpoints == ["cloud:gpu"] * 60
     answers = [full] + [_answer(url, key, {**body, "prefer": "device"}) for _ in range(10)]  # lengths known now
     assert all(a.ids == full.ids and set(a.endpoints) == {"device:phone-1"} for a in answers[1:])
-    moved = _answer(url, key, {**body, "prefer": "cloud"})
+    kept = _answer(url, key, {**body, "prefer": "cloud"})  # a preference holds: no cost move off it
+    assert kept.ids == full.ids and set(kept.endpoints) == {"cloud:gpu"}
+    moved = _answer(url, key, {**body, "prefer": "cloud", "allow_cost_moves": True})
     assert moved.ids == full.ids  # no token lost or repeated
     assert moved.endpoints[0] == "cloud:gpu" and moved.endpoints[-1] == "device:phone-1"
     raced = _answer(url, key, body)  # budget 1.0: every prompt races both tiers (a cloud win moves too)
     assert raced.ids == full.ids
-    answers += [moved, raced]
+    answers += [kept, moved, raced]
     text = _metrics(cluster)
     assert re.search(r'edgeweave_coordinator_migrations_total\{reason="cost",source="cloud:gpu",'
                      r'target="device:phone-1"\} [12].0', text), text  # fmt: skip
@@ -166,3 +171,47 @@ def test_disco_races_moves_dear_answers_to_the_device_and_accounts_every_request
     assert spent == pytest.approx(sum(per_request), rel=1e-9)  # the budget is the sum of the requests' costs
     assert full.prompt_tokens > 0 and full.cost_usd == pytest.approx(full.prompt_tokens * 0.15e-6 + 60 * 1e-3)
     assert moved.cost_usd is not None and moved.cost_usd < 0.5 * full.cost_usd  # moving to the cheap phone paid
+
+
+def _post(url: str, body: dict[str, object], key: str) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.slow
+def test_a_warmed_endpoint_resumes_with_the_same_tokens_prefilling_only_the_rest(
+    hybrid: Hybrid,
+    server: ServiceProcess,  # noqa: F811
+) -> None:
+    """``POST /v1/prefill`` on the phone and on the cloud (what a warm's rounds call), then the answer
+    resumed there: the same greedy tokens, and the phone reports the warmed context as reused."""
+    cluster, phone = hybrid
+    full = _answer(cluster.url, cluster.api_key, BODY, "cloud:gpu").ids
+    k = len(full) // 2
+    context = {"model": MODEL, "messages": BODY["messages"], "resume_tokens": full[:k]}
+    first, second = (_post(server.url + "/v1/prefill", context, KEY) for _ in range(2))
+    assert first[0] == 200 and second[0] == 200, (first, second)
+    n = int(first[1]["prompt_tokens"])  # type: ignore[call-overload]
+    assert n > k and second[1]["prompt_tokens"] == n and int(second[1]["cached_tokens"]) > 0  # type: ignore[call-overload]
+    status, bad = _post(server.url + "/v1/prefill", {**context, "model": "nope"}, KEY)
+    assert status == 404 and bad["error"]["param"] == "model"  # type: ignore[index]
+    status, bad = _post(server.url + "/v1/prefill", {"model": MODEL}, KEY)
+    assert status == 400 and "prompt" in json.dumps(bad)
+    device = BlockingClient(phone.url, key=ClusterKey(cluster.secret.encode()))
+    warmed = device.prefill(PrefillRequest.model_validate(context))
+    assert warmed.prompt_tokens == n and warmed.cached_tokens < k  # a fresh context (its first tokens may match)
+    rest = {**BODY, "resume_tokens": full[:k], "max_tokens": 60 - k}
+    for pin in ("device:phone-1", "cloud:gpu"):
+        assert _answer(cluster.url, cluster.api_key, rest, pin).ids == full[k:], pin
+    reused = re.search(
+        r'edgeweave_coordinator_cached_tokens_total\{endpoint="device:phone-1"\} (\S+)', _metrics(cluster)
+    )
+    assert reused is not None and float(reused.group(1)) >= n - 1  # all but (at most) the last context token

@@ -166,3 +166,50 @@ def test_prompt_size_learns_characters_per_token() -> None:
     assert sizes.estimate(400) == 100  # the prior: 4 characters a token
     sizes.observe(300, 100)
     assert sizes.estimate(300) == 100 and sizes.estimate(1) == 1
+
+
+def test_a_warm_is_charged_as_a_prefill_and_the_target_only_for_what_it_lacked() -> None:
+    spend = Spend.empty()
+    spend.offer(100)
+    assert spend.charge_warm(COSTS, "device", 120) == pytest.approx(120 * 1e-6)
+    assert spend.charge(COSTS, "device", 100, 60, resumed=40, cached=130) == pytest.approx((10 + 60) * 1e-6)
+    assert spend.usd["device"] == pytest.approx(190e-6) and spend.prompt_tokens["device"] == 100  # prompt once
+
+
+def test_a_warm_trailing_the_answer_catches_up_geometrically() -> None:
+    policy = MigrationPolicy(COSTS, reading_tok_s=5.0)
+    line = DeviceTTFT(0.03, 0.011)  # a CPU phone's prefill: 90 tokens/s against the cloud's 48
+    # each round takes line(lag); the source makes 48 tok/s meanwhile: the lag shrinks by about 0.53 a round
+    f = policy.forecast(1000, 4, 48.0, line, line.per_token_s)
+    rp = 48 * 0.011
+    lag_star = 48 * 0.03 / (1 - rp)  # the fixed point, about 3 tokens
+    # it stops once a round would gain under a token: rp * ((1 - rp) * lag - r * intercept) < 1
+    assert lag_star < f.lag < lag_star + 1 / (rp * (1 - rp))
+    assert policy.caught_up(f.lag, 48.0, line, line.per_token_s)
+    assert f.warmed + f.lag == pytest.approx(1000 + f.at_token)  # the rounds cover prompt + tokens sent
+    slow = DeviceTTFT(0.03, 0.05)  # 20 tokens/s: never catches up, so a round never shortens the gap
+    assert policy.caught_up(1000, 48.0, slow, slow.per_token_s)
+    assert policy.forecast(1000, 4, 48.0, slow, slow.per_token_s).warmed == 0
+
+
+def test_the_policy_warms_when_the_expected_move_pays_and_a_move_waits_for_it() -> None:
+    fast = _policy(reading_tok_s=5.0, device_prefill_tok_s=1000.0)  # device 1e-6 $/token at 0.05 J/token
+    fast.plan("m", 100, {"device", "cloud"})
+    for _ in range(10):
+        fast.observe_answer("m", 300)
+    energy = DeviceEnergy(0.05, 0.05)
+    args = ("m", "cloud", 100, 4, 0.08, 1000, 20.0, energy)  # 4 tokens in 0.08 s: 37.5 tok/s measured
+    assert fast.should_warm(*args)
+    assert not fast.should_warm("m", "cloud", 100, 5, 0.1, 1000, 20.0, energy)  # decided once, at token 4
+    assert not fast.should_warm("m", "device", 100, 4, 0.08, 1000, 1e9, energy)  # the cloud costs more
+    assert not DiscoPolicy(fast.cfg, warm=False).should_warm(*args)
+    short = _policy(reading_tok_s=5.0, device_prefill_tok_s=1000.0)
+    short.plan("m", 100, {"device", "cloud"})
+    for _ in range(10):
+        short.observe_answer("m", 6)  # answers end before a warm could pay back
+    assert not short.should_warm(*args)
+    # a move waits while the warm's rounds would still shorten its gap, and goes once they would not
+    moving = ("m", "cloud", 100, 40, 1.0, 1000, 20.0, energy)
+    assert fast.should_migrate(*moving)  # no warm: move now, prefilling all 140 tokens
+    assert not fast.should_migrate(*moving, cached=100, warming=True)  # 40 tokens behind: wait a round
+    assert fast.should_migrate(*moving, cached=139, warming=True)

@@ -72,3 +72,22 @@ def test_a_reader_stalls_only_when_tokens_come_later_than_it_reads() -> None:
     # first token read at 0.0; the next delivered at 0.2 (due 0.2), then at 1.2 (due 0.4: 0.8 s of
     # waiting), then at 1.3 (due 1.4: on time)
     assert reader_stall(0.0, [0.2, 1.0, 0.1], reading_tok_s=5.0) == pytest.approx(0.8)
+
+
+def test_a_warmed_device_takes_a_long_prompt_over_with_a_short_gap() -> None:
+    """A 1,000-token prompt: moved without a warm, the device prefills it all (about 1.1 s, some 55 cloud
+    tokens); warmed from token 4 in rounds (1.1 s, then the ~55 tokens sent meanwhile, ...), the move
+    waits until a round would gain under a token and then prefills only a few."""
+    reqs = [(1000, 400)] * 11
+    LONG = replace(PROF, context=2000)  # noqa: N806
+    cold, warm = (DiscoPolicy(DiscoConfig(**PRICES, device_prefill_tok_s=1000.0), w) for w in (False, True))  # type: ignore[arg-type]
+    c = simulate(cold, Only("cloud"), reqs, LONG)[10]
+    w = simulate(warm, Only("cloud"), reqs, LONG)[10]
+    assert c.migrated and not c.warmed and c.delayed_tokens >= 50
+    assert w.migrated and w.warmed and 1 <= w.delayed_tokens <= 8
+    assert len(w.gaps_s) == len(c.gaps_s) == 399 and w.reader_stall_s == 0.0  # every token once, none waited for
+    moved_at = max(range(399), key=lambda i: w.gaps_s[i])
+    assert moved_at > 50  # the warm's first round (1.1 s, 55 tokens) had to finish first
+    # every leg and warm round went through the policy's ledger
+    assert sum(warm.spend.usd.values()) == pytest.approx(sum(a.cost_usd for a in simulate(
+        DiscoPolicy(DiscoConfig(**PRICES, device_prefill_tok_s=1000.0)), Only("cloud"), reqs, LONG)))  # type: ignore[arg-type]  # fmt: skip

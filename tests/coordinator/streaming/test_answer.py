@@ -17,11 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator.streaming.answer import LiveAnswer, live_answer
-from coordinator.streaming.controller import Move, Opening, Outcome, Progress
+from coordinator.streaming.controller import Move, Opening, Outcome, Progress, Warm
 from coordinator.streaming.routes import EndpointFailed, Job, Route
 from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.serving.openai_serving import Delta
+from edgeweave.wire.protocol import PrefillResult
 
 N = 12  # tokens of the one true generation
 TRUE = list(range(100, 100 + N))
@@ -294,3 +295,69 @@ def test_no_interleaving_loses_or_repeats_a_token(
         assert ctl.outcome.completion_tokens == (N if finished else 0)
         assert ctl.outcome.endpoint is not None or not got
         check_ledger(eps.opened, ctl.outcome, got)
+
+
+@dataclass
+class Prefills:
+    """A fake ``POST /v1/prefill``: records each round's context, reports what an exact prompt cache would."""
+
+    contexts: list[tuple[str, int]] = field(default_factory=list)
+    held: dict[str, int] = field(default_factory=dict)
+
+    async def __call__(self, j: Job) -> PrefillResult:
+        assert j.pin is not None and list(j.resume_tokens) == TRUE[: len(j.resume_tokens)]
+        n = 1 + len(j.resume_tokens)  # the fake prompt is one token
+        cached = min(self.held.get(j.pin, 0), n)
+        self.held[j.pin] = n
+        self.contexts.append((j.pin, n))
+        await asyncio.sleep(0)
+        return PrefillResult(model=j.model, prompt_tokens=n, cached_tokens=cached, prefill_s=0.0, energy_j=0.1)
+
+
+@dataclass
+class Warms(Scripted):
+    """Warms the other endpoint at token 2 and moves there once a warm round covers ``move_when`` tokens."""
+
+    move_when: int = 6
+
+    def decide(self, progress: Progress) -> Move | Warm | None:
+        self.asked.append(progress)
+        there = "cloud:b" if progress.source == "device:a" else "device:a"
+        if progress.sent == 2:
+            return Warm(there)
+        if progress.warm is not None and progress.warm.cached >= self.move_when:
+            return Move(there, "cost", stop_source=True)
+        return None
+
+
+async def test_a_warm_prefills_the_answer_in_rounds_and_the_move_there_prefills_only_the_rest() -> None:
+    # the source waits for each warm round so that the rounds trail it (as a slower target does)
+    eps = Endpoints({"device:a": [Behaviour(token_s=0.002)], "cloud:b": []})
+    prefills = Prefills()
+    ctl = Warms()
+    async with live_answer(job(), eps.open, ctl, prefills) as answer:
+        got = await read(answer)
+    assert [d.token_id for d in got] == TRUE  # no token lost or repeated
+    assert ctl.outcome is not None
+    rounds = ctl.outcome.warms
+    assert [c for _, c in prefills.contexts] == sorted({c for _, c in prefills.contexts})  # each round grew
+    assert rounds[0].context_tokens == 3 and rounds[0].prefilled == 3  # prompt + the 2 tokens sent
+    assert all(r.endpoint == "cloud:b" for r in rounds)
+    assert sum(r.prefilled for r in rounds) == rounds[-1].context_tokens  # nothing evaluated twice
+    (m,) = ctl.outcome.migrations
+    target = ctl.outcome.shares[-1]
+    assert m.target == "cloud:b" and target.resumed == m.at_token
+    assert target.cached == rounds[-1].context_tokens >= 6  # what the warm left there
+    warmed = [p.warm for p in ctl.asked if p.warm is not None]
+    assert warmed and all(w.endpoint == "cloud:b" for w in warmed)
+
+
+async def test_a_failed_warm_round_ends_the_warm_and_leaves_the_answer_alone() -> None:
+    async def refuse(j: Job) -> PrefillResult:
+        raise EndpointFailed("no /v1/prefill here")
+
+    eps = Endpoints({"device:a": [], "cloud:b": []})
+    ctl = Warms()
+    async with live_answer(job(), eps.open, ctl, refuse) as answer:
+        assert [d.token_id for d in await read(answer)] == TRUE
+    assert ctl.outcome is not None and ctl.outcome.warms == () and ctl.outcome.migrations == ()
