@@ -47,17 +47,17 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, H, T, D]; cos/sin: [T, D]."""
+    """Rotate ``x``'s last dim D by cos/sin tables that broadcast over its other dims
+    (x [B, T, H, D] with cos/sin [T, 1, D] or [B, T, 1, D]; the engine's x [H, T, D] with [T, D])."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
     return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Grouped-query attention. q: [B, T, Hq, D]; k, v: [B, S, Hkv, D]; ``mask``: boolean,
-    broadcastable to [B, Hq, T, S] (None: causal, S == T) -> [B, T, Hq, D]."""
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, rep: int) -> torch.Tensor:
+    """Grouped-query attention, ``rep`` = Hq / Hkv. q: [B, T, Hq, D]; k, v: [B, S, Hkv, D];
+    ``mask``: boolean, broadcastable to [B, Hq, T, S] (None: causal, S == T) -> [B, T, Hq, D]."""
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-    rep = q.shape[1] // k.shape[1]
     if rep > 1:
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
@@ -95,7 +95,8 @@ class KVCache(nn.Module):
         # keys past the furthest position written are masked for every row: leave them out
         n_keys = int(pos.max()) + 1
         mask = torch.arange(n_keys, device=q.device) <= pos.unsqueeze(-1)  # [B, T, S]
-        return attend(q, self.k[rows, :n_keys], self.v[rows, :n_keys], mask.unsqueeze(1))
+        rep = q.shape[2] // k.shape[2]
+        return attend(q, self.k[rows, :n_keys], self.v[rows, :n_keys], mask.unsqueeze(1), rep)
 
 
 class Attention(nn.Module):
@@ -128,7 +129,7 @@ class Attention(nn.Module):
         if self.cache is not None and input_pos is not None:
             out = self.cache(q, k, v, input_pos, slots)
         else:
-            out = attend(q, k, v, None)
+            out = attend(q, k, v, None, self.n_heads // self.n_kv_heads)
         return self.o_proj(out.reshape(b, t, self.n_heads * self.head_dim))
 
 
