@@ -60,10 +60,15 @@ class ExecuTorchBackend(Backend):
 
 
 def load(path: Path, threads: int | None, slots: int = 1) -> ExecuTorchBackend:
-    """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`
-    (XNNPACK sizes its own thread pool)."""
+    """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`.
+    ``threads`` sizes the runtime's thread pool (XNNPACK's and the LLM kernels'; one per
+    process, default: one per core)."""
     if slots != 1:
         raise UsageError("slots", f"the executorch backend holds one sequence per program (asked for {slots})")
+    if threads:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(threads)  # "unsafe" while a method runs; none does yet
     from edgeweave.export.cache import runtime_file
     from edgeweave.models.hf_tokenizer import load_tokenizer
 

@@ -49,9 +49,13 @@ def rope_tables(head_dim: int, max_seq_len: int, theta: float) -> tuple[torch.Te
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate ``x``'s last dim D by cos/sin tables that broadcast over its other dims
     (x [B, T, H, D] with cos/sin [T, 1, D] or [B, T, 1, D]; the engine's x [H, T, D] with [T, D])."""
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """[a, b] -> [-b, a] along the last dim (the pairing RoPE's sin term uses)."""
     half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, rep: int) -> torch.Tensor:
