@@ -1,12 +1,16 @@
 """Device backends benchmark: TTFT, prefill and decode tokens/s, peak memory.
 
 Runs weave-home-device and weave-home-cloud on torch eager, llama.cpp and
-ExecuTorch (XNNPACK), each backend in its own subprocess so peak resident
-memory is that backend's alone, all with the same thread count, the same
-prompts and a fixed number of decoded tokens (end-of-turn ignored).  Also
+ExecuTorch (XNNPACK for the linears, ExecuTorch's KV-cache and SDPA kernels
+for attention), each backend in its own subprocess so peak resident memory is
+that backend's alone, all with the same thread count, the same prompts and a
+fixed number of decoded tokens (end-of-turn ignored).  ``torch-batched`` is
+the torch backend decoding all the prompts at once, one KV-cache slot each
+(``forward_rows``); its decode tokens/s counts every slot's tokens.  Also
 measures each model's exact match on held-out smart-home commands (run on
 llama.cpp for speed; the parity tests show its greedy output equals torch's).
-Prints a table with ratios against torch eager and writes
+Prints a table with ratios against torch eager and llama.cpp (the headline:
+ExecuTorch's decode tokens/s over llama.cpp's on the same model) and writes
 ``benchmarks/results/backends.json`` (flat ``summary``) and ``backends.png``.
 
     python -m benchmarks.backends [--quick]
@@ -27,7 +31,7 @@ from typing import Any
 from benchmarks.results_io import RESULTS, parser, save_result
 
 MODELS = ("weave-home-device", "weave-home-cloud")
-KINDS = ("torch", "llamacpp", "executorch")
+KINDS = ("torch", "llamacpp", "executorch", "torch-batched")
 SYSTEM_PROMPT = (
     "You control a home with rooms kitchen, living room, bedroom, bathroom, office, garage, hallway, dining room, "
     "kids room and basement; lights, thermostats, door locks, blinds, fans and speakers. Answer with tool calls."
@@ -45,15 +49,14 @@ def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int)
     from edgeweave.generation.backend import peak_rss_mb
     from edgeweave.generation.backends import load_backend
     from edgeweave.generation.sampling import SamplingParams
-    from edgeweave.models.tokenizer import ChatMessage
 
+    if kind == "torch-batched":
+        return batched_worker(model, rounds, decode_tokens, threads)
     t0 = time.perf_counter()
     backend = load_backend(kind, model, threads=threads)
     load_s = time.perf_counter() - t0
     params = SamplingParams(max_tokens=decode_tokens, ignore_eos=True)
-    prompts = [
-        backend.tokenizer.render_chat([ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", c)]) for c in COMMANDS
-    ]
+    prompts = _prompts(backend.tokenizer)
     backend.generate(prompts[0], params)  # warm-up
     ttft, prefill, decode = [], [], []
     for _ in range(rounds):
@@ -73,6 +76,53 @@ def worker(kind: str, model: str, rounds: int, decode_tokens: int, threads: int)
         "decode_tok_s": statistics.median(decode),
         "peak_rss_mb": peak_rss_mb(),
         "samples": len(ttft),
+    }
+
+
+def _prompts(tokenizer: Any) -> list[list[int]]:
+    from edgeweave.models.tokenizer import ChatMessage
+
+    return [tokenizer.render_chat([ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", c)]) for c in COMMANDS]
+
+
+def batched_worker(model: str, rounds: int, decode_tokens: int, threads: int) -> dict[str, Any]:
+    """All prompts at once on the torch backend, one slot each: one forward_rows call
+    prefills them, then each step decodes every slot's next (greedy) token in one call."""
+    from device.backends.torch_backend import load
+    from edgeweave.generation.backend import BatchRow, peak_rss_mb
+    from edgeweave.models.registry import resolve_checkpoint
+
+    t0 = time.perf_counter()
+    backend = load(resolve_checkpoint(model), threads, slots=len(COMMANDS))
+    load_s = time.perf_counter() - t0
+    prompts = _prompts(backend.tokenizer)
+
+    def one_round() -> tuple[float, float]:
+        start = time.perf_counter()
+        logits = backend.forward_rows([BatchRow(slot, ids, 0) for slot, ids in enumerate(prompts)])
+        prefill_s = time.perf_counter() - start
+        lengths = [len(ids) for ids in prompts]
+        start = time.perf_counter()
+        for _ in range(decode_tokens - 1):  # the first token comes from the prefill logits
+            rows = [BatchRow(s, [int(row.argmax())], lengths[s]) for s, row in enumerate(logits)]
+            logits = backend.forward_rows(rows)
+            lengths = [n + 1 for n in lengths]
+        return prefill_s, time.perf_counter() - start
+
+    one_round()  # warm-up
+    times = [one_round() for _ in range(rounds)]
+    prefill_s = statistics.median(p for p, _ in times)
+    decode_s = statistics.median(d for _, d in times)
+    return {
+        "backend": "torch-batched",
+        "model": model,
+        "load_s": load_s,
+        "prompt_tokens": statistics.median(len(p) for p in prompts),
+        "ttft_ms": 1000 * prefill_s,  # every slot's first token comes from the one prefill call
+        "prefill_tok_s": sum(len(p) for p in prompts) / prefill_s,
+        "decode_tok_s": len(prompts) * (decode_tokens - 1) / decode_s,
+        "peak_rss_mb": peak_rss_mb(),
+        "samples": rounds,
     }
 
 
@@ -99,13 +149,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     metrics = (("decode_tok_s", "decode tokens/s"), ("ttft_ms", "TTFT (ms)"), ("peak_rss_mb", "peak RSS (MiB)"))
-    width = 0.25
+    width = 0.8 / len(KINDS)
     for ax, (key, label) in zip(axes, metrics, strict=True):
         for i, kind in enumerate(KINDS):
             vals = [next(r[key] for r in rows if r["backend"] == kind and r["model"] == m) for m in MODELS]
-            ax.bar([x + (i - 1) * width for x in range(len(MODELS))], vals, width, label=kind)
+            offset = (i - (len(KINDS) - 1) / 2) * width
+            ax.bar([x + offset for x in range(len(MODELS))], vals, width, label=kind)
         ax.set_xticks(range(len(MODELS)), [m.removeprefix("weave-home-") for m in MODELS])
         ax.set_title(label)
     axes[0].legend()
@@ -148,11 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = {m: exact_match(m, n_eval, args.threads) for m in MODELS}
 
     table = Table(title=f"device backends, {args.threads} threads, {args.decode_tokens} decoded tokens")
-    for col in ("model", "backend", "TTFT ms", "prefill tok/s", "decode tok/s", "peak RSS MiB", "decode vs torch"):
+    columns = ("model", "backend", "TTFT ms", "prefill tok/s", "decode tok/s", "peak RSS MiB")
+    for col in (*columns, "decode vs torch", "decode vs llama.cpp"):
         table.add_column(col, justify="right")
     for r in rows:
         base = next(b for b in rows if b["model"] == r["model"] and b["backend"] == "torch")
+        llama = next(b for b in rows if b["model"] == r["model"] and b["backend"] == "llamacpp")
         r["decode_vs_torch"] = r["decode_tok_s"] / base["decode_tok_s"]
+        r["decode_vs_llamacpp"] = r["decode_tok_s"] / llama["decode_tok_s"]
         r["ttft_vs_torch"] = r["ttft_ms"] / base["ttft_ms"]
         table.add_row(
             r["model"],
@@ -162,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['decode_tok_s']:.0f}",
             f"{r['peak_rss_mb']:.0f}",
             f"{r['decode_vs_torch']:.2f}x",
+            f"{r['decode_vs_llamacpp']:.2f}x",
         )
     console.print(table)
     console.print(", ".join(f"{m}: exact match {a:.3f} (n={n_eval})" for m, a in accuracy.items()))
+    for model in MODELS:
+        ratio = next(r for r in rows if r["model"] == model and r["backend"] == "executorch")["decode_vs_llamacpp"]
+        console.print(f"{model}: ExecuTorch decodes at {ratio:.2f}x llama.cpp's tokens/s")
 
     def pick(model: str, kind: str, key: str) -> float:
         return next(r[key] for r in rows if r["model"] == model and r["backend"] == kind)
@@ -176,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
         "torch_decode_tok_s": pick(dev, "torch", "decode_tok_s"),
         "llamacpp_vs_torch_decode": pick(dev, "llamacpp", "decode_vs_torch"),
         "executorch_vs_torch_decode": pick(dev, "executorch", "decode_vs_torch"),
+        "executorch_vs_llamacpp_decode": pick(dev, "executorch", "decode_vs_llamacpp"),
+        "torch_batched_decode_tok_s": pick(dev, "torch-batched", "decode_tok_s"),
+        "torch_batched_vs_torch_decode": pick(dev, "torch-batched", "decode_vs_torch"),
         "device_model_exact_match": accuracy[MODELS[0]],
         "cloud_model_exact_match": accuracy[MODELS[1]],
     }

@@ -3,6 +3,14 @@
 The program (see :mod:`edgeweave.export.pte_export`) holds its own KV cache;
 prefill writes positions 0..n-1 in one call, each decode step writes one
 position.  ``logits`` prefills a fresh sequence and returns every position.
+ExecuTorch's LLM kernels (``llama::update_cache`` / ``llama::custom_sdpa``,
+which the exported attention runs on) are registered in the runtime before a
+program loads.
+
+One sequence per program (``slots == 1``): ``custom_sdpa`` takes one start
+position for the whole batch, so rows at different positions (what batched
+decoding of independent answers is) cannot share a call, and a second loaded
+method would own a second cache but still run one row per call.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeweave.errors import ModelFileError
+from edgeweave.errors import ModelFileError, UsageError
 from edgeweave.generation.backend import Backend
 from edgeweave.models.tokenizer import ByteTokenizer, Tokenizer
 
@@ -25,9 +33,12 @@ class ExecuTorchBackend(Backend):
         """``tokenizer``: the exported checkpoint's (a .pte carries none); default byte tokenizer."""
         from executorch.runtime import Runtime
 
+        from edgeweave.export.pte_export import register_llm_kernels
+
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(str(path), "no such file")
+        register_llm_kernels()
         try:
             program = Runtime.get().load_program(path)
             self._method = program.load_method("forward")
@@ -48,9 +59,16 @@ class ExecuTorchBackend(Backend):
         return (out if all_logits else out[-1:]).copy()
 
 
-def load(path: Path, threads: int | None) -> ExecuTorchBackend:
-    """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`
-    (XNNPACK sizes its own thread pool)."""
+def load(path: Path, threads: int | None, slots: int = 1) -> ExecuTorchBackend:
+    """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`.
+    ``threads`` sizes the runtime's thread pool (XNNPACK's and the LLM kernels'; one per
+    process, default: one per core)."""
+    if slots != 1:
+        raise UsageError("slots", f"the executorch backend holds one sequence per program (asked for {slots})")
+    if threads:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+        _unsafe_reset_threadpool(threads)  # "unsafe" while a method runs; none does yet
     from edgeweave.export.cache import runtime_file
     from edgeweave.models.hf_tokenizer import load_tokenizer
 

@@ -4,7 +4,8 @@
 runtime file of that kind, else exports the checkpoint once into
 ``$EDGEWEAVE_CACHE`` (default ``~/.cache/edgeweave``) under a key derived from
 the checkpoint's bytes, so a retrained model is re-exported and an unchanged
-one is not.
+one is not; a target whose export format changed carries its format in the
+name (``FORMAT``), so a file exported by an older edgeweave is not reused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from edgeweave.errors import ModelFileError
 
 SUFFIX = {"gguf": ".gguf", "pte": ".pte", "onnx": ".onnx"}
+FORMAT = {"pte": "-sdpa"}  # .pte programs on ExecuTorch's KV-cache and SDPA kernels
 
 
 def cache_root() -> Path:
@@ -34,7 +36,11 @@ def checkpoint_key(directory: Path) -> str:
 
 def cached_export(checkpoint: Path, target: str) -> Path:
     """Where the cache keeps ``checkpoint`` exported to ``target`` (present or not)."""
-    return cache_root() / "exports" / f"{checkpoint.name}-{checkpoint_key(checkpoint)}{SUFFIX[target]}"
+    return (
+        cache_root()
+        / "exports"
+        / f"{checkpoint.name}-{checkpoint_key(checkpoint)}{FORMAT.get(target, '')}{SUFFIX[target]}"
+    )
 
 
 def runtime_file(path: Path, target: str) -> Path:
