@@ -327,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def say(console: Console, line: str) -> None:
+    console.print(line)
+    console.file.flush()  # a run's progress shows as it goes, also when its output is a file
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
     import torch
 
@@ -338,7 +343,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     binary = find_binary()  # before anything runs: a missing peer is a setup step to name at once
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    reqs = workload(args.trace, 48 if args.quick else 160, args.seed)
+    reqs = workload(args.trace, 24 if args.quick else 160, args.seed)
     trace_times = [r.arrival_s for r in reqs]
     with console.status("measuring the engine's full-batch throughput"):
         cap = capacity_tok_s(reqs)
@@ -353,12 +358,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         tokens = sum(len(r.token_times) for r in reqs)
         results[name] = {"throughput_tok_s": tokens / makespan, "makespan_s": makespan, **latencies(reqs)}
         ttfts[name] = [r.token_times[0] - r.arrival_s for r in reqs]
-        console.print(name, {k: round(v, 4) for k, v in results[name].items()})
+        say(console, f"{name}: { ({k: round(v, 4) for k, v in results[name].items()}) }")
     for r, t in zip(reqs, trace_times, strict=True):
         r.arrival_s = t
     context = engine().context_length
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
-        points, full = sweep(reqs, loads, threads, context, binary, Path(tmp), console.print)
+        points, full = sweep(reqs, loads, threads, context, binary, Path(tmp), lambda line: say(console, line))
     c, s = results["continuous"], results["static"]
     summary = {
         **peer_summary(points),

@@ -109,7 +109,9 @@ async def _one(session: aiohttp.ClientSession, url: str, model: str, req: TimedR
 
 
 async def _replay(url: str, model: str, key: str, reqs: Sequence[TimedRequest], timeout_s: float) -> list[Served]:
-    connector = aiohttp.TCPConnector(limit=0)  # one connection per request in flight, as many users would open
+    # a fresh connection per request, as many users would open: a kept-alive one that the server
+    # closed while idle (llama-server's HTTP library does after 5 s) would fail the next request
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     headers = {"Authorization": f"Bearer {key}"}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:

@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeweave.cluster.processes import free_port
+from edgeweave.cluster.processes import _die_with_parent, free_port
 from edgeweave.errors import EdgeweaveError
 
 ENV = "EDGEWEAVE_LLAMA_SERVER"
@@ -93,6 +93,7 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # not left running behind a crashed benchmark
             )
 
     def wait_ready(self, timeout_s: float) -> None:
