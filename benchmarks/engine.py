@@ -254,11 +254,11 @@ def sweep(
             servers = {"engine": ours.url, "llamacpp_server": peer.url}
             warm = [TimedRequest(0.0, tuple(reqs[0].prompt[:8]), 4)]
             burst = timed(reqs, [0.0] * len(reqs))  # the whole trace at once: the top of any load
-            full: dict[str, float] = {}
+            at_once: dict[str, float] = {}
             for name, url in servers.items():
                 replay_http(url, MODEL, KEY, warm)
-                full[name] = replay_http(url, MODEL, KEY, burst).throughput_tok_s
-            ref = max(full.values())
+                at_once[name] = replay_http(url, MODEL, KEY, burst).throughput_tok_s
+            ref = max(at_once.values())
             mean_out = statistics.mean(r.output_tokens for r in reqs)
             trace_times = [r.arrival_s for r in reqs]
             points = []
@@ -274,7 +274,7 @@ def sweep(
                 points.append(SweepPoint(load, rate, got["engine"], got["llamacpp_server"]))
     finally:
         ours.stop()
-    return points, {f"{k}_all_at_once_tok_s": v for k, v in full.items()}
+    return points, {f"{k}_all_at_once_tok_s": v for k, v in at_once.items()}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -367,7 +367,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         r.arrival_s = t
     context = engine().context_length
     with tempfile.TemporaryDirectory(prefix="engine-bench-") as tmp:
-        points, full = sweep(reqs, loads, threads, context, binary, Path(tmp), lambda line: say(console, line))
+        points, at_once = sweep(reqs, loads, threads, context, binary, Path(tmp), lambda line: say(console, line))
     c, s = results["continuous"], results["static"]
     summary = {
         **peer_summary(points),
@@ -382,7 +382,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         "capacity_tok_s": cap,
         "offered_req_s": rate,
         "requests": len(reqs),
-        **full,
+        **at_once,
         "threads": threads,
     }
     sweep_rows = [
