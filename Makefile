@@ -58,7 +58,7 @@ $(LLAMA_SERVER): | $(STAMP)
 	cmake -S $(LLAMA_SERVER_SRC)/llama_cpp_python-$(LLAMA_CPP_PYTHON)/vendor/llama.cpp \
 	  -B $(LLAMA_SERVER_SRC)/cmake $(LLAMA_SERVER_CMAKE)
 	cmake --build $(LLAMA_SERVER_SRC)/cmake --target llama-server
-	install -m 755 $(LLAMA_SERVER_SRC)/cmake/bin/llama-server $@
+	install -D -m 755 $(LLAMA_SERVER_SRC)/cmake/bin/llama-server $@
 
 bench: $(STAMP) $(LLAMA_SERVER)
 	$(PY) -m benchmarks.backends
