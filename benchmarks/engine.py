@@ -13,11 +13,12 @@ OpenAI-compatible server (``edgeweave cloud serve``, FCFS, batch of 16) and llam
 weights), 16 parallel slots (continuous batching), the same compute threads.  Both are driven by
 the same open-loop streaming client (:mod:`benchmarks.http_replay`) with the trace's arrival
 pattern scaled to each load of the sweep; a load is a multiple of the higher of the two servers'
-measured throughput with every request of the window sent at once (each server's capacity on
-this workload), so the top loads saturate both.  The
-headline is taken at **saturation: the lowest load from which neither server's throughput rises
-by 10% or more at the next load** (the highest load if that never happens; ``saturated`` says
-which); the ratios at the highest load are reported beside it.
+measured throughput with every request of the window sent at once (a measure of each one's
+capacity on this workload; on a short window the faster server can exceed it with staggered
+arrivals, which ``saturated`` then shows).  The headline is taken at **saturation: the lowest
+load from which neither server's throughput rises by 10% or more at the next load** (the highest
+load if that never happens; ``saturated`` says which); the ratios at the highest load are
+reported beside it.
 
 **Continuous vs static**, in process at ``--load`` times the engine's own full-batch throughput:
 
@@ -27,6 +28,8 @@ which); the ratios at the highest load are reported beside it.
   batching Orca and vLLM improve on).
 
 Reports throughput (generated tokens / makespan), TTFT and TBT p50/p99.
+
+``--quick``: 24 requests, loads 0.5 / 1.5 / 3 (the full run: 160 requests, loads 0.25 to 3).
 
     python -m benchmarks.engine [--quick] [--trace PATH] [--load X] [--loads X,Y,..] [--threads N]
 
