@@ -65,6 +65,7 @@ class Tempo:
         recompute_every: int = RECOMPUTE_EVERY,
         p: float = WINDOW_P,
         name: str = "tempo",
+        price_prefill: bool = True,
     ) -> None:
         self.name = name
         self.lengths = lengths
@@ -75,6 +76,7 @@ class Tempo:
         self.tau = tau_s
         self.recompute_every = recompute_every
         self.p = p
+        self.price_prefill = price_prefill
         self._prio: dict[str, float] = {}
         self._left: dict[str, int] = {}
         self._chosen: set[str] = set()
@@ -145,10 +147,15 @@ class Tempo:
                     due, banked = self.workflows.stage_deadline(v, now), self.workflows.delivered(v)
                 gain = banked + g + r if last <= due else 0
                 slack = due - last
-            density = gain / ((prefill + r) * tau)
+            work = self._work(v, r) if self.price_prefill else (prefill + r) / self.batch
+            density = gain / (work * tau)
             self._prio[v.id] = density if slack <= horizon else density * horizon / slack
             self._left[v.id] = r
             self._arrival[v.id] = v.arrival_s
+
+    def _work(self, v: SeqView, r: int) -> float:
+        left = max(v.context_tokens - v.computed_tokens - 1, 0)
+        return left / self.token_budget + r / self.batch
 
     def _window(self, seqs: Sequence[SeqView]) -> set[str]:
         """The windowed batch rule: within ``p`` of the B-th best, by length, the best window of B."""
