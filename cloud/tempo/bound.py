@@ -11,7 +11,8 @@ proven bound instead, the optimum of a relaxation of the engine:
   the iteration took.  A request of ``P`` prompt and ``n`` answer tokens runs in at least
   ``ceil(P / T) + n - 1`` iterations (its first token comes with its last prefill chunk, at
   most ``T`` tokens an iteration), computes ``P + n - 1`` tokens and reads
-  ``(n - 1) * P + (n - 1)(n - 2) / 2`` cached keys in its decodes: :func:`min_work_s`.
+  ``(n - 1) * P + (n - 1)(n - 2) / 2`` cached keys in its decodes (its prefill chunks after the
+  first read keys too, charged nothing here: the chunking is the scheduler's): :func:`min_work_s`.
   Preemption (recompute) only adds work.
 - **jobs**: a deadline request is a job from its arrival to its deadline; an agent workflow is
   one job (all its calls' work) from its first call's arrival to its deadline; a latency request

@@ -65,7 +65,6 @@ class Tempo:
         recompute_every: int = RECOMPUTE_EVERY,
         p: float = WINDOW_P,
         name: str = "tempo",
-        price_prefill: bool = True,
     ) -> None:
         self.name = name
         self.lengths = lengths
@@ -76,13 +75,16 @@ class Tempo:
         self.tau = tau_s
         self.recompute_every = recompute_every
         self.p = p
-        self.price_prefill = price_prefill
         self._prio: dict[str, float] = {}
         self._left: dict[str, int] = {}
+        self._work: dict[str, float] = {}
         self._chosen: set[str] = set()
         self._order: list[str] = []  # every scored sequence, most urgent first
         self._arrival: dict[str, float] = {}
-        self._calls = 0
+        self.recomputed = False  # whether the latest call recomputed every priority
+        self._since = recompute_every  # iterations since the last full recompute (first call: now)
+        self._recomputed_at = -math.inf
+        self._tightest_ttft = math.inf  # the tightest TTFT SLO among the latency requests seen
         self._last_now: float | None = None
 
     # --- the Policy interface -------------------------------------------------------
@@ -90,8 +92,10 @@ class Tempo:
         self._clock(now)
         self.workflows.observe(seqs, now)
         by_id = {v.id: v for v in seqs}
-        if self._calls % self.recompute_every == 0:
-            self._prio, self._left, self._arrival = {}, {}, {}
+        self.recomputed = self._since >= self.recompute_every or now - self._recomputed_at >= self._horizon()
+        if self.recomputed:
+            self._since, self._recomputed_at = 0, now
+            self._prio, self._left, self._work, self._arrival = {}, {}, {}, {}
             self._score(seqs, now)
             self._chosen = self._window(seqs)
             self._order = sorted(by_id, key=self._sort_key)
@@ -101,11 +105,12 @@ class Tempo:
                 self._score(new, now)
                 merged = heapq.merge(self._order, sorted((v.id for v in new), key=self._sort_key), key=self._sort_key)
                 self._order = list(merged)
-        self._calls += 1
+        self._since += 1
         if len(self._order) > 2 * len(seqs) + 1024:  # forget finished sequences
             self._order = [i for i in self._order if i in by_id]
             self._prio = {i: self._prio[i] for i in self._order}
             self._left = {i: self._left[i] for i in self._order}
+            self._work = {i: self._work[i] for i in self._order}
             self._arrival = {i: self._arrival[i] for i in self._order}
         return [by_id[i] for i in self._order if i in by_id]
 
@@ -114,10 +119,10 @@ class Tempo:
 
     def may_preempt(self, victim: SeqView, for_seq: SeqView, now: float) -> bool:
         """Only if the newcomer's gain density beats the victim's once the victim pays the
-        stall of recomputing its context."""
-        left = self._left.get(victim.id, 1)
-        stall = math.ceil(victim.computed_tokens / self.token_budget)
-        return self._prio.get(for_seq.id, 0.0) > self._prio.get(victim.id, 0.0) * (left + stall) / left
+        work of recomputing its context (its density falls by that much)."""
+        work = self._work.get(victim.id, 1.0 / self.batch)
+        stall = victim.computed_tokens / self.token_budget
+        return self._prio.get(for_seq.id, 0.0) > self._prio.get(victim.id, 0.0) * (work + stall) / work
 
     # --- estimates ---------------------------------------------------------------------
     def _clock(self, now: float) -> None:
@@ -126,10 +131,16 @@ class Tempo:
             self.tau += TAU_SMOOTHING * (now - self._last_now - self.tau)
         self._last_now = now
 
+    def _horizon(self) -> float:
+        """Time to the next full recompute: ``recompute_every`` iterations, but no more than half
+        the tightest TTFT SLO (iterations that carry long prefills are long; a first token
+        must not come due between two looks)."""
+        return min(self.recompute_every * self.tau, self._tightest_ttft / 2)
+
     def _score(self, seqs: Sequence[SeqView], now: float) -> None:
         if not seqs:
             return
-        tau, horizon = self.tau, self.recompute_every * self.tau
+        tau, horizon = self.tau, self._horizon()
         for v, r in zip(seqs, self.lengths.remaining(seqs), strict=True):
             slo = slo_of(v, self.default_slo)
             g = v.generated_tokens
@@ -137,6 +148,7 @@ class Tempo:
             first = now + (prefill + 1) * tau  # its next token, if it runs from now on
             last = first + (r - 1) * tau
             if isinstance(slo, LatencySLO):
+                self._tightest_ttft = min(self._tightest_ttft, slo.ttft_s)
                 due0 = v.arrival_s + slo.ttft_s
                 gain = on_time(first, tau, g, r, due0, slo.tbt_s)
                 slack = due0 + g * slo.tbt_s - first
@@ -147,15 +159,18 @@ class Tempo:
                     due, banked = self.workflows.stage_deadline(v, now), self.workflows.delivered(v)
                 gain = banked + g + r if last <= due else 0
                 slack = due - last
-            work = self._work(v, r) if self.price_prefill else (prefill + r) / self.batch
+            work = self._work_left(v, r)
             density = gain / (work * tau)
             self._prio[v.id] = density if slack <= horizon else density * horizon / slack
             self._left[v.id] = r
+            self._work[v.id] = work
             self._arrival[v.id] = v.arrival_s
 
-    def _work(self, v: SeqView, r: int) -> float:
-        left = max(v.context_tokens - v.computed_tokens - 1, 0)
-        return left / self.token_budget + r / self.batch
+    def _work_left(self, v: SeqView, r: int) -> float:
+        """The engine time a sequence still needs, in iterations: its prompt not yet computed
+        takes that share of an iteration's token budget, each of its ``r`` decodes one of the
+        batch's ``batch`` seats."""
+        return max(v.context_tokens - v.computed_tokens - 1, 0) / self.token_budget + r / self.batch
 
     def _window(self, seqs: Sequence[SeqView]) -> set[str]:
         """The windowed batch rule: within ``p`` of the B-th best, by length, the best window of B."""

@@ -66,8 +66,39 @@ def test_tempo_preempts_only_when_the_gain_beats_the_stall() -> None:
     tempo.rank([running, chat, doomed], now=0.0)
     assert not tempo.may_preempt(running, doomed, 0.0)  # nothing to gain
     assert tempo.may_preempt(running, chat, 0.0) is (
-        tempo._prio["chat"] > tempo._prio["running"] * (10 + 4) / 10  # 10 left, 50 computed tokens / 16 per step
+        # 10 decodes left (one seat each: batch 1); recomputing 49 cached tokens costs 49/16 iterations
+        tempo._prio["chat"] > tempo._prio["running"] * (10 + 49 / 16) / 10
     )
+
+
+def test_the_gain_density_charges_the_prompt_still_to_prefill() -> None:
+    # two chat requests alike but for the prompt: 300 tokens take 300/512 of an iteration's
+    # budget, 20 tokens 20/512, and each of the 8 decodes one of 16 seats
+    tempo = Tempo(MaxTokens(), batch=16, token_budget=512, tau_s=0.05)
+    slo = LatencySLO(ttft_s=2.0, tbt_s=0.1)
+    short = view("short", slo, max_tokens=8)
+    long = replace(short, id="long", context_tokens=300, prompt_tokens=300)
+    assert [v.id for v in tempo.rank([long, short], now=0.0)] == ["short", "long"]
+    work = {"short": 19 / 512 + 8 / 16, "long": 299 / 512 + 8 / 16}  # its last prompt token samples the first
+    assert tempo._work == pytest.approx(work, rel=1e-12)
+    # the same gain (all 8 on time) and the same slack: the densities stand as the works
+    assert tempo._prio["short"] / tempo._prio["long"] == pytest.approx(work["long"] / work["short"], rel=1e-12)
+    # once the prompt is in the cache only the decodes are left, whatever its length was
+    started = replace(long, state="running", context_tokens=303, computed_tokens=302, generated_tokens=3)
+    tempo.rank([started], now=5.0)
+    assert tempo._work["long"] == pytest.approx(5 / 16, rel=1e-12)
+
+
+def test_priorities_are_recomputed_before_the_tightest_first_token_comes_due() -> None:
+    # slow iterations (long prefills): 50 of them would be 5 s, past a 0.8 s TTFT
+    tempo = Tempo(MaxTokens(), batch=4, token_budget=512, tau_s=0.1)
+    chat = view("chat", LatencySLO(ttft_s=0.8, tbt_s=0.1), max_tokens=8)
+    tempo.rank([chat], now=0.0)
+    assert tempo.recomputed
+    tempo.rank([chat], now=0.1)
+    assert not tempo.recomputed
+    tempo.rank([chat], now=0.45)  # 0.4 s (half the tightest TTFT) since the last look
+    assert tempo.recomputed
 
 
 def test_the_windowed_batch_prefers_similar_lengths_among_near_equal_priorities() -> None:
