@@ -9,14 +9,28 @@ that takes; **priority** is their ratio, the gain density:
 - latency: the remaining tokens that would arrive by their due times
   (``arrival + ttft + i * tbt``) over their generation time;
 - deadline: all its tokens if the bound finishes by the deadline (else 0);
-- compound: the same against its **stage deadline** (the workflow deadline
-  split by the matched stored graph, :mod:`cloud.tempo.workflows`), its gain
-  including the tokens its workflow's earlier calls delivered.
+- compound: its gain includes the tokens its workflow's earlier calls
+  delivered, and is lost only if the bound misses the workflow's deadline;
+  its slack is measured to its **stage deadline** (the workflow deadline split
+  by the matched stored graph, :mod:`cloud.tempo.workflows`), so the stage
+  deadlines pace a workflow without a missed one writing it off.
+
+The time a sequence costs is the engine time it still needs, in iterations
+(:meth:`Tempo._work_left`): the prompt not yet prefilled, as its share of an
+iteration's token budget, plus one of the batch's seats for each token left
+to decode.  (Counting a prefill as one iteration whatever its length, as this
+policy first did, prices a 320-token prompt like an 8-token one, though it
+takes 62% of an iteration's 512-token budget against a decode's 1/512: on
+long-prompt workloads that sold the engine's time too cheaply to long prompts
+and Tempo fell behind EDF.)
 
 Just enough bandwidth: a sequence whose slack (due time minus its finish if
 it ran now) exceeds the horizon to the next decision loses nothing by waiting,
 so its priority is scaled by ``horizon / slack``.  Priorities are recomputed
-every ``recompute_every`` iterations (new arrivals get theirs on arrival); the
+every ``recompute_every`` iterations, or sooner once half the tightest TTFT
+SLO has passed since the last recompute (iterations carrying long prefills
+are slow: 50 of them can outlast a first token's due time); new arrivals get
+theirs on arrival; the
 batch is chosen by the windowed rule: candidates within ``p`` of the B-th
 best priority, sorted by length, and the size-B window of largest total
 priority runs first.  A running sequence is preempted only when the newcomer's
@@ -152,13 +166,14 @@ class Tempo:
                 due0 = v.arrival_s + slo.ttft_s
                 gain = on_time(first, tau, g, r, due0, slo.tbt_s)
                 slack = due0 + g * slo.tbt_s - first
-            else:
-                if isinstance(slo, DeadlineSLO):
-                    due, banked = v.arrival_s + slo.deadline_s, 0
-                else:
-                    due, banked = self.workflows.stage_deadline(v, now), self.workflows.delivered(v)
-                gain = banked + g + r if last <= due else 0
+            elif isinstance(slo, DeadlineSLO):
+                due = v.arrival_s + slo.deadline_s
+                gain = g + r if last <= due else 0
                 slack = due - last
+            else:  # the stage deadline paces the call; only missing the workflow's own voids the gain
+                end = self.workflows.start(v) + slo.deadline_s
+                gain = self.workflows.delivered(v) + g + r if last <= end else 0
+                slack = self.workflows.stage_deadline(v, now) - last
             work = self._work_left(v, r)
             density = gain / (work * tau)
             self._prio[v.id] = density if slack <= horizon else density * horizon / slack
