@@ -65,9 +65,11 @@ def test_the_benchmark_runs_every_policy_and_the_bound_on_a_shape_of_any_csv(tmp
     from cloud.tempo.simulator import EngineShape
     from cloud.tempo.step_time import StepTime
 
-    trace = load_trace(write_csv(tmp_path / "mine.csv", 120))
+    trace = load_trace(write_csv(tmp_path / "mine.csv", 90))
     engine = EngineShape(max_num_seqs=8, max_batched_tokens=256, num_blocks=160, block_size=16)
-    run = run_shape(trace, SHAPES["bimodal"], StepTime(0.004, 50e-6, 400e-6, 5e-9), engine, [3.0], 40, 0, lambda *a: None)
+    run = run_shape(
+        trace, SHAPES["bimodal"], StepTime(0.004, 50e-6, 400e-6, 5e-9), engine, [3.0], 24, 0, lambda *a: None
+    )
     row = run.table[3.0]
     assert set(row) == {*POLICIES, ORACLE}
     assert run.capacity_tok_s > 0
