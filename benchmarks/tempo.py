@@ -182,7 +182,7 @@ def run_shape(
     simulate(at_rate(train[-min(len(train), n_eval) :], seed + 1, 0.7 * capacity), warm, engine, step)
     library = warm.workflows.library
     say(
-        f"[{shape.name}] {shape.doc}: saturated {capacity:.0f} tokens/s, length bound quantile {bound.quantile}"
+        f"shape {shape.name} ({shape.doc}): saturated {capacity:.0f} tokens/s, length bound quantile {bound.quantile}"
         f" coverage {bound.coverage(window):.3f}, workflow graphs {len(library.graphs)}"
     )
     table: dict[float, dict[str, dict]] = {}
