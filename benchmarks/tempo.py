@@ -90,6 +90,17 @@ def measure_steps(train: Sequence[TraceRequest], iterations: int, seed: int) -> 
     return samples[5:]  # the first iterations pay one-time warm-up
 
 
+def given_step_time(text: str) -> StepTime:
+    """``--step-time BASE,TOKEN,SEQ,KEY``: four non-negative seconds."""
+    try:
+        terms = [float(x) for x in text.split(",")]
+    except ValueError:
+        terms = []
+    if len(terms) != 4 or any(not x >= 0 for x in terms):
+        raise UsageError("--step-time", f"{text!r} is not four non-negative numbers BASE,TOKEN,SEQ,KEY")
+    return StepTime(*terms)
+
+
 def engine_shape() -> EngineShape:
     eng = LLMEngine.load(MODEL, OPTIONS)
     return EngineShape(OPTIONS.max_num_seqs, OPTIONS.max_batched_tokens, eng.blocks.num_blocks, OPTIONS.block_size)
@@ -325,6 +336,12 @@ def plot(runs: Sequence[ShapeRun], loads: list[float], step: StepTime, path: str
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__, "fewer requests and loads", trace=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--step-time",
+        metavar="BASE,TOKEN,SEQ,KEY",
+        help="the iteration time model in seconds (fixed + per token + per sequence + per cached key) instead of"
+        " fitting it on the real engine here (a loaded machine's fit is noise); e.g. 4.87e-3,125.5e-6,844e-6,3.1e-9",
+    )
     args = ap.parse_args(argv)
     from rich.console import Console
 
@@ -334,19 +351,25 @@ def main(argv: list[str] | None = None) -> int:
         trace = load_trace(args.trace)
         if len(trace) < MIN_ROWS:
             raise UsageError(args.trace, f"{len(trace)} requests; need at least {MIN_ROWS}")
+        if args.step_time:
+            given_step_time(args.step_time)
     except UsageError as e:
-        console.print(f"[red]--trace {e}[/red]")
+        console.print(f"{e}", markup=False)
         return 2
     n_eval = 300 if args.quick else 1200
     loads = [1.0, 2.0, 3.0] if args.quick else [0.5, 1.0, 1.5, 2.0, 3.0]
     head = trace[: int(len(trace) * 0.4)]
 
-    with console.status("1. timing real engine iterations"):
-        mixed = [r for shape in SHAPES.values() for r in shape.transform(head, args.seed)]
-        samples = measure_steps(mixed, 120 if args.quick else 400, args.seed)
-    step, r2, outliers = fit(samples)
+    if args.step_time:
+        step, r2, outliers, samples = given_step_time(args.step_time), float("nan"), 0, []
+        say(f"iteration time (given) = {step.describe()}")
+    else:
+        with console.status("1. timing real engine iterations"):
+            mixed = [r for shape in SHAPES.values() for r in shape.transform(head, args.seed)]
+            samples = measure_steps(mixed, 120 if args.quick else 400, args.seed)
+        step, r2, outliers = fit(samples)
+        say(f"iteration time = {step.describe()} (R^2 {r2:.3f}, {len(samples)} iterations, {outliers} outliers)")
     engine = engine_shape()
-    say(f"iteration time = {step.describe()} (R^2 {r2:.3f}, {len(samples)} iterations, {outliers} outliers)")
 
     runs: list[ShapeRun] = []
     for shape in SHAPES.values():

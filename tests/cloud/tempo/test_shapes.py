@@ -85,3 +85,5 @@ def test_the_benchmark_refuses_a_bad_trace_with_exit_code_2(tmp_path: Path) -> N
     assert main(["--quick", "--trace", str(bad)]) == 2
     assert main(["--quick", "--trace", str(write_csv(tmp_path / "short.csv", 10))]) == 2
     assert main(["--quick", "--trace", str(tmp_path / "absent.csv")]) == 2
+    assert main(["--quick", "--step-time", "1e-3,2e-6,oops,0"]) == 2
+    assert main(["--quick", "--step-time", "1e-3,-2e-6,1e-4,0"]) == 2
