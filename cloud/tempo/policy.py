@@ -67,6 +67,18 @@ def on_time(first_s: float, tau: float, g: int, r: int, due0_s: float, tbt: floa
     return max(0, hi - g + 1)
 
 
+def _in_time(first_s: float, last_s: float, due_s: float, r: int) -> float:
+    """How likely an all-or-nothing request finishes by ``due_s`` if its ``r`` tokens (an upper
+    bound) come from ``first_s`` to ``last_s``: 1 if the bound fits, else the share of the
+    bound that fits (the bound is a 0.95 quantile: a request it overruns may well be shorter),
+    0 once not even its next token would."""
+    if last_s <= due_s:
+        return 1.0
+    if r <= 1 or due_s < first_s:
+        return 0.0
+    return (1 + (due_s - first_s) / (last_s - first_s) * (r - 1)) / r
+
+
 class Tempo:
     def __init__(
         self,
@@ -168,11 +180,11 @@ class Tempo:
                 slack = due0 + g * slo.tbt_s - first
             elif isinstance(slo, DeadlineSLO):
                 due = v.arrival_s + slo.deadline_s
-                gain = g + r if last <= due else 0
+                gain = (g + r) * _in_time(first, last, due, r)
                 slack = due - last
             else:  # the stage deadline paces the call; only missing the workflow's own voids the gain
                 end = self.workflows.start(v) + slo.deadline_s
-                gain = self.workflows.delivered(v) + g + r if last <= end else 0
+                gain = (self.workflows.delivered(v) + g + r) * _in_time(first, last, end, r)
                 slack = self.workflows.stage_deadline(v, now) - last
             work = self._work_left(v, r)
             density = gain / (work * tau)
