@@ -67,7 +67,7 @@ def on_time(first_s: float, tau: float, g: int, r: int, due0_s: float, tbt: floa
     return max(0, hi - g + 1)
 
 
-def _in_time(first_s: float, last_s: float, due_s: float, r: int) -> float:
+def in_time(first_s: float, last_s: float, due_s: float, r: int) -> float:
     """How likely an all-or-nothing request finishes by ``due_s`` if its ``r`` tokens (an upper
     bound) come from ``first_s`` to ``last_s``: 1 if the bound fits, else the share of the
     bound that fits (the bound is a 0.95 quantile: a request it overruns may well be shorter),
@@ -180,11 +180,11 @@ class Tempo:
                 slack = due0 + g * slo.tbt_s - first
             elif isinstance(slo, DeadlineSLO):
                 due = v.arrival_s + slo.deadline_s
-                gain = (g + r) * _in_time(first, last, due, r)
+                gain = (g + r) * in_time(first, last, due, r)
                 slack = due - last
             else:  # the stage deadline paces the call; only missing the workflow's own voids the gain
                 end = self.workflows.start(v) + slo.deadline_s
-                gain = (self.workflows.delivered(v) + g + r) * _in_time(first, last, end, r)
+                gain = (self.workflows.delivered(v) + g + r) * in_time(first, last, end, r)
                 slack = self.workflows.stage_deadline(v, now) - last
             work = self._work_left(v, r)
             density = gain / (work * tau)
