@@ -9,14 +9,28 @@ that takes; **priority** is their ratio, the gain density:
 - latency: the remaining tokens that would arrive by their due times
   (``arrival + ttft + i * tbt``) over their generation time;
 - deadline: all its tokens if the bound finishes by the deadline (else 0);
-- compound: the same against its **stage deadline** (the workflow deadline
-  split by the matched stored graph, :mod:`cloud.tempo.workflows`), its gain
-  including the tokens its workflow's earlier calls delivered.
+- compound: its gain includes the tokens its workflow's earlier calls
+  delivered, and is lost only if the bound misses the workflow's deadline;
+  its slack is measured to its **stage deadline** (the workflow deadline split
+  by the matched stored graph, :mod:`cloud.tempo.workflows`), so the stage
+  deadlines pace a workflow without a missed one writing it off.
+
+The time a sequence costs is the engine time it still needs, in iterations
+(:meth:`Tempo._work_left`): the prompt not yet prefilled, as its share of an
+iteration's token budget, plus one of the batch's seats for each token left
+to decode.  (Counting a prefill as one iteration whatever its length, as this
+policy first did, prices a 320-token prompt like an 8-token one, though it
+takes 62% of an iteration's 512-token budget against a decode's 1/512: on
+long-prompt workloads that sold the engine's time too cheaply to long prompts
+and Tempo fell behind EDF.)
 
 Just enough bandwidth: a sequence whose slack (due time minus its finish if
 it ran now) exceeds the horizon to the next decision loses nothing by waiting,
 so its priority is scaled by ``horizon / slack``.  Priorities are recomputed
-every ``recompute_every`` iterations (new arrivals get theirs on arrival); the
+every ``recompute_every`` iterations, or sooner once half the tightest TTFT
+SLO has passed since the last recompute (iterations carrying long prefills
+are slow: 50 of them can outlast a first token's due time); new arrivals get
+theirs on arrival; the
 batch is chosen by the windowed rule: candidates within ``p`` of the B-th
 best priority, sorted by length, and the size-B window of largest total
 priority runs first.  A running sequence is preempted only when the newcomer's
@@ -53,6 +67,18 @@ def on_time(first_s: float, tau: float, g: int, r: int, due0_s: float, tbt: floa
     return max(0, hi - g + 1)
 
 
+def in_time(first_s: float, last_s: float, due_s: float, r: int) -> float:
+    """How likely an all-or-nothing request finishes by ``due_s`` if its ``r`` tokens (an upper
+    bound) come from ``first_s`` to ``last_s``: 1 if the bound fits, else the share of the
+    bound that fits (the bound is a 0.95 quantile: a request it overruns may well be shorter),
+    0 once not even its next token would."""
+    if last_s <= due_s:
+        return 1.0
+    if r <= 1 or due_s < first_s:
+        return 0.0
+    return (1 + (due_s - first_s) / (last_s - first_s) * (r - 1)) / r
+
+
 class Tempo:
     def __init__(
         self,
@@ -77,10 +103,14 @@ class Tempo:
         self.p = p
         self._prio: dict[str, float] = {}
         self._left: dict[str, int] = {}
+        self._work: dict[str, float] = {}
         self._chosen: set[str] = set()
         self._order: list[str] = []  # every scored sequence, most urgent first
         self._arrival: dict[str, float] = {}
-        self._calls = 0
+        self.recomputed = False  # whether the latest call recomputed every priority
+        self._since = recompute_every  # iterations since the last full recompute (first call: now)
+        self._recomputed_at = -math.inf
+        self._tightest_ttft = math.inf  # the tightest TTFT SLO among the latency requests seen
         self._last_now: float | None = None
 
     # --- the Policy interface -------------------------------------------------------
@@ -88,8 +118,10 @@ class Tempo:
         self._clock(now)
         self.workflows.observe(seqs, now)
         by_id = {v.id: v for v in seqs}
-        if self._calls % self.recompute_every == 0:
-            self._prio, self._left, self._arrival = {}, {}, {}
+        self.recomputed = self._since >= self.recompute_every or now - self._recomputed_at >= self._horizon()
+        if self.recomputed:
+            self._since, self._recomputed_at = 0, now
+            self._prio, self._left, self._work, self._arrival = {}, {}, {}, {}
             self._score(seqs, now)
             self._chosen = self._window(seqs)
             self._order = sorted(by_id, key=self._sort_key)
@@ -99,11 +131,12 @@ class Tempo:
                 self._score(new, now)
                 merged = heapq.merge(self._order, sorted((v.id for v in new), key=self._sort_key), key=self._sort_key)
                 self._order = list(merged)
-        self._calls += 1
+        self._since += 1
         if len(self._order) > 2 * len(seqs) + 1024:  # forget finished sequences
             self._order = [i for i in self._order if i in by_id]
             self._prio = {i: self._prio[i] for i in self._order}
             self._left = {i: self._left[i] for i in self._order}
+            self._work = {i: self._work[i] for i in self._order}
             self._arrival = {i: self._arrival[i] for i in self._order}
         return [by_id[i] for i in self._order if i in by_id]
 
@@ -112,10 +145,10 @@ class Tempo:
 
     def may_preempt(self, victim: SeqView, for_seq: SeqView, now: float) -> bool:
         """Only if the newcomer's gain density beats the victim's once the victim pays the
-        stall of recomputing its context."""
-        left = self._left.get(victim.id, 1)
-        stall = math.ceil(victim.computed_tokens / self.token_budget)
-        return self._prio.get(for_seq.id, 0.0) > self._prio.get(victim.id, 0.0) * (left + stall) / left
+        work of recomputing its context (its density falls by that much)."""
+        work = self._work.get(victim.id, 1.0 / self.batch)
+        stall = victim.computed_tokens / self.token_budget
+        return self._prio.get(for_seq.id, 0.0) > self._prio.get(victim.id, 0.0) * (work + stall) / work
 
     # --- estimates ---------------------------------------------------------------------
     def _clock(self, now: float) -> None:
@@ -124,10 +157,16 @@ class Tempo:
             self.tau += TAU_SMOOTHING * (now - self._last_now - self.tau)
         self._last_now = now
 
+    def _horizon(self) -> float:
+        """Time to the next full recompute: ``recompute_every`` iterations, but no more than half
+        the tightest TTFT SLO (iterations that carry long prefills are long; a first token
+        must not come due between two looks)."""
+        return min(self.recompute_every * self.tau, self._tightest_ttft / 2)
+
     def _score(self, seqs: Sequence[SeqView], now: float) -> None:
         if not seqs:
             return
-        tau, horizon = self.tau, self.recompute_every * self.tau
+        tau, horizon = self.tau, self._horizon()
         for v, r in zip(seqs, self.lengths.remaining(seqs), strict=True):
             slo = slo_of(v, self.default_slo)
             g = v.generated_tokens
@@ -135,20 +174,30 @@ class Tempo:
             first = now + (prefill + 1) * tau  # its next token, if it runs from now on
             last = first + (r - 1) * tau
             if isinstance(slo, LatencySLO):
+                self._tightest_ttft = min(self._tightest_ttft, slo.ttft_s)
                 due0 = v.arrival_s + slo.ttft_s
                 gain = on_time(first, tau, g, r, due0, slo.tbt_s)
                 slack = due0 + g * slo.tbt_s - first
-            else:
-                if isinstance(slo, DeadlineSLO):
-                    due, banked = v.arrival_s + slo.deadline_s, 0
-                else:
-                    due, banked = self.workflows.stage_deadline(v, now), self.workflows.delivered(v)
-                gain = banked + g + r if last <= due else 0
+            elif isinstance(slo, DeadlineSLO):
+                due = v.arrival_s + slo.deadline_s
+                gain = (g + r) * in_time(first, last, due, r)
                 slack = due - last
-            density = gain / ((prefill + r) * tau)
+            else:  # the stage deadline paces the call; only missing the workflow's own voids the gain
+                end = self.workflows.start(v) + slo.deadline_s
+                gain = (self.workflows.delivered(v) + g + r) * in_time(first, last, end, r)
+                slack = self.workflows.stage_deadline(v, now) - last
+            work = self._work_left(v, r)
+            density = gain / (work * tau)
             self._prio[v.id] = density if slack <= horizon else density * horizon / slack
             self._left[v.id] = r
+            self._work[v.id] = work
             self._arrival[v.id] = v.arrival_s
+
+    def _work_left(self, v: SeqView, r: int) -> float:
+        """The engine time a sequence still needs, in iterations: its prompt not yet computed
+        takes that share of an iteration's token budget, each of its ``r`` decodes one of the
+        batch's ``batch`` seats."""
+        return max(v.context_tokens - v.computed_tokens - 1, 0) / self.token_budget + r / self.batch
 
     def _window(self, seqs: Sequence[SeqView]) -> set[str]:
         """The windowed batch rule: within ``p`` of the B-th best, by length, the best window of B."""

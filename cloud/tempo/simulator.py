@@ -73,6 +73,13 @@ class SimOutcome:
     iterations: int
     preemptions: int
     decision_s: float  # wall time spent in the scheduler (policy included)
+    saturated_tokens: int  # tokens sampled in iterations that filled the sequence cap or the token budget
+    saturated_s: float  # and those iterations' time
+
+    @property
+    def saturated_tok_s(self) -> float:
+        """The engine's throughput while it had more work than one iteration holds."""
+        return self.saturated_tokens / max(self.saturated_s, 1e-9)
 
     @property
     def throughput_tok_s(self) -> float:
@@ -94,7 +101,8 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
     free, now = shape.num_blocks, ready[0][0] if ready else 0.0
     first = last_arrival = now
     iterations = preemptions = tokens = 0
-    decision = 0.0
+    decision = saturated_s = 0.0
+    saturated_tokens = 0
     while ready or live:
         while ready and ready[0][0] <= now:
             t, _, cid = heapq.heappop(ready)
@@ -133,8 +141,11 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
             s.computed += n
             batch_tokens += n
             s.state = "running"
-        now += step_time(batch_tokens, len(plan.run), kv)
+        dt = step_time(batch_tokens, len(plan.run), kv)
+        now += dt
         iterations += 1
+        full = len(plan.run) == shape.max_num_seqs or batch_tokens == shape.max_batched_tokens
+        sampled = tokens
         for sid, _ in plan.run:
             s = live[sid]
             if s.computed < s.context:
@@ -151,4 +162,10 @@ def simulate(calls: Sequence[Call], policy: Policy, shape: EngineShape, step_tim
             for child in releases.finished(sid):
                 heapq.heappush(ready, (now + child.gap_s, order, child.id))
                 order += 1
-    return SimOutcome(policy.name, ledger, ttft, tokens, first, last_arrival, now, iterations, preemptions, decision)
+        if full:
+            saturated_tokens += tokens - sampled
+            saturated_s += dt
+    return SimOutcome(
+        policy.name, ledger, ttft, tokens, first, last_arrival, now, iterations, preemptions, decision,
+        saturated_tokens, saturated_s,
+    )  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 
 from cloud.engine.scheduler import FCFS, SeqView
 from cloud.tempo.baselines import EDF, LAS, SRTF, PriorityClasses
-from cloud.tempo.policy import Tempo, on_time
+from cloud.tempo.policy import Tempo, in_time, on_time
 from cloud.tempo.remaining import MaxTokens, TrueLengths
 from cloud.tempo.simulator import EngineShape, simulate
 from cloud.tempo.step_time import StepSample, StepTime, fit
@@ -46,16 +46,30 @@ def test_tempo_serves_the_urgent_and_the_feasible_first() -> None:
     tempo = Tempo(MaxTokens(), batch=2, token_budget=256, tau_s=0.05)
     seqs = [
         view("relaxed", DeadlineSLO(type="deadline", deadline_s=60.0), max_tokens=20),  # plenty of slack
-        view("doomed", DeadlineSLO(type="deadline", deadline_s=1.0), max_tokens=40),  # 40 * 50 ms > 1 s
+        view("doomed", DeadlineSLO(type="deadline", deadline_s=0.05), max_tokens=40),  # first token at 0.1 s
         view("tight", DeadlineSLO(type="deadline", deadline_s=2.5), max_tokens=40),  # just fits
         view("chat", LatencySLO(ttft_s=0.5, tbt_s=0.1), max_tokens=30),  # its first token is due soon
     ]
     ranked = [v.id for v in tempo.rank(seqs, now=0.0)]
     assert set(ranked[:2]) == {"tight", "chat"}
     assert ranked[-1] == "doomed"  # no gain left: last
+    assert tempo._prio["doomed"] == 0.0
     # a newcomer between recomputes is scored on arrival and slots into the standing order
     late = view("late", DeadlineSLO(type="deadline", deadline_s=3.0), max_tokens=40, arrival=0.05)
     assert [v.id for v in tempo.rank([*seqs, late], now=0.05)].index("late") < ranked.index("relaxed") + 1
+
+
+def test_a_request_its_bound_overruns_keeps_the_share_of_the_bound_that_fits() -> None:
+    # 40 tokens bound, the first at 0.1 s and one every 50 ms: the last at 2.05 s
+    assert in_time(0.1, 2.05, 2.05, 40) == 1.0
+    assert in_time(0.1, 2.05, 1.075, 40) == pytest.approx((1 + 0.5 * 39) / 40, rel=1e-12)  # half-way
+    assert in_time(0.1, 2.05, 0.05, 40) == 0.0  # not even its next token in time
+    tempo = Tempo(MaxTokens(), batch=2, token_budget=256, tau_s=0.05)
+    fits, overruns = (
+        view(k, DeadlineSLO(type="deadline", deadline_s=d), max_tokens=40) for k, d in [("a", 2.2), ("b", 1.5)]
+    )
+    tempo.rank([fits, overruns], now=0.0)
+    assert 0 < tempo._prio["b"] < tempo._prio["a"]
 
 
 def test_tempo_preempts_only_when_the_gain_beats_the_stall() -> None:
@@ -66,8 +80,39 @@ def test_tempo_preempts_only_when_the_gain_beats_the_stall() -> None:
     tempo.rank([running, chat, doomed], now=0.0)
     assert not tempo.may_preempt(running, doomed, 0.0)  # nothing to gain
     assert tempo.may_preempt(running, chat, 0.0) is (
-        tempo._prio["chat"] > tempo._prio["running"] * (10 + 4) / 10  # 10 left, 50 computed tokens / 16 per step
+        # 10 decodes left (one seat each: batch 1); recomputing 49 cached tokens costs 49/16 iterations
+        tempo._prio["chat"] > tempo._prio["running"] * (10 + 49 / 16) / 10
     )
+
+
+def test_the_gain_density_charges_the_prompt_still_to_prefill() -> None:
+    # two chat requests alike but for the prompt: 300 tokens take 300/512 of an iteration's
+    # budget, 20 tokens 20/512, and each of the 8 decodes one of 16 seats
+    tempo = Tempo(MaxTokens(), batch=16, token_budget=512, tau_s=0.05)
+    slo = LatencySLO(ttft_s=2.0, tbt_s=0.1)
+    short = view("short", slo, max_tokens=8)
+    long = replace(short, id="long", context_tokens=300, prompt_tokens=300)
+    assert [v.id for v in tempo.rank([long, short], now=0.0)] == ["short", "long"]
+    work = {"short": 19 / 512 + 8 / 16, "long": 299 / 512 + 8 / 16}  # its last prompt token samples the first
+    assert tempo._work == pytest.approx(work, rel=1e-12)
+    # the same gain (all 8 on time) and the same slack: the densities stand as the works
+    assert tempo._prio["short"] / tempo._prio["long"] == pytest.approx(work["long"] / work["short"], rel=1e-12)
+    # once the prompt is in the cache only the decodes are left, whatever its length was
+    started = replace(long, state="running", context_tokens=303, computed_tokens=302, generated_tokens=3)
+    tempo.rank([started], now=5.0)
+    assert tempo._work["long"] == pytest.approx(5 / 16, rel=1e-12)
+
+
+def test_priorities_are_recomputed_before_the_tightest_first_token_comes_due() -> None:
+    # slow iterations (long prefills): 50 of them would be 5 s, past a 0.8 s TTFT
+    tempo = Tempo(MaxTokens(), batch=4, token_budget=512, tau_s=0.1)
+    chat = view("chat", LatencySLO(ttft_s=0.8, tbt_s=0.1), max_tokens=8)
+    tempo.rank([chat], now=0.0)
+    assert tempo.recomputed
+    tempo.rank([chat], now=0.1)
+    assert not tempo.recomputed
+    tempo.rank([chat], now=0.45)  # 0.4 s (half the tightest TTFT) since the last look
+    assert tempo.recomputed
 
 
 def test_the_windowed_batch_prefers_similar_lengths_among_near_equal_priorities() -> None:
