@@ -22,7 +22,7 @@ BackendKind = Literal["torch", "llamacpp", "executorch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("torch", "llamacpp", "executorch")
 GROUP = "edgeweave.backends"
 
-Loader = Callable[..., Backend]  # (path, threads, slots=1) -> Backend
+Loader = Callable[[Path, int | None, int], Backend]  # (path, threads, slots) -> Backend
 
 
 def _loader(kind: str) -> Loader:
@@ -34,12 +34,10 @@ def _loader(kind: str) -> Loader:
 
 
 def load_backend(kind: str, model: str | Path, threads: int | None = None, slots: int = 1) -> Backend:
-    """``threads``: compute threads for llama.cpp and torch (ExecuTorch's XNNPACK pool sizes itself
-    to the machine's cores); ``slots``: sequences decoded together in one batch (a runtime that
+    """``threads``: compute threads of the runtime (default: its own choice); ``slots``: sequences decoded together in one batch (a runtime that
     cannot batch says so with a :class:`UsageError` naming ``slots``)."""
     from edgeweave.models.registry import resolve_checkpoint
 
     loader = _loader(kind)
     path = resolve_checkpoint(model)
-    # one-slot loads keep the two-argument call, which every loader accepts
-    return loader(path, threads) if slots == 1 else loader(path, threads, slots)
+    return loader(path, threads, slots)
