@@ -453,13 +453,13 @@ def plot(table: dict[str, Any], backend: str, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(__doc__, "fewer trace requests, fewer timing rounds, 40 live requests", trace=True)
+    ap = parser(__doc__, "fewer trace requests, cloud requests and timing rounds, 30 live requests", trace=True)
     args = ap.parse_args(argv)
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    n_sim, rounds, n_live = (1000, 3, 40) if args.quick else (4000, 5, 200)
+    n_sim, rounds, n_live = (600, 3, 30) if args.quick else (4000, 5, 200)
     with console.status("timing the device backends on both tiny models"):
         phones = {kind: phone_profile(kind, rounds) for kind in BACKENDS}
     for p in phones.values():
@@ -469,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{p.energy.joules_per_prefill_token:.3f} / {p.energy.joules_per_token:.3f} J per prefilled / decoded token"
         )
     with console.status("replaying the trace on the cloud engine at 0.9 load"):
-        cloud_ttft, cloud_tbt, engine = cloud_profile(args.trace, 64 if args.quick else 160)
+        cloud_ttft, cloud_tbt, engine = cloud_profile(args.trace, 24 if args.quick else 160)
     console.print(
         f"cloud: TTFT median {1000 * statistics.median(cloud_ttft):.0f} ms, p99 "
         f"{1000 * float(np.percentile(cloud_ttft, 99)):.0f} ms (network included), TBT {1000 * cloud_tbt:.1f} ms"
