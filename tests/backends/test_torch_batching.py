@@ -55,9 +55,9 @@ def test_batched_rows_match_single_sequence_runs(batched: TorchBackend) -> None:
     steps = 12
     tokens, trace = _greedy_rows(batched, prompts, steps)
     for slot, ids in enumerate(prompts):
-        single = [batched.prefill(ids)]  # slot 0, one sequence per call
-        for token in tokens[slot]:
-            single.append(batched.decode(token))
+        single = [batched.forward(ids, 0, all_logits=False)[-1]]  # slot 0, one sequence per call
+        for pos, token in enumerate(tokens[slot], start=len(ids)):
+            single.append(batched.forward([token], pos, all_logits=False)[-1])
         got = np.stack([step[slot] for step in trace])
         diff = float(np.abs(got - np.stack(single)).max())
         assert diff <= TOLERANCE, f"slot {slot}: max |logit diff| {diff}"
