@@ -170,13 +170,11 @@ def _prompt(
     return list(req.prompt), "prompt"
 
 
-async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
-    """Evaluate prompt + ``resume_tokens`` into the prefix cache: the engine runs the context with one
-    token to generate, which is discarded.  ``cached_tokens`` is what the cache held before, counted
-    from the engine's prefix-hit counter over the call (exact when no other request hits the cache
-    meanwhile); the cloud's energy is not modelled (0: it is priced per token)."""
-    if req.model is not None and req.model != state.name:
-        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+def _fitting_prompt(
+    state: CloudState, req: ChatCompletionRequest | CompletionRequest | PrefillRequest
+) -> tuple[list[int], str, int, int]:
+    """The request's prompt ids, the field they came from, the context they take (prompt + resume
+    tokens) and the model's context length; 400 naming the field when they do not fit."""
     prompt, field_name = _prompt(state, req)
     ctx = state.engine.engine.context_length
     used = len(prompt) + len(req.resume_tokens)
@@ -184,6 +182,17 @@ async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
         raise ApiError(
             400, f"{field_name}: {used} tokens do not fit the model's context of {ctx} tokens", param=field_name
         )
+    return prompt, field_name, used, ctx
+
+
+async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
+    """Evaluate prompt + ``resume_tokens`` into the prefix cache: the engine runs the context with one
+    token to generate, which is discarded.  ``cached_tokens`` is what the cache held before, counted
+    from the engine's prefix-hit counter over the call (exact when no other request hits the cache
+    meanwhile); the cloud's energy is not modelled (0: it is priced per token)."""
+    if req.model is not None and req.model != state.name:
+        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+    prompt, _, used, _ = _fitting_prompt(state, req)
     blocks = state.engine.engine.blocks  # its counter is read, never changed, from this thread
     hits = blocks.hits
     started = time.perf_counter()
@@ -207,13 +216,7 @@ async def open_answer(state: CloudState, req: ChatCompletionRequest | Completion
     """Check ``req`` against the model and start it on the engine."""
     if req.model != state.name:
         raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
-    prompt, field_name = _prompt(state, req)
-    ctx = state.engine.engine.context_length
-    used = len(prompt) + len(req.resume_tokens)
-    if used >= ctx:
-        raise ApiError(
-            400, f"{field_name}: {used} tokens do not fit the model's context of {ctx} tokens", param=field_name
-        )
+    prompt, field_name, used, ctx = _fitting_prompt(state, req)
     room = ctx - used
     if req.max_tokens is not None and req.max_tokens > room:
         raise ApiError(
