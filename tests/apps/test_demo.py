@@ -111,6 +111,9 @@ def test_serve_answers_through_the_openai_client(served: Served) -> None:
     assert r.choices[0].message.content == '[{"call":"door.lock","door":"front"}]'
 
 
+# ~50 s: `make test-all`; a pipeline across two daemons and the cloud stays in `make test`
+# (tests/coordinator/circinus/test_executor.py::test_a_pipeline_runs_across_two_daemons_and_the_cloud)
+@pytest.mark.slow
 def test_circinus_plans_and_the_traffic_app_runs_on_the_demo_cluster(served: Served) -> None:
     auth = ("--url", served.url, "--api-key", served.key)
     done = run_cli("circinus", "plan", "apps/traffic/workload.yaml", *auth, timeout=600, COLUMNS="250")
