@@ -17,6 +17,7 @@ from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
+    DirectoryPath,
     Field,
     FilePath,
     SecretStr,
@@ -96,6 +97,13 @@ def _model_exists(v: str) -> str:
     return v
 
 
+class AdapterRef(_Strict):
+    """A LoRA adapter served beside its base model, as the model id ``<base name>:<name>``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")  # the household
+    path: DirectoryPath  # a PEFT adapter directory (adapter_config.json + adapter_model.safetensors)
+
+
 class ModelSpec(_Strict):
     model: str  # a model name (weave-home-device), a checkpoint directory, or a .gguf / .pte file
     backend: BackendKind
@@ -105,6 +113,7 @@ class ModelSpec(_Strict):
     # whole context (memory grows with it) and keeps its own prompt cache
     slots: int = Field(default=1, ge=1, le=64)
     max_queue: int = Field(default=4, ge=0, le=4096)  # requests waiting for a slot beyond the `slots` running
+    adapters: list[AdapterRef] = Field(default_factory=list)  # each also served, as <name>:<adapter>
 
     _exists = field_validator("model")(_model_exists)
 
@@ -230,6 +239,17 @@ class RayOptions(_Strict):
     address: str | None = None  # an existing Ray cluster; None starts a local one
 
 
+class TloraOptions(_Strict):
+    """``[cloud.tlora]``: the fine-tuning API (tLoRA): where jobs keep their checkpoints and
+    adapters, and the workers their groups train on."""
+
+    workdir: Path  # one directory per job: checkpoints, the finished adapter
+    workers: int = Field(default=1, ge=1, le=1024)  # training workers (Ray actors with `ray`)
+    threads_per_worker: int | None = Field(default=None, ge=1, le=256)
+    ray: bool = False  # train each group in a Ray actor (a local Ray unless [cloud.ray] names one)
+    serve_finished: bool = True  # a succeeded job's adapter is served by this engine at once
+
+
 class CloudServerConfig(_Strict):
     """``edgeweave cloud serve``: the engine behind an OpenAI-compatible API."""
 
@@ -244,6 +264,8 @@ class CloudServerConfig(_Strict):
     default_slo: LatencySLO = Field(default_factory=LatencySLO)  # for requests that send no `slo`
     request_log: Path | None = None  # append each finished request (trace CSV columns): Tempo's training data
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
+    adapters: list[AdapterRef] = Field(default_factory=list)  # LoRA adapters served as <name>:<adapter>
+    tlora: TloraOptions | None = None  # [cloud.tlora]: the fine-tuning API; without it, no such routes
 
     _exists = field_validator("model")(_model_exists)
 
