@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 
 from kernels.multi_lora import NO_ADAPTER, LoraWeights, Segments, _out_features, _runs
 
@@ -306,6 +307,7 @@ class _SegmentedLora(torch.autograd.Function):
         return expand(h, b_cat, t, x.shape[0], scale=True)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, a_cat, b_cat, h = ctx.saved_tensors
         t: LoraTables = ctx.tables
@@ -325,6 +327,10 @@ def lora_delta_triton(x: torch.Tensor, segments: Segments, adapters: Sequence[Lo
     """The multi-LoRA delta of ``x [T, in]`` by the fused kernels, differentiable in ``x`` and in
     the A/B of every adapter a non-empty segment uses."""
     out_features = _out_features(segments, adapters, x)
+    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            "lora_delta: impl 'triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is imported"
+        )
     t = LoraTables.build(segments, adapters, x.device)
     if not t.used:
         return x.new_zeros(x.shape[0], out_features)

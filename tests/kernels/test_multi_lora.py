@@ -102,6 +102,18 @@ def test_mixed_ranks_no_adapter_and_empty_segments(impl: str) -> None:
     check(impl, MIXED, adapters(MIXED_RANKS, 24, 40, seed=0), 24)
 
 
+def test_triton_tables_pack_ranks_without_padding() -> None:
+    from kernels.triton_multi_lora import LoraTables
+
+    t = LoraTables.build(MIXED, adapters(MIXED_RANKS, 24, 40, seed=0), torch.device("cpu"))
+    assert t.used == (0, 1, 2) and t.ranks == (4, 8, 64)  # the None slot and the unused adapter are left out
+    assert t.ad_roff.tolist() == [0, 4, 12]  # A_cat [76, in]: each adapter at its own rank
+    kept = [(0, 5, 4), (5, 9, 8), (9, 29, 64), (29, 30, 4), (37, 45, 4)]  # (lo, hi, rank) of non-empty adapted segments
+    assert t.seg_lo.tolist() == [lo for lo, _, _ in kept]
+    assert t.flat == sum((hi - lo) * r for lo, hi, r in kept)  # not rows * r_max
+    assert t.ad_seg[t.ad_ptr[0] : t.ad_ptr[1]].tolist() == [0, 3, 4]  # adapter 0's three segments
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_one_segment(impl: str) -> None:
     check(impl, Segments((0, 13), (1,)), adapters([8, 16], 20, 12, seed=3), 20)
