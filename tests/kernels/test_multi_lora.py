@@ -213,3 +213,10 @@ def test_transformer_mixed_batch_equals_each_sample_with_its_merged_adapter(impl
                 w = weights[p][job]
                 merged.get_submodule(p).weight += w.scaling * w.b @ w.a  # type: ignore[union-attr]
             torch.testing.assert_close(mixed[b], merged(tokens[b : b + 1])[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors without the interpreter")
+def test_triton_on_cpu_without_the_interpreter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="needs CUDA tensors, or TRITON_INTERPRET=1"):
+        lora_delta(torch.randn(4, 8), Segments((0, 4), (0,)), adapters([4], 8, 6, seed=6), "triton")
