@@ -25,6 +25,7 @@ atomic file.
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -115,7 +116,7 @@ class JobState:
             lora = LoraConfig.model_validate(raw["lora"])
             weights = {path: (a, b) for path, (a, b) in raw["weights"].items()}
             job_id, step, optimizer, base_model = raw["job_id"], int(raw["step"]), raw["optimizer"], raw["base_model"]
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             raise ModelFileError(str(file), f"unreadable job checkpoint ({e})") from None
         if job_id != plan.job_id or lora != plan.lora:
             raise ModelFileError(str(file), f"checkpoint of job {job_id!r} ({lora}) does not match plan {plan.job_id!r} ({plan.lora})")
