@@ -119,7 +119,9 @@ class JobState:
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             raise ModelFileError(str(file), f"unreadable job checkpoint ({e})") from None
         if job_id != plan.job_id or lora != plan.lora:
-            raise ModelFileError(str(file), f"checkpoint of job {job_id!r} ({lora}) does not match plan {plan.job_id!r} ({plan.lora})")
+            raise ModelFileError(
+                str(file), f"checkpoint of job {job_id!r} ({lora}) does not match plan {plan.job_id!r} ({plan.lora})"
+            )
         if not 0 <= step <= plan.total_steps:
             raise ModelFileError(str(file), f"checkpoint step {step} outside the plan's [0, {plan.total_steps}]")
         return cls(plan, step, LoraAdapter(lora, base_model, weights), optimizer)
@@ -168,7 +170,9 @@ class GroupTrainer:
             adapter, step = resume.adapter, resume.step
         adapter.check_fits(cfg)
         # parameters in module_paths order (A, B per module): the optimizer state's indices rely on it
-        ordered = LoraAdapter(adapter.config, adapter.base_model, {p: adapter.weights[p] for p in module_paths(cfg, plan.lora)})
+        ordered = LoraAdapter(
+            adapter.config, adapter.base_model, {p: adapter.weights[p] for p in module_paths(cfg, plan.lora)}
+        )
         job = JobAdapter.of(ordered)
         opt = make_optimizer(job.parameters(), plan)
         if resume is not None:

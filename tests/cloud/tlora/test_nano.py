@@ -69,9 +69,7 @@ def test_aimd_compares_time_per_unit_of_work_and_caps() -> None:
     assert aimd.observe(2.0, work=20) == 3
 
 
-@pytest.mark.parametrize(
-    "kw", [{"n": 0}, {"n": 70}, {"tau": 1.0}, {"tau": -0.1}, {"increase": 0}]
-)
+@pytest.mark.parametrize("kw", [{"n": 0}, {"n": 70}, {"tau": 1.0}, {"tau": -0.1}, {"increase": 0}])
 def test_aimd_bad_settings_raise(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="NanoBatchAimd"):
         NanoBatchAimd(**kw)  # type: ignore[arg-type]

@@ -34,23 +34,48 @@ IMPL: Impl = "reference"
 LOSS_RTOL = 1e-4
 
 PLANS = (  # ranks 4/8/16; b adapts MLP layers too; batch sizes, lrs, lengths and seeds differ
-    make_plan("a", lora=LoraConfig(rank=4, alpha=8.0), batch_size=2, learning_rate=4e-3, total_steps=6, seed=1,
-              examples=household_examples(1, 8)),
-    make_plan("b", lora=LoraConfig(rank=8, alpha=16.0, target_modules=("q_proj", "v_proj", "gate_proj", "down_proj")),
-              batch_size=3, learning_rate=3e-3, total_steps=5, warmup_steps=1, seed=2, examples=household_examples(2, 9)),
-    make_plan("c", lora=LoraConfig(rank=16, alpha=32.0, target_modules=("q_proj", "v_proj")), batch_size=1,
-              learning_rate=6e-3, total_steps=7, warmup_steps=0, seed=3, examples=household_examples(3, 5)),
+    make_plan(
+        "a",
+        lora=LoraConfig(rank=4, alpha=8.0),
+        batch_size=2,
+        learning_rate=4e-3,
+        total_steps=6,
+        seed=1,
+        examples=household_examples(1, 8),
+    ),
+    make_plan(
+        "b",
+        lora=LoraConfig(rank=8, alpha=16.0, target_modules=("q_proj", "v_proj", "gate_proj", "down_proj")),
+        batch_size=3,
+        learning_rate=3e-3,
+        total_steps=5,
+        warmup_steps=1,
+        seed=2,
+        examples=household_examples(2, 9),
+    ),
+    make_plan(
+        "c",
+        lora=LoraConfig(rank=16, alpha=32.0, target_modules=("q_proj", "v_proj")),
+        batch_size=1,
+        learning_rate=6e-3,
+        total_steps=7,
+        warmup_steps=0,
+        seed=3,
+        examples=household_examples(3, 5),
+    ),
 )
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def base(one_torch_thread: None) -> Transformer:
+def base(request: pytest.FixtureRequest) -> Transformer:
+    request.getfixturevalue("one_torch_thread")
     return load_base(BASE)
 
 
 @pytest.fixture(scope="module")
-def solo(one_torch_thread: None) -> dict[str, SoloRun]:
+def solo(request: pytest.FixtureRequest) -> dict[str, SoloRun]:
+    request.getfixturevalue("one_torch_thread")
     return {p.job_id: train_alone(BASE, p, impl=IMPL) for p in PLANS}
 
 
@@ -66,7 +91,9 @@ def assert_same_adapter(got: LoraAdapter, want: LoraAdapter, plan: JobPlan) -> N
     for path, (a, b) in want.weights.items():
         torch.testing.assert_close(got.weights[path][0], a, rtol=0, atol=atol)
         torch.testing.assert_close(got.weights[path][1], b, rtol=0, atol=atol)
-        moved = max(moved, (b - init.weights[path][1]).abs().max().item(), (a - init.weights[path][0]).abs().max().item())
+        moved = max(
+            moved, (b - init.weights[path][1]).abs().max().item(), (a - init.weights[path][0]).abs().max().item()
+        )
     assert moved > 10 * atol  # the adapter trained: the comparison is not of two untouched inits
 
 

@@ -28,7 +28,8 @@ TIGHT = {"rtol": 1e-5, "atol": 1e-7}
 
 
 @pytest.fixture(scope="module")
-def base(one_torch_thread: None) -> Transformer:
+def base(request: pytest.FixtureRequest) -> Transformer:
+    request.getfixturevalue("one_torch_thread")
     return load_base(BASE)
 
 
@@ -51,7 +52,9 @@ def test_nano_batches_equal_the_unsplit_step(base: Transformer) -> None:
     for _ in range(2):
         r1, r3 = whole.step(), nano.step(nano_batches=3)
         assert (r1.nano_batches, r3.nano_batches) == (1, 3)
-        assert [(j.job_id, j.samples, j.tokens) for j in r1.losses] == [(j.job_id, j.samples, j.tokens) for j in r3.losses]
+        assert [(j.job_id, j.samples, j.tokens) for j in r1.losses] == [
+            (j.job_id, j.samples, j.tokens) for j in r3.losses
+        ]
         assert [j.loss for j in r3.losses] == pytest.approx([j.loss for j in r1.losses], rel=1e-5)
     for p in PLANS:  # the split changes summation order only: the parity tests' tolerance and reason
         assert whole.state(p.job_id).step == nano.state(p.job_id).step == 2
@@ -96,9 +99,7 @@ def test_padding_width_does_not_change_a_samples_logits(base: Transformer) -> No
     trainer = trainer_of(base, PLANS[0], PLANS[1])
     short, long = PLANS[0].examples[0], max(PLANS[1].examples, key=lambda e: len(e.prompt) + len(e.target))
     tok = ByteTokenizer()
-    adapters = [
-        JobAdapter.of(LoraAdapter.init(base.config, p.lora, BASE, seed=7)) for p in PLANS[:2]
-    ]
+    adapters = [JobAdapter.of(LoraAdapter.init(base.config, p.lora, BASE, seed=7)) for p in PLANS[:2]]
     for ad in adapters:  # non-zero B so the adapters act
         for _, bw in ad.params.values():
             torch.nn.init.normal_(bw, std=0.05)
