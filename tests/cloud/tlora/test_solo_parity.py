@@ -30,7 +30,7 @@ from kernels.multi_lora import Impl
 from tests.cloud.tlora.test_jobs import household_examples, make_plan, one_torch_thread  # noqa: F401 (fixture)
 
 BASE = "weave-home-device"
-IMPL: Impl = "reference"
+IMPL: Impl = "segmented"  # the default: what the runtime trains with
 LOSS_RTOL = 1e-4
 
 PLANS = (  # ranks 4/8/16; b adapts MLP layers too; batch sizes, lrs, lengths and seeds differ
@@ -97,38 +97,39 @@ def assert_same_adapter(got: LoraAdapter, want: LoraAdapter, plan: JobPlan) -> N
     assert moved > 10 * atol  # the adapter trained: the comparison is not of two untouched inits
 
 
-def run_group(base: Transformer, plans: tuple[JobPlan, ...]) -> tuple[dict[str, list[float]], GroupTrainer]:
+@pytest.fixture(scope="module")
+def group(base: Transformer) -> tuple[dict[str, list[float]], dict[str, LoraAdapter]]:
+    """The three jobs trained together: each job's per-step losses and final adapter."""
     trainer = GroupTrainer(copy.deepcopy(base), IMPL)
-    for p in plans:
+    for p in PLANS:
         trainer.add(p)
-    losses: dict[str, list[float]] = {p.job_id: [] for p in plans}
-    while not all(trainer.done(p.job_id) for p in plans):
+    losses: dict[str, list[float]] = {p.job_id: [] for p in PLANS}
+    while not all(trainer.done(p.job_id) for p in PLANS):
         for jl in trainer.step().losses:
             losses[jl.job_id].append(jl.loss)
-    return losses, trainer
+    return losses, {p.job_id: trainer.state(p.job_id).adapter for p in PLANS}
 
 
-def test_group_equals_our_solo_and_peft(base: Transformer, solo: dict[str, SoloRun]) -> None:
-    losses, trainer = run_group(base, PLANS)
+def test_group_equals_our_solo(
+    group: tuple[dict[str, list[float]], dict[str, LoraAdapter]], solo: dict[str, SoloRun]
+) -> None:
+    losses, adapters = group
     for p in PLANS:
         assert len(losses[p.job_id]) == p.total_steps
         assert losses[p.job_id] == pytest.approx(solo[p.job_id].losses, rel=LOSS_RTOL)
-        assert_same_adapter(trainer.state(p.job_id).adapter, solo[p.job_id].adapter, p)
+        assert_same_adapter(adapters[p.job_id], solo[p.job_id].adapter, p)
     assert losses["b"][-1] < losses["b"][0]  # it learns the household's names
-    # PEFT's own solo run of the job adapting attention and MLP layers (the others: slow test
-    # below; importing peft + transformers alone takes ~6 s, so the fast suite runs one)
-    b = PLANS[1]
-    peft_run = train_alone_peft(BASE, b)
-    assert peft_run.losses == pytest.approx(solo["b"].losses, rel=LOSS_RTOL)
-    assert_same_adapter(trainer.state("b").adapter, peft_run.adapter, b)
 
 
+# slow only because importing peft (and transformers with it) alone takes ~6 s of CPU, more than
+# the fast suite's share; the group path it checks is the one the fast test above runs
 @pytest.mark.slow
-@pytest.mark.parametrize("plan", [PLANS[0], PLANS[2]], ids=lambda p: p.job_id)
-def test_other_ranks_equal_peft(plan: JobPlan, solo: dict[str, SoloRun]) -> None:
+@pytest.mark.parametrize("plan", PLANS, ids=lambda p: p.job_id)
+def test_group_equals_peft(plan: JobPlan, group: tuple[dict[str, list[float]], dict[str, LoraAdapter]]) -> None:
+    losses, adapters = group
     peft_run = train_alone_peft(BASE, plan, threads=1)
-    assert peft_run.losses == pytest.approx(solo[plan.job_id].losses, rel=LOSS_RTOL)
-    assert_same_adapter(solo[plan.job_id].adapter, peft_run.adapter, plan)
+    assert peft_run.losses == pytest.approx(losses[plan.job_id], rel=LOSS_RTOL)
+    assert_same_adapter(adapters[plan.job_id], peft_run.adapter, plan)
 
 
 def test_join_and_leave_keep_every_trajectory_solo(base: Transformer, solo: dict[str, SoloRun]) -> None:
