@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import pytest
 
 from cloud.tlora.nano import NanoBatchAimd, lora_cost_factor, split
@@ -21,34 +24,63 @@ def test_cost_factor_is_the_linear_flops_ratio_and_grows_with_rank() -> None:
     assert 1 < costs[0] < costs[1] < costs[2]
 
 
-def test_split_keeps_whole_samples_and_balances_cost() -> None:
-    costs = [9.0, 1.0, 1.0, 4.0, 4.0, 3.0, 2.0, 2.0]  # total 26
-    parts = split(costs, 3)
-    assert sorted(i for p in parts for i in p) == list(range(8))  # every sample once, none cut
-    assert all(list(p) == sorted(p) for p in parts)  # job order kept inside a nano-batch
-    loads = sorted(sum(costs[i] for i in p) for p in parts)
-    assert loads == [8.0, 9.0, 9.0]  # LPT: 9 | 4+3+1+1 | 4+2+2
-    assert split(costs, 3) == parts  # deterministic
+def brute_force_best(lengths: list[int], factors: list[float], n: int) -> float:
+    """The least possible costliest nano-batch over every split of the length-sorted samples into n runs."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    best = float("inf")
+    for cuts in itertools.combinations(range(1, len(order)), n - 1):
+        bounds = (0, *cuts, len(order))
+        runs = [order[a:b] for a, b in itertools.pairwise(bounds)]
+        best = min(best, max(max(lengths[i] for i in r) * sum(factors[i] for i in r) for r in runs))
+    return best
+
+
+def padded_cost(parts: tuple[tuple[int, ...], ...], lengths: list[int], factors: list[float]) -> float:
+    return max(max(lengths[i] for i in p) * sum(factors[i] for i in p) for p in parts)
+
+
+def test_split_keeps_whole_samples_and_minimises_the_costliest_nano_batch() -> None:
+    rng = random.Random(0)
+    for _ in range(20):
+        size = rng.randint(1, 9)
+        lengths = [rng.randint(5, 120) for _ in range(size)]
+        factors = [rng.choice((1.01, 1.1, 1.7)) for _ in range(size)]
+        n = rng.randint(1, 5)
+        parts = split(lengths, factors, n)
+        assert len(parts) == min(n, size)
+        assert sorted(i for p in parts for i in p) == list(range(size))  # every sample once, none cut
+        assert all(p and list(p) == sorted(p) for p in parts)  # job order kept inside a nano-batch
+        assert padded_cost(parts, lengths, factors) == pytest.approx(brute_force_best(lengths, factors, min(n, size)))
+    assert split(lengths, factors, 3) == split(lengths, factors, 3)  # deterministic
+
+
+def test_split_buckets_by_length() -> None:
+    # one mixed batch pads all six to 102 tokens; two nano-batches pad the short ones to 12 only
+    assert split([10, 100, 11, 101, 12, 102], [1.0] * 6, 2) == ((0, 2, 4), (1, 3, 5))
 
 
 def test_split_is_rank_aware() -> None:
-    # one 10-token sample of a rank-64 all-modules job, four 5-token samples of a rank-4 job: by
-    # tokens alone the long sample would share a nano-batch with a short one (10+5 | 5+5+5); by
-    # LoRA-aware cost (x1.73 against x1.01) it is a nano-batch of its own
+    # four equal-length samples, the first of a rank-64 all-modules job: by tokens alone two
+    # and two; by LoRA-aware cost the heavy sample's nano-batch takes fewer samples
     heavy = lora_cost_factor(CFG, LoraConfig(rank=64, alpha=16.0, target_modules=TARGETS))
     light = lora_cost_factor(CFG, LoraConfig(rank=4, alpha=16.0))
-    assert split([10.0, 5.0, 5.0, 5.0, 5.0], 2) == ((0, 3), (1, 2, 4))
-    assert split([10 * heavy] + [5 * light] * 4, 2) == ((0,), (1, 2, 3, 4))
+    assert split([10] * 4, [1.0] * 4, 2) == ((0, 1), (2, 3))
+    assert split([10] * 5, [heavy] + [light] * 4, 2) == ((0, 1), (2, 3, 4))
+    assert split([10] * 4, [3.0, 1.0, 1.0, 1.0], 2) == ((0,), (1, 2, 3))
 
 
 def test_split_edges() -> None:
-    assert split([1.0, 2.0], 5) == ((0,), (1,))  # never an empty nano-batch
-    assert split([], 3) == ()
-    assert split([3.0, 1.0, 2.0], 1) == ((0, 1, 2),)
+    assert split([1, 2], [1.0, 1.0], 5) == ((0,), (1,))  # never an empty nano-batch
+    assert split([], [], 3) == ()
+    assert split([3, 1, 2], [1.0] * 3, 1) == ((0, 1, 2),)
     with pytest.raises(ValueError, match="at least 1"):
-        split([1.0], 0)
-    with pytest.raises(ValueError, match="non-negative"):
-        split([1.0, -2.0], 2)
+        split([1], [1.0], 0)
+    with pytest.raises(ValueError, match="positive"):
+        split([1, 0], [1.0, 1.0], 2)
+    with pytest.raises(ValueError, match="positive"):
+        split([1, 2], [1.0, float("nan")], 2)
+    with pytest.raises(ValueError, match="lengths for"):
+        split([1, 2], [1.0], 2)
 
 
 def test_aimd_adds_when_faster_by_tau_and_halves_otherwise() -> None:
