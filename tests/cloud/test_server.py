@@ -9,7 +9,6 @@ import json
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -17,16 +16,15 @@ import openai
 import pytest
 
 from device.backends.torch_backend import TorchBackend
-from edgeweave.cluster.cluster_files import cloud_toml, write
 from edgeweave.cluster.local_cluster import LocalCluster
-from edgeweave.cluster.processes import ServiceProcess, spawn
+from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.data.traces import load_trace
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage
+from tests.conftest import CLOUD_KEY, CLOUD_MODEL
 
-MODEL = "weave-home-cloud"
-KEY = "cloud-test-key-0123456789"
+MODEL, KEY = CLOUD_MODEL, CLOUD_KEY
 COMMANDS = (
     "dim the kitchen lights to 30%",
     "lock the front door",
@@ -35,21 +33,6 @@ COMMANDS = (
     "close the living room blinds",
     "play jazz in the bedroom",
 )
-
-
-def start(tmp: Path, kv_cache_mb: float) -> ServiceProcess:
-    log = f"request_log = {json.dumps(str(tmp / 'requests.csv'))}\n"
-    path = write(tmp / "cloud.toml", cloud_toml(MODEL, KEY, kv_cache_mb, "max_batched_tokens = 64\n", log))
-    svc = spawn("cloud", ["cloud", "serve", "--config", str(path)], tmp / "cloud.log")
-    svc.wait_ready(120)
-    return svc
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    svc = start(tmp_path_factory.mktemp("cloud"), kv_cache_mb=1.0)  # 8 blocks of 16 tokens: preemption
-    yield svc
-    assert svc.stop() == 0
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +53,9 @@ def client(svc: ServiceProcess) -> openai.AsyncOpenAI:
 
 
 async def test_openai_client_chat_stream_completions_and_models(
-    server: ServiceProcess, reference: dict[str, str]
+    cloud_server: ServiceProcess, reference: dict[str, str]
 ) -> None:
-    c = client(server)
+    c = client(cloud_server)
     models = await c.models.list()
     assert [m.id for m in models.data] == [MODEL]
     msg = [{"role": "user", "content": COMMANDS[0]}]
@@ -91,13 +74,13 @@ async def test_openai_client_chat_stream_completions_and_models(
     assert usage is not None and usage.total_tokens == r.usage.total_tokens
     done = await c.completions.create(model=MODEL, prompt="turn on", max_tokens=5, extra_body={"ignore_eos": True})
     assert done.usage is not None and done.usage.completion_tokens == 5 and done.choices[0].finish_reason == "length"
-    assert metric(server.url, "edgeweave_cloud_ttft_seconds_count") >= 3
+    assert metric(cloud_server.url, "edgeweave_cloud_ttft_seconds_count") >= 3
 
 
 async def test_kv_pressure_preempts_without_corrupting_answers(
-    server: ServiceProcess, reference: dict[str, str]
+    cloud_server: ServiceProcess, reference: dict[str, str]
 ) -> None:
-    c = client(server)
+    c = client(cloud_server)
 
     async def ask(cmd: str) -> str:
         msg = [{"role": "user", "content": cmd}]
@@ -106,11 +89,11 @@ async def test_kv_pressure_preempts_without_corrupting_answers(
 
     answers = await asyncio.gather(*(ask(cmd) for cmd in COMMANDS))
     assert answers == [reference[cmd] for cmd in COMMANDS]
-    assert metric(server.url, "edgeweave_cloud_preemptions") > 0
+    assert metric(cloud_server.url, "edgeweave_cloud_preemptions") > 0
 
 
-async def test_a_client_that_disconnects_frees_its_blocks(server: ServiceProcess) -> None:
-    base = server.url
+async def test_a_client_that_disconnects_frees_its_blocks(cloud_server: ServiceProcess) -> None:
+    base = cloud_server.url
     assert metric(base, "edgeweave_cloud_kv_blocks_used") == 0
     body = {
         "model": MODEL,
@@ -150,46 +133,46 @@ async def test_a_client_that_disconnects_frees_its_blocks(server: ServiceProcess
     ],
 )  # fmt: skip
 async def test_bad_input_names_the_field(
-    server: ServiceProcess, body: dict[str, object], status: int, param: str, says: str
+    cloud_server: ServiceProcess, body: dict[str, object], status: int, param: str, says: str
 ) -> None:
     path = "/v1/completions" if "prompt" in body else "/v1/chat/completions"
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as s:
-        async with s.post(server.url + path, json=body) as resp:
+        async with s.post(cloud_server.url + path, json=body) as resp:
             err = (await resp.json())["error"]
     assert resp.status == status and err["param"] == param and says in err["message"]
 
 
-async def test_slo_requests_are_accounted_as_service_gain(server: ServiceProcess) -> None:
-    c = client(server)
-    before = metric(server.url, 'edgeweave_cloud_slo_judged{type="deadline"}')
+async def test_slo_requests_are_accounted_as_service_gain(cloud_server: ServiceProcess) -> None:
+    c = client(cloud_server)
+    before = metric(cloud_server.url, 'edgeweave_cloud_slo_judged{type="deadline"}')
     slo = {"type": "deadline", "deadline_s": 600}
     r = await c.completions.create(
         model=MODEL, prompt="turn on", max_tokens=4, extra_body={"slo": slo, "ignore_eos": True}
     )
     assert r.usage is not None and r.usage.completion_tokens == 4
-    assert metric(server.url, 'edgeweave_cloud_slo_judged{type="deadline"}') == before + 1
-    assert metric(server.url, 'edgeweave_cloud_slo_met{type="deadline"}') >= 1
-    assert metric(server.url, 'edgeweave_cloud_service_gain_tokens{type="deadline"}') >= 4
+    assert metric(cloud_server.url, 'edgeweave_cloud_slo_judged{type="deadline"}') == before + 1
+    assert metric(cloud_server.url, 'edgeweave_cloud_slo_met{type="deadline"}') >= 1
+    assert metric(cloud_server.url, 'edgeweave_cloud_service_gain_tokens{type="deadline"}') >= 4
 
 
-def test_finished_requests_are_logged_as_a_trace(server: ServiceProcess) -> None:
-    rows = load_trace(server.log_path.parent / "requests.csv")
+def test_finished_requests_are_logged_as_a_trace(cloud_server: ServiceProcess) -> None:
+    rows = load_trace(cloud_server.log_path.parent / "requests.csv")
     assert len(rows) >= 5 and all(r.prompt_tokens > 0 and r.output_tokens > 0 for r in rows)
 
 
-async def test_api_key_is_required(server: ServiceProcess) -> None:
+async def test_api_key_is_required(cloud_server: ServiceProcess) -> None:
     async with aiohttp.ClientSession() as s:
-        async with s.get(server.url + "/v1/models") as resp:
+        async with s.get(cloud_server.url + "/v1/models") as resp:
             assert resp.status == 401 and (await resp.json())["error"]["code"] == "invalid_api_key"
-        async with s.get(server.url + "/health") as resp:
+        async with s.get(cloud_server.url + "/health") as resp:
             assert resp.status == 200
 
 
 def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
-    server: ServiceProcess, reference: dict[str, str], tmp_path: Path
+    cloud_server: ServiceProcess, reference: dict[str, str], tmp_path: Path
 ) -> None:
     with LocalCluster(tmp_path) as cluster:
-        cluster.start_coordinator(mdns=False, cloud=(("gpu", server.url + "/v1", KEY, MODEL),))
+        cluster.start_coordinator(mdns=False, cloud=(("gpu", cloud_server.url + "/v1", KEY, MODEL),))
         req = urllib.request.Request(
             cluster.url + "/v1/chat/completions",
             data=json.dumps(
@@ -209,17 +192,19 @@ def test_the_coordinator_routes_to_it_as_a_cloud_endpoint(
     assert body["usage"]["completion_tokens"] > 0
 
 
-async def test_logprobs_from_the_cloud_come_through_the_coordinator(server: ServiceProcess, tmp_path: Path) -> None:
+async def test_logprobs_from_the_cloud_come_through_the_coordinator(
+    cloud_server: ServiceProcess, tmp_path: Path
+) -> None:
     """The cloud's logprobs, streamed to the coordinator with token ids, reach an ``openai`` client: the same
     tokens and alternatives, and the same values to 1e-4.  Not exactly: the engine computes a request in
     whatever batch and prefix-cache state it meets, which reorders float32 sums (logits move by ~1e-6 here,
     a log-softmax by at most twice that)."""
     question = [{"role": "user", "content": COMMANDS[1]}]
-    direct = await client(server).chat.completions.create(
+    direct = await client(cloud_server).chat.completions.create(
         model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
     )
     with LocalCluster(tmp_path) as cluster:
-        cluster.start_coordinator(mdns=False, cloud=(("gpu", server.url + "/v1", KEY, MODEL),))
+        cluster.start_coordinator(mdns=False, cloud=(("gpu", cloud_server.url + "/v1", KEY, MODEL),))
         via = openai.AsyncOpenAI(base_url=cluster.url + "/v1", api_key=cluster.api_key)
         relayed = await via.chat.completions.create(
             model=MODEL, messages=question, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2

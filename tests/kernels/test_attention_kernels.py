@@ -69,8 +69,8 @@ def test_padded_baseline_matches() -> None:
 
 
 def test_capacity_heuristic_plan_runs_long_prefill_split_by_keys() -> None:
-    # one 200-token prefill after 600 cached keys next to tiny decodes: query chunks, key splits, merges
-    batch, qt, kc, vc = paged_batch([200, 1, 1], [800, 7, 2], (4, 2, 32), torch.float32, seed=4)
+    # one 100-token prefill after 300 cached keys next to tiny decodes: query chunks, key splits, merges
+    batch, qt, kc, vc = paged_batch([100, 1, 1], [400, 7, 2], (4, 2, 32), torch.float32, seed=4)
     cap = capacity_for(batch.works(), target_groups=16, slots=16)
     plan, packed, varlen, ref = run_both(batch, qt, kc, vc, capacity=cap, slots=16)
     assert plan.split_tokens()

@@ -48,9 +48,12 @@ def test_batched_greedy_equals_one_at_a_time(reference: list[list[int]]) -> None
 
 @pytest.mark.parametrize("kind", ["packed", "varlen"])
 def test_triton_attention_paths_give_the_same_tokens(kind: str, reference: list[list[int]]) -> None:
-    engine = LLMEngine.load(MODEL, EngineOptions(attention=kind, max_batched_tokens=64))
-    short = SamplingParams(max_tokens=6)
-    assert engine.generate([prompt(c) for c in COMMANDS[:3]], short) == [r[:6] for r in reference[:3]]
+    # small, as the kernels run in Triton's interpreter on CPU: 24 tokens per iteration split the two prompts
+    # (33 and 23 tokens) into chunks so one iteration holds a decode beside a prefill chunk (q_lens 1 and 8),
+    # then decode-only iterations; the kernels' own tests cover larger batches
+    engine = LLMEngine.load(MODEL, EngineOptions(attention=kind, max_batched_tokens=24))
+    short = SamplingParams(max_tokens=4)
+    assert engine.generate([prompt(c) for c in COMMANDS[:2]], short) == [r[:4] for r in reference[:2]]
 
 
 @pytest.mark.parametrize("mode", ["recompute", "swap"])

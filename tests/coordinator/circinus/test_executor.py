@@ -21,7 +21,7 @@ from edgeweave.errors import UsageError
 from edgeweave.models.vision import CLASSES, DETECT_CLASSES, frames
 from edgeweave.operators.runtime import LLMOp, VisionOp
 from edgeweave.wire.auth import ClusterKey
-from tests.cloud.test_server import KEY, server  # noqa: F401  (the cloud engine fixture)
+from tests.cloud.test_server import KEY
 
 DET, CLS, LLM = "traffic-det-w25-r32", "traffic-cls-w50-r64", "weave-home-device"
 PIPELINE = parse(
@@ -42,7 +42,7 @@ PIPELINE = parse(
 PLAN = PipelinePlan("traffic", tuple(Choice(op.name, op.configs[0], op.tiers[0]) for op in PIPELINE.operators))
 
 
-def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess, tmp_path: Path) -> None:  # noqa: F811
+def test_a_pipeline_runs_across_two_daemons_and_the_cloud(cloud_server: ServiceProcess, tmp_path: Path) -> None:
     with LocalCluster(tmp_path) as cluster:
         phone, pi = cluster.start_devices(
             (
@@ -53,7 +53,7 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
         )
         key = ClusterKey(cluster.secret.encode())
         ex = Executor({"device": Endpoint(phone.url, key), "edge": Endpoint(pi.url, key),
-                       "cloud": Endpoint(server.url, api_key=KEY)})  # fmt: skip
+                       "cloud": Endpoint(cloud_server.url, api_key=KEY)})  # fmt: skip
         x, _ = frames(3, seed=5)
         det, cls, llm = VisionOp(DET), VisionOp(CLS), LLMOp(LLM)
         for i in range(3):
@@ -68,16 +68,16 @@ def test_a_pipeline_runs_across_two_daemons_and_the_cloud(server: ServiceProcess
         with pytest.raises(OperatorError, match="HTTP 400: model: .*no-such-model"):
             Endpoint(phone.url, key).post(_frame({"model": "no-such-model"}))
         with pytest.raises(OperatorError, match="HTTP 400: prompt"):
-            Endpoint(server.url, api_key=KEY).post(_frame({"model": LLM}))
+            Endpoint(cloud_server.url, api_key=KEY).post(_frame({"model": LLM}))
         with pytest.raises(OperatorError, match="HTTP 401"):
-            Endpoint(server.url, api_key="wrong").post(_frame({"model": DET}))
+            Endpoint(cloud_server.url, api_key="wrong").post(_frame({"model": DET}))
         with pytest.raises(OperatorError, match="not signed|HTTP 401"):
             Endpoint(pi.url, ClusterKey(b"x" * 32)).post(_frame({"model": DET}))
         assert ex.time(DET, "device") > 0 and ex.time(LLM, "cloud") > 0  # profiling on the tiers themselves
 
         # the same through a coordinator, holding only its URL and API key
         cluster.start_coordinator(
-            mdns=False, static=(phone.url, pi.url), cloud=(("gpu", server.url + "/v1", KEY, LLM),)
+            mdns=False, static=(phone.url, pi.url), cloud=(("gpu", cloud_server.url + "/v1", KEY, LLM),)
         )
         cluster.wait_until(lambda up: up == {"phone-1", "pi-1"}, 30)
         with pytest.raises(UsageError, match="--tier: edge=jetson-1: the coordinator lists no such endpoint"):

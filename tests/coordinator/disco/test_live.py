@@ -23,36 +23,36 @@ from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.wire.auth import ClusterKey
 from edgeweave.wire.client import BlockingClient
 from edgeweave.wire.protocol import PrefillRequest
-from tests.cloud.test_server import COMMANDS, KEY, MODEL, server  # noqa: F401  (the cloud engine fixture)
+from tests.cloud.test_server import COMMANDS, KEY, MODEL
 
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": COMMANDS[2]}], "max_tokens": 60, "temperature": 0}
 Hybrid = tuple[LocalCluster, ServiceProcess]
 
 
-def _hybrid(server: ServiceProcess, tmp_path: Path, disco: str = "") -> Iterator[Hybrid]:  # noqa: F811
+def _hybrid(cloud_server: ServiceProcess, tmp_path: Path, disco: str = "") -> Iterator[Hybrid]:
     """A coordinator with a phone serving the cloud model on the torch backend, and the cloud."""
     with LocalCluster(tmp_path) as cluster:
         (phone,) = cluster.start_devices((LocalDevice("phone-1", "phone", "torch", threads=1, model=MODEL),))
-        cloud = (("gpu", server.url + "/v1", KEY, MODEL),)
+        cloud = (("gpu", cloud_server.url + "/v1", KEY, MODEL),)
         cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=cloud, disco=disco)
         cluster.wait_until(lambda up: "phone-1" in up, timeout_s=30)
         yield cluster, phone
 
 
 @pytest.fixture()
-def hybrid(server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:  # noqa: F811
-    yield from _hybrid(server, tmp_path)
+def hybrid(cloud_server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:
+    yield from _hybrid(cloud_server, tmp_path)
 
 
 @pytest.fixture()
-def priced(server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:  # noqa: F811
+def priced(cloud_server: ServiceProcess, tmp_path: Path) -> Iterator[Hybrid]:
     """Cloud tokens dear, the phone's energy cheap, a slow reader, a budget that races every prompt, and
     a device TTFT prior near the phone's (its own fit needs answers at two prompt lengths)."""
     disco = (
         "budget = 1.0\nusd_per_output_token = 1e-3\nusd_per_joule = 1e-9\nreading_tok_s = 1.0\n"
         "device_prefill_tok_s = 5000.0\n"
     )
-    yield from _hybrid(server, tmp_path, disco)
+    yield from _hybrid(cloud_server, tmp_path, disco)
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _post(url: str, body: dict[str, object], key: str) -> tuple[int, dict[str, o
 @pytest.mark.slow
 def test_a_warmed_endpoint_resumes_with_the_same_tokens_prefilling_only_the_rest(
     hybrid: Hybrid,
-    server: ServiceProcess,  # noqa: F811
+    cloud_server: ServiceProcess,
 ) -> None:
     """``POST /v1/prefill`` on the phone and on the cloud (what a warm's rounds call), then the answer
     resumed there: the same greedy tokens, and the phone reports the warmed context as reused."""
@@ -197,13 +197,13 @@ def test_a_warmed_endpoint_resumes_with_the_same_tokens_prefilling_only_the_rest
     full = _answer(cluster.url, cluster.api_key, BODY, "cloud:gpu").ids
     k = len(full) // 2
     context = {"model": MODEL, "messages": BODY["messages"], "resume_tokens": full[:k]}
-    first, second = (_post(server.url + "/v1/prefill", context, KEY) for _ in range(2))
+    first, second = (_post(cloud_server.url + "/v1/prefill", context, KEY) for _ in range(2))
     assert first[0] == 200 and second[0] == 200, (first, second)
     n = int(first[1]["prompt_tokens"])  # type: ignore[call-overload]
     assert n > k and second[1]["prompt_tokens"] == n and int(second[1]["cached_tokens"]) > 0  # type: ignore[call-overload]
-    status, bad = _post(server.url + "/v1/prefill", {**context, "model": "nope"}, KEY)
+    status, bad = _post(cloud_server.url + "/v1/prefill", {**context, "model": "nope"}, KEY)
     assert status == 404 and bad["error"]["param"] == "model"  # type: ignore[index]
-    status, bad = _post(server.url + "/v1/prefill", {"model": MODEL}, KEY)
+    status, bad = _post(cloud_server.url + "/v1/prefill", {"model": MODEL}, KEY)
     assert status == 400 and "prompt" in json.dumps(bad)
     device = BlockingClient(phone.url, key=ClusterKey(cluster.secret.encode()))
     warmed = device.prefill(PrefillRequest.model_validate(context))
