@@ -3,11 +3,16 @@ each answer equals the base model with its adapter merged, run alone."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 
 import pytest
 
+from cloud.engine.async_engine import AsyncEngine
 from cloud.engine.engine import EngineOptions, LLMEngine
+from cloud.routes import HttpRequest, handle
+from cloud.service import CloudState
 from device.backends.torch_backend import TorchBackend, merge_adapter
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
@@ -102,3 +107,30 @@ def test_adapter_added_from_another_thread_serves_from_the_next_iteration(adapte
             out[t_out.request_id].append(t_out.token_id)
     assert out["jones"] == alone(adapters["jones"], COMMANDS[1])
     assert out["base"] == alone(None, COMMANDS[1])
+
+
+def test_service_serves_an_adapter_as_a_model_id(adapters: dict[str, LoraAdapter]) -> None:
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=4))
+    engine.add_adapter("smith", adapters["smith"])
+    state = CloudState(AsyncEngine(engine), MODEL)
+
+    async def call(method: str, path: str, body: object = None) -> tuple[int, dict]:
+        resp = await handle(state, None, HttpRequest(method, path, "", json.dumps(body).encode() if body else b""))
+        assert isinstance(resp.body, bytes)
+        return resp.status, json.loads(resp.body)
+
+    async def run() -> None:
+        state.engine.start()
+        try:
+            status, listing = await call("GET", "/v1/models")
+            assert status == 200 and [m["id"] for m in listing["data"]] == [MODEL, f"{MODEL}:smith"]
+            req = {"model": f"{MODEL}:smith", "prompt": prompt(COMMANDS[0]), "max_tokens": 16, "temperature": 0}
+            status, done = await call("POST", "/v1/completions", req)
+            assert status == 200 and done["model"] == f"{MODEL}:smith"
+            assert done["choices"][0]["text"] == TOK.decode(alone(adapters["smith"], COMMANDS[0]))
+            status, err = await call("POST", "/v1/completions", {**req, "model": f"{MODEL}:nobody"})
+            assert status == 404 and err["error"]["param"] == "model" and f"{MODEL}:smith" in err["error"]["message"]
+        finally:
+            state.engine.stop()
+
+    asyncio.run(run())
