@@ -222,6 +222,8 @@ class LLMEngine:
         if not work:
             return []
         kv = sum(seq.computed for seq, _ in work)
+        # sequences of one adapter side by side: one segment (one shrink/expand pair) per adapter
+        work.sort(key=lambda w: self._lora.index(w[0].lora_adapter))
         adapters = [self._lora.index(seq.lora_adapter) for seq, _ in work]
         logits = self.runner.execute(work, adapters).float().cpu().numpy()
         outputs = []
