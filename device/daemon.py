@@ -32,7 +32,10 @@ def served(spec: ModelSpec) -> list[tuple[ModelSpec, Path | None]]:
     """The model ids one entry serves: the base, then each adapter as ``<name>:<adapter>``."""
     return [
         (spec, None),
-        *((spec.model_copy(update={"served_name": f"{spec.name}:{a.name}", "adapters": []}), a.path) for a in spec.adapters),
+        *(
+            (spec.model_copy(update={"served_name": f"{spec.name}:{a.name}", "adapters": []}), a.path)
+            for a in spec.adapters
+        ),
     ]
 
 

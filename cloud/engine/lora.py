@@ -81,7 +81,9 @@ class AdapterSet:
                 lst[idx] = (
                     None
                     if pair is None
-                    else LoraWeights(pair[0].to(p.device, p.dtype), pair[1].to(p.device, p.dtype), adapter.config.scaling)
+                    else LoraWeights(
+                        pair[0].to(p.device, p.dtype), pair[1].to(p.device, p.dtype), adapter.config.scaling
+                    )
                 )
 
     def index(self, name: str | None) -> int:

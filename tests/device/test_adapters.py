@@ -35,13 +35,13 @@ GREEDY = SamplingParams(max_tokens=24)
 
 def random_adapter(cfg: ModelConfig, seed: int, rank: int = 8, targets: tuple[str, ...] = TARGETS) -> LoraAdapter:
     """PEFT's init, then B random too (zero B is the identity), large enough to change greedy answers."""
-    adapter = LoraAdapter.init(cfg, LoraConfig(rank=rank, alpha=2.0 * rank, target_modules=targets), "weave-home-device", seed)
+    adapter = LoraAdapter.init(
+        cfg, LoraConfig(rank=rank, alpha=2.0 * rank, target_modules=targets), "weave-home-device", seed
+    )
     gen = torch.Generator().manual_seed(seed + 1)
     for path, (a, b) in adapter.weights.items():
         adapter.weights[path] = (a, torch.randn(b.shape, generator=gen) * 0.3)
     return adapter
-
-
 
 
 @pytest.fixture(scope="module")

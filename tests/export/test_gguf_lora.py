@@ -3,8 +3,8 @@
 Tolerance: llama.cpp evaluates its own graph (ggml kernels, its own RoPE and softmax, fp32
 accumulation in another order) and adds the adapter's delta at run time while torch runs the
 merged weights; |logit diff| <= 2e-2 on logits spread over ~10-30, as for the base model in
-tests/backends/test_parity.py (seen: 8e-3, against 5e-3 for the base model alone).  A wrong layout shows up as diffs of 1 and
-more (B's q/k rows left unpermuted: 9).
+tests/backends/test_parity.py (seen: 8e-3, against 5e-3 for the base model alone).  A wrong
+layout shows up as diffs of 1 and more (B's q/k rows left unpermuted: 9).
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def test_gguf_lora_header_and_tensors(lora_file: Path, adapter_dir: Path) -> Non
     assert len(shapes) == 6 * 7 * 2
 
 
-def test_llamacpp_with_the_adapter_matches_torch_merged(llama: LlamaCppBackend, device_checkpoint: Path, adapter_dir: Path) -> None:
+def test_llamacpp_with_the_adapter_matches_torch_merged(
+    llama: LlamaCppBackend, device_checkpoint: Path, adapter_dir: Path
+) -> None:
     base = TorchBackend.load(device_checkpoint)
     merged = TorchBackend(merge_adapter(load_checkpoint(device_checkpoint), LoraAdapter.load(adapter_dir)))
     ids = chat_prompt(merged, "dim the kitchen lights to 30% and lock the front door")

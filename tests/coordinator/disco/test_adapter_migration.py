@@ -62,7 +62,7 @@ def test_an_adapter_answer_resumed_on_the_cloud_engine_continues_identically(ada
 def hybrid(adapter_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """A phone serving the adapter on llama.cpp and the cloud engine serving it, behind the coordinator."""
     tmp = tmp_path_factory.mktemp("adapter-cluster")
-    adapters = f"adapters = [{{ name = \"smith\", path = {json.dumps(str(adapter_dir))} }}]\n"
+    adapters = f'adapters = [{{ name = "smith", path = {json.dumps(str(adapter_dir))} }}]\n'
     cloud_cfg = write(tmp / "cloud.toml", cloud_toml(DEVICE_MODEL, KEY, 8.0, extra_cloud=adapters))
     cloud: ServiceProcess = spawn("cloud", ["cloud", "serve", "--config", str(cloud_cfg)], tmp / "cloud.log")
     with LocalCluster(tmp) as cluster:
