@@ -21,6 +21,7 @@ from device.backends.llamacpp_backend import default_threads, prefer_passive_ope
 from device.server import create_app
 from device.worker import ModelWorker
 from edgeweave.config import DeviceConfig, EdgeweaveConfig, ModelSpec
+from edgeweave.errors import UsageError
 from edgeweave.generation.backends import load_backend
 from edgeweave.serving.service import READY_PREFIX, announce, serve_until_signal
 from edgeweave.wire.auth import ClusterKey
@@ -30,6 +31,9 @@ log = logging.getLogger("edgeweave.device")
 
 def served(spec: ModelSpec) -> list[tuple[ModelSpec, Path | None]]:
     """The model ids one entry serves: the base, then each adapter as ``<name>:<adapter>``."""
+    names = [a.name for a in spec.adapters]
+    if len(set(names)) != len(names):
+        raise UsageError("adapters", f"{spec.name}: an adapter name appears twice ({', '.join(names)})")
     return [
         (spec, None),
         *(

@@ -91,3 +91,11 @@ def test_llamacpp_adapter_needs_the_checkpoint_not_a_gguf(adapter_dir: Path, dev
     with pytest.raises(UsageError) as e:
         load_backend("llamacpp", runtime_file(device_checkpoint, "gguf"), adapter=adapter_dir)
     assert e.value.field == "adapters"
+
+
+def test_an_adapter_name_given_twice_is_refused(adapter_dir: Path) -> None:
+    twice = [AdapterRef(name="smith", path=adapter_dir)] * 2
+    spec = ModelSpec(model=DEVICE_MODEL, backend="torch", adapters=twice)
+    with pytest.raises(UsageError) as e:
+        load_workers(DeviceConfig(id="phone-t", kind="phone", models=[spec]))
+    assert e.value.field == "adapters"
