@@ -77,9 +77,39 @@ class LoraWeights:
     scaling: float
 
 
+def _out_features(segments: Segments, adapters: Sequence[LoraWeights | None], x: torch.Tensor) -> int:
+    """Check ``x`` against ``segments`` and the indices against ``adapters``; the delta's width."""
+    if x.dim() != 2:
+        raise ValueError(f"lora_delta: x must be [T, in], got shape {tuple(x.shape)}")
+    if segments.rows != x.shape[0]:
+        raise ValueError(f"lora_delta: segments cover {segments.rows} rows, x has {x.shape[0]}")
+    bad = [i for i in segments.adapters if i != NO_ADAPTER and not 0 <= i < len(adapters)]
+    if bad:
+        raise ValueError(f"lora_delta: adapter index {bad[0]} is neither NO_ADAPTER nor one of {len(adapters)} adapters")
+    present = [w for w in adapters if w is not None]
+    if not present:
+        raise ValueError("lora_delta: no adapter has weights (the delta's width is unknown)")
+    return present[0].b.shape[0]
+
+
+def _runs(segments: Segments, adapters: Sequence[LoraWeights | None]) -> list[tuple[int, int, int]]:
+    """(lo, hi, adapter index) of every non-empty segment; adapter NO_ADAPTER also where its weights
+    are None (those rows take the base only)."""
+    runs = []
+    for s, idx in enumerate(segments.adapters):
+        lo, hi = segments.bounds[s], segments.bounds[s + 1]
+        if hi > lo:
+            runs.append((lo, hi, idx if idx != NO_ADAPTER and adapters[idx] is not None else NO_ADAPTER))
+    return runs
+
+
+def _apply(x: torch.Tensor, w: LoraWeights) -> torch.Tensor:
+    return (x @ w.a.t().to(x.dtype)) @ w.b.t().to(x.dtype) * w.scaling
+
+
 def lora_delta_reference(x: torch.Tensor, segments: Segments, adapters: Sequence[LoraWeights | None]) -> torch.Tensor:
     """x [T, in] -> delta [T, out]: each segment through its own adapter, one matmul pair each."""
-    out_features = next(w.b.shape[0] for w in adapters if w is not None)
+    out_features = _out_features(segments, adapters, x)
     parts = []
     for s, idx in enumerate(segments.adapters):
         lo, hi = segments.bounds[s], segments.bounds[s + 1]
@@ -87,8 +117,70 @@ def lora_delta_reference(x: torch.Tensor, segments: Segments, adapters: Sequence
         if w is None:
             parts.append(x.new_zeros(hi - lo, out_features))
         else:
-            parts.append((x[lo:hi] @ w.a.t().to(x.dtype)) @ w.b.t().to(x.dtype) * w.scaling)
+            parts.append(_apply(x[lo:hi], w))
     return torch.cat(parts) if parts else x.new_zeros(0, out_features)
+
+
+def _lora_delta_loop(x: torch.Tensor, segments: Segments, adapters: Sequence[LoraWeights | None]) -> torch.Tensor:
+    """The baseline: every adapter applied on its own over the whole batch, its rows picked by a
+    boolean mask (gather, shrink, expand, scatter-add into the delta)."""
+    out_features = _out_features(segments, adapters, x)
+    runs = _runs(segments, adapters)
+    row_adapter = torch.full((x.shape[0],), NO_ADAPTER, dtype=torch.long, device=x.device)
+    for lo, hi, idx in runs:
+        row_adapter[lo:hi] = idx
+    delta = x.new_zeros(x.shape[0], out_features)
+    for idx in dict.fromkeys(idx for _, _, idx in runs if idx != NO_ADAPTER):
+        mask = row_adapter == idx
+        delta.index_put_((mask,), _apply(x[mask], adapters[idx]), accumulate=True)  # type: ignore[arg-type]
+    return delta
+
+
+# Below this many rows per segment on average (and with adapters split over several segments),
+# one gather of the rows grouped by adapter and one matmul pair per adapter beat a matmul pair per
+# segment: on a 2-core x86 a pair of small matmuls costs ~20-40 us of call overhead, about what
+# gathering a few hundred rows of [in + out] floats costs (measured with dim 128/ffn 512 and
+# dim 1024: 1-4 row segments, as in decode batches, favour grouping; 16+ row segments, slices).
+GROUP_BELOW_ROWS = 8
+
+
+def _lora_delta_segmented(x: torch.Tensor, segments: Segments, adapters: Sequence[LoraWeights | None]) -> torch.Tensor:
+    """The torch path: contiguous slices (views, no gather) and one matmul pair per segment,
+    or, for many short segments, rows grouped by adapter and one matmul pair per adapter."""
+    out_features = _out_features(segments, adapters, x)
+    runs = _runs(segments, adapters)
+    if not runs:
+        return x.new_zeros(0, out_features)
+    groups: dict[int, list[tuple[int, int]]] = {}
+    for lo, hi, idx in runs:
+        groups.setdefault(idx, []).append((lo, hi))
+    adapted = [g for idx, g in groups.items() if idx != NO_ADAPTER]
+    if sum(map(len, adapted)) > len(adapted) and x.shape[0] < GROUP_BELOW_ROWS * len(runs):
+        return _grouped(x, groups, adapters, out_features)
+    # split/cat: their backward is one cat/one split (slicing x would give a [T, in] gradient per segment)
+    parts = x.split([hi - lo for lo, hi, _ in runs])
+    outs = [
+        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply(p, adapters[idx])  # type: ignore[arg-type]
+        for p, (_, _, idx) in zip(parts, runs, strict=True)
+    ]
+    return torch.cat(outs) if outs else x.new_zeros(0, out_features)
+
+
+def _grouped(
+    x: torch.Tensor, groups: dict[int, list[tuple[int, int]]], adapters: Sequence[LoraWeights | None], out_features: int
+) -> torch.Tensor:
+    """Rows reordered so that each adapter's rows are contiguous, one matmul pair per adapter,
+    then the original order restored (two gathers in all, against the loop's two per adapter)."""
+    order = list(groups.items())
+    perm = torch.cat([torch.arange(lo, hi, device=x.device) for _, ranges in order for lo, hi in ranges])
+    parts = x.index_select(0, perm).split([sum(hi - lo for lo, hi in ranges) for _, ranges in order])
+    outs = [
+        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply(p, adapters[idx])  # type: ignore[arg-type]
+        for p, (idx, _) in zip(parts, order, strict=True)
+    ]
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(perm.numel(), device=x.device)
+    return torch.cat(outs).index_select(0, inverse)
 
 
 def lora_delta(
@@ -97,7 +189,16 @@ def lora_delta(
     """The multi-LoRA delta of ``x [T, in]`` by ``impl`` (see the module docstring) -> [T, out]."""
     if impl == "reference":
         return lora_delta_reference(x, segments, adapters)
-    raise NotImplementedError(impl)  # the helper building the kernels fills in loop/segmented/triton
+    if impl == "loop":
+        return _lora_delta_loop(x, segments, adapters)
+    if impl == "segmented":
+        return _lora_delta_segmented(x, segments, adapters)
+    if impl == "triton":
+        # imported here: importing triton fixes TRITON_INTERPRET, which the caller may still be setting
+        from kernels.triton_multi_lora import lora_delta_triton
+
+        return lora_delta_triton(x, segments, adapters)
+    raise ValueError(f"lora_delta: unknown impl {impl!r} (reference, loop, segmented or triton)")
 
 
 @dataclass
