@@ -89,7 +89,14 @@ SCENES: dict[str, tuple[str, ...]] = {  # a scene's name and the phrases that tr
     "reading time": ("reading mode", "time to read", "reading time"),
     "coming home": ("i'm home", "coming home", "home again"),
 }
-VERBS = (("turn", "flick"), ("switch", "flip"), ("set", "put"), ("close", "shut"), ("play", "throw on"), ("make", "get"))
+VERBS = (
+    ("turn", "flick"),
+    ("switch", "flip"),
+    ("set", "put"),
+    ("close", "shut"),
+    ("play", "throw on"),
+    ("make", "get"),
+)
 OPENERS = ("hey house, ", "ok so ", "could you ", "yo, ", "right, ", "kindly ")
 CLOSERS = (", thanks", " please", ", cheers", " pronto", " if you would")
 P_NICKNAME = 0.8  # how often a household uses a device's nickname where a phrase names the device
