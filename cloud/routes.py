@@ -5,7 +5,8 @@ answer the same paths the same way.
 - ``POST /v1/chat/completions`` and ``/v1/completions`` (SSE or not; extensions:
   ``ignore_eos``, ``resume_tokens``, the tokens an earlier endpoint already generated, for
   migrated answers, ``return_token_ids``, ``slo``);
-- ``GET /v1/models`` (with the context length, ``max_model_len``), ``/health``, ``/metrics``
+- ``GET /v1/models`` (the base and each LoRA adapter as ``<base>:<adapter>``, with the context
+  length, ``max_model_len``), ``/health``, ``/metrics``
   (queue depth, running batch, KV blocks, prefix-cache hits, preemptions, TTFT and TBT
   histograms, Tempo's service gain and SLO goodput per request type);
 - ``POST /v1/prefill``: evaluate a context (``prompt`` or ``messages``, plus ``resume_tokens``) into
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cloud.service import CloudState, EngineAnswer, open_answer, prefill
+from cloud.service import CloudState, EngineAnswer, open_answer, prefill, served_models
 from cloud.tlora import api as fine_tuning_api
 from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
@@ -77,14 +78,12 @@ async def metrics(state: CloudState, req: HttpRequest) -> HttpResponse:
 
 
 async def models(state: CloudState, req: HttpRequest) -> HttpResponse:
-    card = {
-        "id": state.name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "edgeweave",
-        "max_model_len": state.engine.engine.context_length,
-    }
-    return _json({"object": "list", "data": [card]})
+    ctx = state.engine.engine.context_length
+    cards = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "edgeweave", "max_model_len": ctx}
+        for name in served_models(state)
+    ]
+    return _json({"object": "list", "data": cards})
 
 
 async def _closing(answer: EngineAnswer, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -100,10 +99,10 @@ async def _complete(state: CloudState, req: ChatCompletionRequest | CompletionRe
     chat = isinstance(req, ChatCompletionRequest)
     if not req.stream:
         try:
-            return _json(await collect(answer, state.name, chat, lambda first: None))
+            return _json(await collect(answer, req.model, chat, lambda first: None))
         finally:
             await answer.close()
-    chunks = sse_chunks(answer, state.name, chat, req.include_usage, lambda first: None, req.return_token_ids)
+    chunks = sse_chunks(answer, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids)
     return HttpResponse(_closing(answer, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
 
 
