@@ -180,3 +180,5 @@ def test_unknown_jobs_paths_methods_and_keys(cloud: LiveCloud) -> None:
     assert cloud.send("POST", JOBS, b"{not json")[0] == 400
     anonymous = BlockingClient(cloud.url).exchange("GET", JOBS)
     assert anonymous.status == 401
+    metrics = cloud.client.call("GET", "/metrics").decode()  # one counter label per route, not per job
+    assert 'path="/v1/fine_tuning/jobs/{id}"' in metrics and "ftjob-nope" not in metrics
