@@ -18,7 +18,7 @@ from aiohttp import web
 
 from cloud.server import build
 from cloud.tlora.cost import StepCost
-from cloud.tlora.service import COST_FILE
+from cloud.tlora.service import COST_FILE, scheduler_for
 from edgeweave.config import CloudServerConfig, EngineOptions, TloraOptions
 from edgeweave.wire.client import BlockingClient
 from edgeweave.wire.fine_tuning import FineTuningEventList, FineTuningJob, FineTuningJobList
@@ -182,3 +182,11 @@ def test_unknown_jobs_paths_methods_and_keys(cloud: LiveCloud) -> None:
     assert anonymous.status == 401
     metrics = cloud.client.call("GET", "/metrics").decode()  # one counter label per route, not per job
     assert 'path="/v1/fine_tuning/jobs/{id}"' in metrics and "ftjob-nope" not in metrics
+
+
+@pytest.mark.slow
+def test_the_step_time_model_is_measured_once_then_read(tmp_path: Path) -> None:
+    scheduler = scheduler_for(TloraOptions(workdir=tmp_path), MODEL)  # times real GroupTrainer steps
+    saved = json.loads((tmp_path / COST_FILE).read_text())
+    assert StepCost(**saved) == scheduler.cost and scheduler.cost.fixed_s + scheduler.cost.per_job_s > 0
+    assert scheduler_for(TloraOptions(workdir=tmp_path), MODEL).cost == scheduler.cost
