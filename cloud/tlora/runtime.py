@@ -360,6 +360,8 @@ class TloraRuntime:
         for loss in report.losses:
             with self._cv:
                 job = self._jobs[loss.job_id]
+                if job.status in TERMINAL:  # cancelled while the step ran
+                    continue
                 job.step += 1
                 job.tokens += loss.tokens
                 job.loss = loss.loss
@@ -369,9 +371,7 @@ class TloraRuntime:
                     step=job.step,
                     loss=loss.loss,
                 )
-                done, ended = job.step >= job.plan.total_steps, job.status in TERMINAL
-            if ended:
-                continue
+                done = job.step >= job.plan.total_steps
             if done:
                 state = host.remove(loss.job_id)
                 adapter_dir = state.adapter.save(self._job_dir(loss.job_id) / "adapter")
