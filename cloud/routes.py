@@ -5,14 +5,16 @@ answer the same paths the same way.
 - ``POST /v1/chat/completions`` and ``/v1/completions`` (SSE or not; extensions:
   ``ignore_eos``, ``resume_tokens``, the tokens an earlier endpoint already generated, for
   migrated answers, ``return_token_ids``, ``slo``);
-- ``GET /v1/models`` (with the context length, ``max_model_len``), ``/health``, ``/metrics``
+- ``GET /v1/models`` (the base and each LoRA adapter as ``<base>:<adapter>``, with the context
+  length, ``max_model_len``), ``/health``, ``/metrics``
   (queue depth, running batch, KV blocks, prefix-cache hits, preemptions, TTFT and TBT
   histograms, Tempo's service gain and SLO goodput per request type);
 - ``POST /v1/prefill``: evaluate a context (``prompt`` or ``messages``, plus ``resume_tokens``) into
   the prefix cache, generating nothing (:func:`cloud.service.prefill`; a migrated answer resumed
   here later prefills only the rest);
 - ``POST /v1/circinus/run``: a Circinus operator placed on the cloud tier (the contract of
-  :mod:`edgeweave.operators.routes`).
+  :mod:`edgeweave.operators.routes`);
+- with ``[cloud.tlora]``, the fine-tuning API under ``/v1/fine_tuning/jobs`` (:mod:`cloud.tlora.api`).
 
 A framework hands :func:`handle` an :class:`HttpRequest` and writes the :class:`HttpResponse`
 it gets back (a streamed body is an async iterator of SSE events; closing it, when the client
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cloud.service import CloudState, EngineAnswer, open_answer, prefill
+from cloud.service import CloudState, EngineAnswer, open_answer, prefill, served_models
+from cloud.tlora import api as fine_tuning_api
 from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
 from edgeweave.serving.http_errors import ApiError, parse_json
@@ -47,6 +50,7 @@ class HttpRequest:
     path: str
     authorization: str  # the Authorization header ("" without one)
     body: bytes
+    query: str = ""  # the query string, undecoded
 
 
 @dataclass
@@ -74,14 +78,12 @@ async def metrics(state: CloudState, req: HttpRequest) -> HttpResponse:
 
 
 async def models(state: CloudState, req: HttpRequest) -> HttpResponse:
-    card = {
-        "id": state.name,
-        "object": "model",
-        "created": 0,
-        "owned_by": "edgeweave",
-        "max_model_len": state.engine.engine.context_length,
-    }
-    return _json({"object": "list", "data": [card]})
+    ctx = state.engine.engine.context_length
+    cards = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "edgeweave", "max_model_len": ctx}
+        for name in served_models(state)
+    ]
+    return _json({"object": "list", "data": cards})
 
 
 async def _closing(answer: EngineAnswer, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -97,10 +99,10 @@ async def _complete(state: CloudState, req: ChatCompletionRequest | CompletionRe
     chat = isinstance(req, ChatCompletionRequest)
     if not req.stream:
         try:
-            return _json(await collect(answer, state.name, chat, lambda first: None))
+            return _json(await collect(answer, req.model, chat, lambda first: None))
         finally:
             await answer.close()
-    chunks = sse_chunks(answer, state.name, chat, req.include_usage, lambda first: None, req.return_token_ids)
+    chunks = sse_chunks(answer, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids)
     return HttpResponse(_closing(answer, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
 
 
@@ -121,6 +123,14 @@ async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
     return HttpResponse(await state.operators.run(req.body), content_type=FRAMES)
 
 
+async def fine_tuning(state: CloudState, req: HttpRequest) -> HttpResponse:
+    """``/v1/fine_tuning/jobs...`` (tLoRA, mounted with ``[cloud.tlora]``)."""
+    assert state.tlora is not None
+    path = req.path.rstrip("/")
+    answer = await fine_tuning_api.answer(state.tlora, req.method, path, req.query, req.body)
+    return HttpResponse(answer.model_dump_json().encode())
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health"): health,
     ("GET", "/metrics"): metrics,
@@ -132,7 +142,9 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 
 
-def _route(method: str, path: str) -> Handler:
+def _route(state: CloudState, method: str, path: str) -> Handler:
+    if state.tlora is not None and fine_tuning_api.owns(path):
+        return fine_tuning
     handler = ROUTES.get((method, path))
     if handler is None:
         if any(p == path for _, p in ROUTES):
@@ -146,7 +158,7 @@ async def handle(state: CloudState, api_keys: list[str] | None, req: HttpRequest
     path = req.path.rstrip("/") or "/"
     try:
         check_api_key(api_keys, path, req.authorization)
-        resp = await _route(req.method, path)(state, req)
+        resp = await _route(state, req.method, path)(state, req)
     except ApiError as e:
         resp = _json({"error": e.body.model_dump()}, e.status, e.headers)
     except UsageError as e:

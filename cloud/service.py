@@ -9,6 +9,9 @@ when asked, its logprob.  Requests may carry an ``slo`` (:mod:`edgeweave.wire.sl
 they are latency-sensitive with the configured ``default_slo``.  :func:`prefill` evaluates a context
 into the engine's prefix cache (one token generated and discarded), so that a migrated answer
 resumed here later prefills only what came after it (DiSCo's warm, :mod:`coordinator.disco`).
+A LoRA adapter is a model id: ``<served name>:<adapter>`` (``weave-home-device:smith``) runs on the
+base with the engine's adapter ``smith`` (:func:`adapter_of`); the configured adapters are loaded
+at start and every one is listed by ``/v1/models`` (:func:`served_models`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -27,6 +31,7 @@ from cloud.tempo.gain import GainLedger
 from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.operators.routes import OperatorService
 from edgeweave.serving.http_errors import ApiError
@@ -34,6 +39,9 @@ from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.wire.protocol import PrefillRequest, PrefillResult
 from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
+
+if TYPE_CHECKING:
+    from cloud.tlora.service import FineTuningService
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -77,6 +85,7 @@ class CloudState:
         self.default_slo = default_slo or LatencySLO()
         self.ledger = GainLedger()
         self.operators = OperatorService()  # Circinus operators placed on this tier
+        self.tlora: FineTuningService | None = None  # the fine-tuning API, with [cloud.tlora] (cloud.server)
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition, the engine's snapshot and the ledger's totals refreshed."""
@@ -99,9 +108,28 @@ class CloudState:
 def load_state(cfg: CloudServerConfig) -> CloudState:
     """The engine for ``cfg`` (its policy resolved by name) and the state around it; not started."""
     check_config(cfg)
-    engine = AsyncEngine(LLMEngine.load(cfg.model, cfg.engine, make_policy(cfg.engine)))
+    llm = LLMEngine.load(cfg.model, cfg.engine, make_policy(cfg.engine))
+    for ref in cfg.adapters:
+        llm.add_adapter(ref.name, LoraAdapter.load(ref.path))
+    engine = AsyncEngine(llm)
     log_to = TraceWriter(cfg.request_log) if cfg.request_log else None
     return CloudState(engine, cfg.name, cfg.default_slo, log_to)
+
+
+def served_models(state: CloudState) -> list[str]:
+    """Every model id served here: the base, then each adapter as ``<base>:<adapter>``."""
+    return [state.name, *(f"{state.name}:{a}" for a in state.engine.engine.adapters)]
+
+
+def adapter_of(state: CloudState, model: str | None) -> str | None:
+    """The engine adapter a request's model id names (None: the base model); 404 naming ``model``
+    for an id not served here."""
+    if model is None or model == state.name:
+        return None
+    base, sep, adapter = model.partition(":")
+    if sep and base == state.name and adapter in state.engine.engine.adapters:
+        return adapter
+    raise ApiError(404, f"model {model!r} is not served here (serving {', '.join(served_models(state))})", param="model")
 
 
 class EngineAnswer(Answer):
@@ -190,21 +218,20 @@ async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
     token to generate, which is discarded.  ``cached_tokens`` is what the cache held before, counted
     from the engine's prefix-hit counter over the call (exact when no other request hits the cache
     meanwhile); the cloud's energy is not modelled (0: it is priced per token)."""
-    if req.model is not None and req.model != state.name:
-        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+    adapter = adapter_of(state, req.model)
     prompt, _, used, _ = _fitting_prompt(state, req)
     blocks = state.engine.engine.blocks  # its counter is read, never changed, from this thread
     hits = blocks.hits
     started = time.perf_counter()
     stream = state.engine.generate(
-        uuid.uuid4().hex, prompt, SamplingParams(max_tokens=1, temperature=0.0), req.resume_tokens
+        uuid.uuid4().hex, prompt, SamplingParams(max_tokens=1, temperature=0.0), req.resume_tokens, lora_adapter=adapter
     )
     async for _ in stream:
         pass
     block = blocks.block_size
     hit = max(blocks.hits - hits, 0) * block
     return PrefillResult(
-        model=state.name,
+        model=req.model or state.name,
         prompt_tokens=used,
         cached_tokens=min(hit, (used - 1) // block * block),
         prefill_s=time.perf_counter() - started,
@@ -214,8 +241,7 @@ async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
 
 async def open_answer(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> EngineAnswer:
     """Check ``req`` against the model and start it on the engine."""
-    if req.model != state.name:
-        raise ApiError(404, f"model {req.model!r} is not served here (serving {state.name})", param="model")
+    adapter = adapter_of(state, req.model)
     prompt, field_name, used, ctx = _fitting_prompt(state, req)
     room = ctx - used
     if req.max_tokens is not None and req.max_tokens > room:
@@ -227,7 +253,7 @@ async def open_answer(state: CloudState, req: ChatCompletionRequest | Completion
         )
     params = req.sampling(req.max_tokens or room)
     slo = req.slo or state.default_slo
-    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens, slo=slo)
+    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens, slo=slo, lora_adapter=adapter)
     answer = EngineAnswer(state, stream, slo)
     try:
         await answer.start()

@@ -5,7 +5,9 @@ A block that holds a full block of computed prompt/output tokens is named by a
 hash chained over every token before it, so two sequences with the same first
 ``k * block_size`` tokens share those ``k`` physical blocks (reference
 counted).  A cached block whose last user left stays cached but evictable
-(least recently freed first) until a fresh block is needed.
+(least recently freed first) until a fresh block is needed.  A chain starts from a ``root``: the
+same tokens computed under different LoRA adapters hold different keys and values, so each adapter
+has its own root and never shares a block with another.
 """
 
 from __future__ import annotations
@@ -68,14 +70,14 @@ class BlockManager:
                 else:
                     self._fresh.append(block)
 
-    def match_prefix(self, tokens: Sequence[int]) -> tuple[list[int], list[int]]:
+    def match_prefix(self, tokens: Sequence[int], root: int = 0) -> tuple[list[int], list[int]]:
         """Cached blocks holding a prefix of ``tokens`` (taking a reference on
         each) and their hashes.  The last token is never matched: its logits
         must be computed."""
         if not self.prefix_caching:
             return [], []
         blocks, hashes = [], []
-        for h in chain_hashes(tokens, self.block_size, (len(tokens) - 1) // self.block_size):
+        for h in chain_hashes(tokens, self.block_size, (len(tokens) - 1) // self.block_size, prev=root):
             block = self._by_hash.get(h)
             if block is None:
                 break
@@ -87,12 +89,14 @@ class BlockManager:
         self.hits += len(blocks)
         return blocks, hashes
 
-    def commit(self, tokens: Sequence[int], table: Sequence[int], hashes: list[int], computed: int) -> None:
-        """Name the sequence's newly filled blocks so later sequences can share them."""
+    def commit(
+        self, tokens: Sequence[int], table: Sequence[int], hashes: list[int], computed: int, root: int = 0
+    ) -> None:
+        """Name the sequence's newly filled blocks (its chain from ``root``) so later sequences can share them."""
         if not self.prefix_caching:
             return
         full = computed // self.block_size
-        prev = hashes[-1] if hashes else 0
+        prev = hashes[-1] if hashes else root
         for i, h in enumerate(chain_hashes(tokens, self.block_size, full, len(hashes), prev), start=len(hashes)):
             hashes.append(h)
             block = table[i]

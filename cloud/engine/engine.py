@@ -8,7 +8,8 @@ memory and back), admits sequences (reusing cached prefix blocks), runs the
 model once, samples every sequence whose context is complete and applies the
 stop conditions.  A request that asks for logprobs gets, with each token,
 its log-probability from the step's raw logits (before temperature:
-:mod:`edgeweave.generation.logprobs`).  Not thread-safe:
+:mod:`edgeweave.generation.logprobs`).  Requests of different LoRA adapters share each
+iteration's batch (:mod:`cloud.engine.lora`).  Not thread-safe, except :meth:`LLMEngine.add_adapter`:
 :mod:`cloud.engine.async_engine` owns it from one thread.
 
 The engine is handed its scheduling policy (any :class:`~cloud.engine.scheduler.Policy`;
@@ -29,6 +30,7 @@ import torch
 from cloud.engine.attention import make_attention
 from cloud.engine.blocks import BlockManager
 from cloud.engine.kv_cache import PagedKVCache, bytes_per_block
+from cloud.engine.lora import AdapterSet, default_impl
 from cloud.engine.runner import ModelRunner
 from cloud.engine.scheduler import FCFS, Budget, Policy, schedule
 from cloud.engine.sequence import SeqState, Sequence
@@ -41,6 +43,7 @@ from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
+from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.registry import resolve_checkpoint
 from edgeweave.models.tokenizer import Tokenizer
 from edgeweave.wire.slo import AnySlo
@@ -97,7 +100,8 @@ class LLMEngine:
         attention = make_attention(
             o.attention, o.block_size, cfg.head_dim, cfg.n_heads // cfg.n_kv_heads, cfg.n_kv_heads, self.device
         )
-        self.runner = ModelRunner(self.model, self.cache, attention)
+        self._lora = AdapterSet(self.model, default_impl(self.device))
+        self.runner = ModelRunner(self.model, self.cache, attention, self._lora.routing)
         self.policy: Policy = policy or FCFS()
         self.seqs: dict[str, Sequence] = {}
         self.preemptions = 0
@@ -110,13 +114,22 @@ class LLMEngine:
         net = load_checkpoint(path)
         return cls(net, load_tokenizer(path, net.config), options, policy)
 
+    # --- adapters ---------------------------------------------------------------
+    def add_adapter(self, name: str, adapter: LoraAdapter) -> None:
+        """Serve ``adapter`` for requests with ``lora_adapter=name`` from the next iteration on
+        (callable from any thread; a name already served gets the new weights)."""
+        self._lora.add(name, adapter)
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        return self._lora.names
+
     # --- requests ---------------------------------------------------------------
     def check(
         self, prompt: Seq[int], resume: Seq[int], params: SamplingParams, lora_adapter: str | None = None
     ) -> None:
         """Refuse what can never run, naming the field (before anything is queued)."""
-        if lora_adapter is not None:
-            raise UsageError("lora_adapter", f"no LoRA adapters are loaded here, so {lora_adapter!r} cannot be served")
+        self._lora.check(lora_adapter)
         if not prompt:
             raise UsageError("prompt", "must contain at least one token")
         vocab = self.tokenizer.vocab_size
@@ -191,9 +204,11 @@ class LLMEngine:
         started = time.perf_counter()
         now = time.monotonic() if now is None else now
         o = self.options
+        self._lora.install()
         for seq in self.seqs.values():
             if seq.state == SeqState.WAITING and not seq.prefix_checked:
-                seq.block_table, seq.block_hashes = self.blocks.match_prefix(seq.tokens)
+                seq.cache_root = self._lora.root(seq.lora_adapter)
+                seq.block_table, seq.block_hashes = self.blocks.match_prefix(seq.tokens, seq.cache_root)
                 seq.computed = len(seq.block_table) * self.blocks.block_size
                 seq.prefix_checked = True
         ref = self.blocks.ref
@@ -207,11 +222,14 @@ class LLMEngine:
         if not work:
             return []
         kv = sum(seq.computed for seq, _ in work)
-        logits = self.runner.execute(work).float().cpu().numpy()
+        # sequences of one adapter side by side: one segment (one shrink/expand pair) per adapter
+        work.sort(key=lambda w: self._lora.index(w[0].lora_adapter))
+        adapters = [self._lora.index(seq.lora_adapter) for seq, _ in work]
+        logits = self.runner.execute(work, adapters).float().cpu().numpy()
         outputs = []
         for (seq, n), row in zip(work, logits, strict=True):
             seq.computed += n
-            self.blocks.commit(seq.tokens, seq.block_table, seq.block_hashes, seq.computed)
+            self.blocks.commit(seq.tokens, seq.block_table, seq.block_hashes, seq.computed, seq.cache_root)
             if seq.computed == len(seq.tokens):
                 outputs.append(self._sample(seq, row, now))
         self.last_step = StepSample(sum(n for _, n in work), len(work), kv, time.perf_counter() - started)
@@ -263,10 +281,13 @@ class LLMEngine:
             self.abort(seq.id)
         return out
 
-    def generate(self, prompts: Seq[Seq[int]], params: SamplingParams) -> list[list[int]]:
-        """Run ``prompts`` to completion together (offline use and tests)."""
+    def generate(
+        self, prompts: Seq[Seq[int]], params: SamplingParams, lora_adapters: Seq[str | None] | None = None
+    ) -> list[list[int]]:
+        """Run ``prompts`` to completion together (offline use and tests), prompt i with adapter
+        ``lora_adapters[i]`` (default: the base model for all)."""
         for i, p in enumerate(prompts):
-            self.add_request(f"offline-{i}", p, params)
+            self.add_request(f"offline-{i}", p, params, lora_adapter=lora_adapters[i] if lora_adapters else None)
         out: dict[str, list[int]] = {f"offline-{i}": [] for i in range(len(prompts))}
         while self.has_work():
             for t in self.step():

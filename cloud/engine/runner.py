@@ -4,7 +4,9 @@ tokens (prefill chunks and decode tokens alike) flattened into one batch.
 It drives the weights of :class:`edgeweave.models.llama.Transformer` directly
 (the one model definition) but replaces its fixed-size cache with the paged
 one: each layer writes the new keys/values into their cache slots, then the
-attention path reads every sequence's keys through its block table.
+attention path reads every sequence's keys through its block table.  With LoRA adapters
+loaded, each sequence's tokens form one segment of the routing tagged with its adapter, so one
+forward pass serves requests of several adapters (:mod:`cloud.engine.lora`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from cloud.engine.kv_cache import PagedKVCache
 from cloud.engine.sequence import Sequence
 from edgeweave.models.llama import Transformer, apply_rope
 from kernels.batch import AttnBatch
+from kernels.multi_lora import NO_ADAPTER, LoraRouting, Segments
 
 
 def shared_prefixes(seqs: Seq[Sequence], q_lens: Seq[int], block_size: int) -> list[tuple[int, int] | None]:
@@ -41,8 +44,11 @@ def shared_prefixes(seqs: Seq[Sequence], q_lens: Seq[int], block_size: int) -> l
 
 
 class ModelRunner:
-    def __init__(self, model: Transformer, cache: PagedKVCache, attention: Attention) -> None:
+    def __init__(
+        self, model: Transformer, cache: PagedKVCache, attention: Attention, routing: LoraRouting | None = None
+    ) -> None:
         self.model = model.eval()
+        self.routing = routing or LoraRouting()
         self.cache = cache
         self.attention = attention
         cfg = model.config
@@ -50,8 +56,10 @@ class ModelRunner:
         self.device = model.lm_head.weight.device
 
     @torch.inference_mode()
-    def execute(self, work: list[tuple[Sequence, int]]) -> torch.Tensor:
-        """Compute ``n`` more tokens of each sequence; logits [len(work), vocab] at each one's last new token."""
+    def execute(self, work: list[tuple[Sequence, int]], adapters: Seq[int] | None = None) -> torch.Tensor:
+        """Compute ``n`` more tokens of each sequence, through adapter ``adapters[i]`` (an index of
+        the routing's adapters, ``NO_ADAPTER`` or no list: the base); logits [len(work), vocab] at
+        each one's last new token."""
         bs = self.cache.block_size
         ids: list[int] = []
         pos: list[int] = []
@@ -62,6 +70,8 @@ class ModelRunner:
             pos += range(lo, lo + n)
             slots += [seq.block_table[p // bs] * bs + p % bs for p in range(lo, lo + n)]
         q_lens = [n for _, n in work]
+        rows = [a for a, n in zip(adapters or [NO_ADAPTER] * len(work), q_lens, strict=True) for _ in range(n)]
+        self.routing.segments = Segments.of_rows(rows) if any(a != NO_ADAPTER for a in rows) else None
         batch = AttnBatch(
             q_lens,
             [s.computed + n for s, n in work],

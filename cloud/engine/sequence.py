@@ -1,7 +1,7 @@
 """One request inside the engine: its tokens, KV blocks, sampler and output state.
 
 Every field a request carries through the engine is named and typed (vLLM v1's ``Request``): its
-SLO (what the scheduling policy reads), the LoRA adapter it asks for (None until adapters exist)
+SLO (what the scheduling policy reads), the LoRA adapter it asks for (None: the base model)
 and, through its sampling parameters, how many log-probability alternatives each token reports.
 """
 
@@ -46,6 +46,7 @@ class Sequence:
     first_token_s: float | None = None
     preemptions: int = 0
     prefix_checked: bool = False  # looked up in the prefix cache since it last lost its blocks
+    cache_root: int = 0  # where its blocks' prefix-cache hash chain starts: its adapter's (cloud.engine.lora)
 
     @property
     def logprobs(self) -> int | None:

@@ -59,10 +59,15 @@ class ExecuTorchBackend(Backend):
         return (out if all_logits else out[-1:]).copy()
 
 
-def load(path: Path, threads: int | None, slots: int = 1) -> ExecuTorchBackend:
+def load(path: Path, threads: int | None, slots: int = 1, adapter: Path | None = None) -> ExecuTorchBackend:
     """The ``executorch`` entry point of :func:`edgeweave.generation.backends.load_backend`.
     ``threads`` sizes the runtime's thread pool (XNNPACK's and the LLM kernels'; one per
-    process, default: one per core)."""
+    process, default: one per core).  No LoRA adapters: a .pte program's weights are baked into
+    its graph, with no runtime hook to add an adapter's delta."""
+    if adapter is not None:
+        raise UsageError(
+            "adapters", "the executorch backend cannot serve LoRA adapters (serve them on llamacpp or torch)"
+        )
     if slots != 1:
         raise UsageError("slots", f"the executorch backend holds one sequence per program (asked for {slots})")
     if threads:

@@ -9,6 +9,9 @@ decode rows of a step (one token each) share one call, while a prompt being
 prefilled runs beside them in its own.  Padding a decode row to a prompt's
 length instead would multiply its work by that length, and prefill on a CPU is
 already bound by compute, so batching it with other rows buys nothing.
+
+A LoRA adapter is merged into the weights at load (``W + scaling * B @ A``, :func:`merge_adapter`):
+one adapter per backend, so the merged model runs at the base model's speed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from edgeweave.generation.backend import Backend, BatchRow
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
+from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.tokenizer import ByteTokenizer, Tokenizer
 
 
@@ -40,8 +44,10 @@ class TorchBackend(Backend):
         self.model.setup_cache(self.context_length, slots)
 
     @classmethod
-    def load(cls, path: str | Path, slots: int = 1) -> TorchBackend:
+    def load(cls, path: str | Path, slots: int = 1, adapter: Path | None = None) -> TorchBackend:
         model = load_checkpoint(path)
+        if adapter is not None:
+            merge_adapter(model, LoraAdapter.load(adapter))
         return cls(model, load_tokenizer(Path(path), model.config), slots)
 
     def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
@@ -79,8 +85,18 @@ class TorchBackend(Backend):
         return self.model(tokens, pos, torch.tensor(slots, dtype=torch.long)).float()
 
 
-def load(path: Path, threads: int | None, slots: int = 1) -> TorchBackend:
+@torch.no_grad()
+def merge_adapter(model: Transformer, adapter: LoraAdapter) -> Transformer:
+    """Fold ``adapter`` into ``model``'s weights in place (computed in float32)."""
+    adapter.check_fits(model.config)
+    for path, (a, b) in adapter.weights.items():
+        w = model.get_submodule(path).weight
+        w.copy_((w.float() + adapter.config.scaling * (b.float() @ a.float())).to(w.dtype))
+    return model
+
+
+def load(path: Path, threads: int | None, slots: int = 1, adapter: Path | None = None) -> TorchBackend:
     """The ``torch`` entry point of :func:`edgeweave.generation.backends.load_backend`."""
     if threads:
         torch.set_num_threads(threads)
-    return TorchBackend.load(path, slots)
+    return TorchBackend.load(path, slots, adapter)

@@ -6,6 +6,8 @@ and a process imports only the runtime it asks for: a daemon serving llama.cpp n
 torch's or ExecuTorch's.  ``model`` is a model name (``weave-home-device``), a checkpoint
 directory, or a runtime file (``.gguf`` for llama.cpp, ``.pte`` for ExecuTorch); given a
 checkpoint, a loader exports the runtime file once and caches it (:mod:`edgeweave.export.cache`).
+``adapter``: a LoRA adapter (a PEFT adapter directory, :mod:`edgeweave.models.lora`) the backend
+applies to every answer; a runtime that cannot says so with a :class:`UsageError` naming ``adapters``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ BackendKind = Literal["torch", "llamacpp", "executorch"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("torch", "llamacpp", "executorch")
 GROUP = "edgeweave.backends"
 
-Loader = Callable[[Path, int | None, int], Backend]  # (path, threads, slots) -> Backend
+Loader = Callable[[Path, int | None, int, Path | None], Backend]  # (path, threads, slots, adapter) -> Backend
 
 
 def _loader(kind: str) -> Loader:
@@ -33,11 +35,13 @@ def _loader(kind: str) -> Loader:
     return next(iter(found)).load()
 
 
-def load_backend(kind: str, model: str | Path, threads: int | None = None, slots: int = 1) -> Backend:
+def load_backend(
+    kind: str, model: str | Path, threads: int | None = None, slots: int = 1, adapter: Path | None = None
+) -> Backend:
     """``threads``: compute threads of the runtime (default: its own choice); ``slots``: sequences decoded together in one batch (a runtime that
     cannot batch says so with a :class:`UsageError` naming ``slots``)."""
     from edgeweave.models.registry import resolve_checkpoint
 
     loader = _loader(kind)
     path = resolve_checkpoint(model)
-    return loader(path, threads, slots)
+    return loader(path, threads, slots, adapter)
