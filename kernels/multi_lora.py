@@ -10,7 +10,9 @@ the largest.  Three implementations of one contract, :func:`lora_delta`, all dif
 - ``"reference"``: the oracle, one plain matmul pair per segment (:func:`lora_delta_reference`);
 - ``"loop"``: the baseline, one pass per adapter over a boolean row mask (gather, compute,
   scatter), the way a mixed-adapter batch runs when each adapter is applied separately;
-- ``"segmented"``: the engine's torch path on CPU;
+- ``"segmented"``: the engine's torch path on CPU: contiguous slices of ``x`` (views, no gather)
+  and one matmul pair per segment, or, for batches of many short segments (decode), the rows
+  grouped by adapter with one gather and one matmul pair per adapter (:data:`GROUP_BELOW_ROWS`);
 - ``"triton"``: the fused segmented gather matmul (:mod:`kernels.triton_multi_lora`), forward and
   backward.
 
@@ -104,7 +106,13 @@ def _runs(segments: Segments, adapters: Sequence[LoraWeights | None]) -> list[tu
 
 
 def _apply(x: torch.Tensor, w: LoraWeights) -> torch.Tensor:
+    """PEFT's order: shrink, expand, then scale the [rows, out] result."""
     return (x @ w.a.t().to(x.dtype)) @ w.b.t().to(x.dtype) * w.scaling
+
+
+def _apply_scaled_low(x: torch.Tensor, w: LoraWeights) -> torch.Tensor:
+    """The same product, scaled at rank width ([rows, r] instead of [rows, out] multiplies)."""
+    return (x @ w.a.t().to(x.dtype) * w.scaling) @ w.b.t().to(x.dtype)
 
 
 def lora_delta_reference(x: torch.Tensor, segments: Segments, adapters: Sequence[LoraWeights | None]) -> torch.Tensor:
@@ -138,9 +146,12 @@ def _lora_delta_loop(x: torch.Tensor, segments: Segments, adapters: Sequence[Lor
 
 # Below this many rows per segment on average (and with adapters split over several segments),
 # one gather of the rows grouped by adapter and one matmul pair per adapter beat a matmul pair per
-# segment: on a 2-core x86 a pair of small matmuls costs ~20-40 us of call overhead, about what
-# gathering a few hundred rows of [in + out] floats costs (measured with dim 128/ffn 512 and
-# dim 1024: 1-4 row segments, as in decode batches, favour grouping; 16+ row segments, slices).
+# segment: a pair of small matmuls costs tens of microseconds of call overhead on CPU, about what
+# gathering a few hundred rows costs.  Measured (benchmarks/lora_kernel.py, dim 128 -> 512 and
+# 1024 -> 1024): decode batches of 1-4 row segments favour grouping, 16+ row segments slices.
+# One GEMM against all adapters' A concatenated ([sum r, in]) with each row's block picked by a
+# mask, then one against B concatenated, was measured too and lost on every workload there
+# (1.5-6x slower than this path): it multiplies every row by every adapter.
 GROUP_BELOW_ROWS = 8
 
 
@@ -160,7 +171,7 @@ def _lora_delta_segmented(x: torch.Tensor, segments: Segments, adapters: Sequenc
     # split/cat: their backward is one cat/one split (slicing x would give a [T, in] gradient per segment)
     parts = x.split([hi - lo for lo, hi, _ in runs])
     outs = [
-        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply(p, adapters[idx])  # type: ignore[arg-type]
+        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply_scaled_low(p, adapters[idx])  # type: ignore[arg-type]
         for p, (_, _, idx) in zip(parts, runs, strict=True)
     ]
     return torch.cat(outs) if outs else x.new_zeros(0, out_features)
@@ -175,7 +186,7 @@ def _grouped(
     perm = torch.cat([torch.arange(lo, hi, device=x.device) for _, ranges in order for lo, hi in ranges])
     parts = x.index_select(0, perm).split([sum(hi - lo for lo, hi in ranges) for _, ranges in order])
     outs = [
-        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply(p, adapters[idx])  # type: ignore[arg-type]
+        x.new_zeros(p.shape[0], out_features) if idx == NO_ADAPTER else _apply_scaled_low(p, adapters[idx])  # type: ignore[arg-type]
         for p, (idx, _) in zip(parts, order, strict=True)
     ]
     inverse = torch.empty_like(perm)
