@@ -163,8 +163,8 @@ def fit(samples: Sequence[StepSample]) -> tuple[StepCost, float]:
     coef = _nnls_fit(x, y)
     r2 = 1.0 - float(((y - x @ coef) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-18)
     cost = StepCost(*(float(c) for c in coef))
-    if cost.fixed_s + cost.per_job_s <= 0:
-        raise ValueError("fitted step-time model has no per-step or per-job cost: measure more varied groups")
+    if cost.fixed_s + cost.per_job_s + cost.per_token_s <= 0:  # a step would cost nothing: no model
+        raise ValueError("fitted step-time model predicts free steps: measure more varied groups")
     return cost, r2
 
 

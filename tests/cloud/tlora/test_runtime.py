@@ -93,3 +93,35 @@ def test_cancel_and_bad_submissions(tmp_path: Path) -> None:
     p = rt.progress("long")
     assert p.status == "cancelled" and p.finished_at is not None and p.adapter_dir is None
     assert rt.events("long")[-1].message == "cancelled"
+
+
+@pytest.mark.slow
+def test_a_job_moved_between_groups_on_a_departure_ends_as_alone(tmp_path: Path) -> None:
+    from cloud.tlora.cost import shape_of
+    from edgeweave.models.config import ModelConfig
+    from edgeweave.models.registry import resolve_checkpoint
+
+    # b leaves after one step, long before c could finish its twelve: a moves while c still trains
+    a, b, c = plan("a", 4, 4, 1), plan("b", 8, 1, 2), plan("c", 4, 12, 3)
+    cfg = ModelConfig.from_hf_dir(resolve_checkpoint(BASE))
+    t = {p.job_id: shape_of(p, cfg).tokens_per_step for p in (a, b, c)}
+    # any two jobs fit a worker, three do not: a and b share worker 0, c opens worker 1; when b
+    # leaves, worker 0's group (a) is dissolved into worker 1's: a moves with its state
+    cap = max(t["a"] + t["b"], t["a"] + t["c"], t["b"] + t["c"])
+    assert cap < sum(t.values())
+    rt = TloraRuntime(TloraOptions(workdir=tmp_path), BASE, TloraScheduler(COST, workers_of(2, cap)), nano_batches=1)
+    for p in (a, b, c):
+        rt.submit(p)
+    assert {g.worker: g.job_ids for g in rt.scheduler.placement().groups} == {0: ("a", "b"), 1: ("c",)}
+    rt.start()
+    try:
+        assert rt.wait(timeout=180)
+    finally:
+        rt.close()
+    assert [p.status for p in rt.all_progress()] == ["succeeded"] * 3
+    assert any("on worker 1" in e.message for e in rt.events("a"))
+    solo = train_alone(BASE, a, threads=torch.get_num_threads())
+    trained = LoraAdapter.load(tmp_path / "a" / "adapter")
+    for path, (sa, sb) in solo.adapter.weights.items():  # tolerance as in the test above
+        torch.testing.assert_close(trained.weights[path][0], sa, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(trained.weights[path][1], sb, rtol=1e-4, atol=1e-5)
