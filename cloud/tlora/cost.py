@@ -24,8 +24,10 @@ ratio of its training speeds).  The paper is silent on its cost model's form; th
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
+import statistics
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -138,47 +140,59 @@ class StepSample:
     seconds: float
 
 
+def _nnls_fit(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    w = 1.0 / y  # relative errors: a few long steps must not dominate
+    return nnls(x * w[:, None], y * w)[0]
+
+
 def fit(samples: Sequence[StepSample]) -> tuple[StepCost, float]:
-    """Non-negative least squares of the four terms on measured steps; returns the model and its
-    R^2.  Relative errors are what the scheduler's ratios use, so each step is weighted by
-    1/seconds (a fit of log-like accuracy that a few long steps cannot dominate)."""
+    """Non-negative least squares of the four terms on measured steps, weighted by 1/seconds
+    (the scheduler uses ratios, so relative errors count), refitted without the steps more than
+    5 robust standard deviations off in relative residual (a shared machine's stalls); returns
+    the model and its R^2 on the steps kept."""
     if len(samples) < 4:
         raise ValueError(f"need at least 4 measured steps to fit the step-time model, got {len(samples)}")
     x = np.asarray([features(s.members) for s in samples])
     y = np.asarray([s.seconds for s in samples])
     if not (np.isfinite(y).all() and (y > 0).all()):
         raise ValueError("measured step times must be positive and finite")
-    w = 1.0 / y
-    coef, _ = nnls(x * w[:, None], y * w)
-    pred = x @ coef
-    r2 = 1.0 - float(((y - pred) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-18)
+    rel = (y - x @ _nnls_fit(x, y)) / y
+    sigma = 1.4826 * float(np.median(np.abs(rel - np.median(rel))))
+    keep = np.abs(rel - np.median(rel)) <= 5 * sigma if sigma > 0 else np.ones(len(y), dtype=bool)
+    x, y = x[keep], y[keep]
+    coef = _nnls_fit(x, y)
+    r2 = 1.0 - float(((y - x @ coef) ** 2).sum()) / max(float(((y - y.mean()) ** 2).sum()), 1e-18)
     cost = StepCost(*(float(c) for c in coef))
-    if cost.fixed_s + cost.per_job_s <= 0:
-        raise ValueError("fitted step-time model has no per-step or per-job cost: measure more varied groups")
+    if cost.fixed_s + cost.per_job_s + cost.per_token_s <= 0:  # a step would cost nothing: no model
+        raise ValueError("fitted step-time model predicts free steps: measure more varied groups")
     return cost, r2
 
 
 def measure(
     base_dir: str, plans: Sequence[JobPlan], groups: Iterable[Sequence[int]], steps: int = 3
 ) -> list[StepSample]:
-    """Time ``steps`` real GroupTrainer steps (after one warm-up step) of each group of
-    ``plans`` (indices into ``plans``) on this machine, with the threads torch has now."""
+    """One sample per group of ``plans`` (indices into ``plans``): the median of ``steps`` real
+    GroupTrainer steps after one warm-up step, on this machine, with the threads torch has now
+    (the median drops a shared machine's stalls)."""
     from cloud.tlora.solo import load_base
     from cloud.tlora.trainer import GroupTrainer
 
     samples: list[StepSample] = []
+    loaded = load_base(plans[0].base_model)
     for idx in groups:
         members = [plans[i] for i in idx]
-        base = load_base(members[0].base_model)  # a SuperModel wraps its base: a fresh one per group
+        base = copy.deepcopy(loaded)  # a SuperModel wraps its base: a fresh one per group
         trainer = GroupTrainer(base)
         for p in members:
             trainer.add(p)
         shapes = tuple(shape_of(p, base.config) for p in members)
         trainer.step()
+        times = []
         for _ in range(steps):
             start = time.perf_counter()
             trainer.step()
-            samples.append(StepSample(shapes, time.perf_counter() - start))
+            times.append(time.perf_counter() - start)
+        samples.append(StepSample(shapes, statistics.median(times)))
     return samples
 
 

@@ -360,6 +360,8 @@ class TloraRuntime:
         for loss in report.losses:
             with self._cv:
                 job = self._jobs[loss.job_id]
+                if job.status in TERMINAL:  # cancelled while the step ran
+                    continue
                 job.step += 1
                 job.tokens += loss.tokens
                 job.loss = loss.loss
@@ -369,9 +371,7 @@ class TloraRuntime:
                     step=job.step,
                     loss=loss.loss,
                 )
-                done, ended = job.step >= job.plan.total_steps, job.status in TERMINAL
-            if ended:
-                continue
+                done = job.step >= job.plan.total_steps
             if done:
                 state = host.remove(loss.job_id)
                 adapter_dir = state.adapter.save(self._job_dir(loss.job_id) / "adapter")
@@ -389,7 +389,8 @@ class TloraRuntime:
     def _recover(self, worker: int, host: GroupHost | None, error: Exception, died: bool) -> GroupHost | None:
         """A dead worker: its jobs resume from their last checkpoints (or from the start) on a
         fresh host.  Any other failure fails the group's jobs."""
-        members = list(host.job_ids) if host else []
+        with self._cv:  # no host yet (it failed to start): the jobs placed on it
+            members = list(host.job_ids) if host else list(self._placed(worker))
         if host is not None:
             try:
                 host.close()
@@ -410,6 +411,8 @@ class TloraRuntime:
             for job_id in members:
                 job = self._jobs[job_id]
                 job.host = None
+                if job.status in TERMINAL:
+                    continue
                 directory = self._job_dir(job_id) / "checkpoint"
                 job.parked = JobState.load(directory, job.plan) if (directory / STATE_FILE).is_file() else None
                 job.step = job.parked.step if job.parked else 0

@@ -37,9 +37,9 @@ CREDIT = (
 COLUMNS = ("name", "time", "application", "num_replicas", "batch_size")
 FILE = "pollux_jobs_workload1.csv"
 _ROOT = Path(__file__).resolve().parents[2]
-# read in place from the shared traces beside the project, else a copy in benchmarks/traces
-POLLUX = next((p for p in (_ROOT.parent / "shared" / "traces" / FILE, _ROOT / "benchmarks" / "traces" / FILE) if p.is_file()),
-              _ROOT.parent / "shared" / "traces" / FILE)  # fmt: skip
+# read in place from the shared traces beside the project, else from a copy in benchmarks/traces
+_PLACES = (_ROOT.parent / "shared" / "traces" / FILE, _ROOT / "benchmarks" / "traces" / FILE)
+POLLUX = next((p for p in _PLACES if p.is_file()), _PLACES[0])
 DATASET_SIZES = (32, 64, 128, 256)
 
 

@@ -109,3 +109,24 @@ def test_unknown_and_duplicate_jobs_are_refused() -> None:
         s.arrive(job("a"), 0.0)
     with pytest.raises(KeyError):
         s.depart("nope", 0.0)
+
+
+def test_the_step_time_model_is_recovered_from_steps_and_ignores_a_stall() -> None:
+    from cloud.tlora.cost import StepSample, fit
+
+    truth = StepCost(fixed_s=0.05, per_job_s=0.02, per_token_s=2e-5, per_lora_token_s=1e-4)
+    jobs = [job(f"j{i}", batch=2 + i, width=80 + 30 * i, rank=4 * 2**i) for i in range(4)]
+    groups = [(0,), (1,), (2,), (3,), (0, 1), (0, 1, 2), (0, 1, 2, 3), (1, 3), (0, 2)]
+    samples = [StepSample(tuple(jobs[i] for i in g), truth.step_s([jobs[i] for i in g])) for g in groups]
+    samples.append(StepSample((jobs[0],), 50 * truth.alone_s(jobs[0])))  # a shared machine's stall
+    cost, r2 = fit(samples)
+    # exact data, so the fit is exact up to the solver's float round-off
+    for got, want in zip(
+        (cost.fixed_s, cost.per_job_s, cost.per_token_s, cost.per_lora_token_s),
+        (truth.fixed_s, truth.per_job_s, truth.per_token_s, truth.per_lora_token_s),
+        strict=True,
+    ):
+        assert got == pytest.approx(want, rel=1e-6)
+    assert r2 == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 4"):
+        fit(samples[:3])

@@ -89,3 +89,15 @@ def test_unseen_application_and_bad_files(tmp_path: Path) -> None:
             load_jobs(bad)
     with pytest.raises(UsageError, match="cannot read"):
         load_jobs(tmp_path / "absent.csv")
+
+
+def test_the_benchmark_refuses_a_bad_trace_with_exit_code_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.tlora import main
+
+    bad = tmp_path / "jobs.csv"
+    bad.write_text("name,time\nx,1\n")
+    assert main(["--quick", "--trace", str(bad)]) == 2
+    assert "missing column(s) application" in capsys.readouterr().err
+    one = tmp_path / "one.csv"
+    one.write_text("name,time,application,num_replicas,batch_size\nx,0,y,1,8\n")
+    assert main(["--quick", "--trace", str(one)]) == 2
