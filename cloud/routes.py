@@ -13,7 +13,8 @@ answer the same paths the same way.
   the prefix cache, generating nothing (:func:`cloud.service.prefill`; a migrated answer resumed
   here later prefills only the rest);
 - ``POST /v1/circinus/run``: a Circinus operator placed on the cloud tier (the contract of
-  :mod:`edgeweave.operators.routes`).
+  :mod:`edgeweave.operators.routes`);
+- with ``[cloud.tlora]``, the fine-tuning API under ``/v1/fine_tuning/jobs`` (:mod:`cloud.tlora.api`).
 
 A framework hands :func:`handle` an :class:`HttpRequest` and writes the :class:`HttpResponse`
 it gets back (a streamed body is an async iterator of SSE events; closing it, when the client
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cloud.service import CloudState, EngineAnswer, open_answer, prefill, served_models
+from cloud.tlora import api as fine_tuning_api
 from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
 from edgeweave.serving.http_errors import ApiError, parse_json
@@ -48,6 +50,7 @@ class HttpRequest:
     path: str
     authorization: str  # the Authorization header ("" without one)
     body: bytes
+    query: str = ""  # the query string, undecoded
 
 
 @dataclass
@@ -120,6 +123,14 @@ async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
     return HttpResponse(await state.operators.run(req.body), content_type=FRAMES)
 
 
+async def fine_tuning(state: CloudState, req: HttpRequest) -> HttpResponse:
+    """``/v1/fine_tuning/jobs...`` (tLoRA, mounted with ``[cloud.tlora]``)."""
+    assert state.tlora is not None
+    path = req.path.rstrip("/")
+    answer = await fine_tuning_api.answer(state.tlora, req.method, path, req.query, req.body)
+    return HttpResponse(answer.model_dump_json().encode())
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health"): health,
     ("GET", "/metrics"): metrics,
@@ -131,7 +142,9 @@ ROUTES: dict[tuple[str, str], Handler] = {
 }
 
 
-def _route(method: str, path: str) -> Handler:
+def _route(state: CloudState, method: str, path: str) -> Handler:
+    if state.tlora is not None and fine_tuning_api.owns(path):
+        return fine_tuning
     handler = ROUTES.get((method, path))
     if handler is None:
         if any(p == path for _, p in ROUTES):
@@ -145,11 +158,12 @@ async def handle(state: CloudState, api_keys: list[str] | None, req: HttpRequest
     path = req.path.rstrip("/") or "/"
     try:
         check_api_key(api_keys, path, req.authorization)
-        resp = await _route(req.method, path)(state, req)
+        resp = await _route(state, req.method, path)(state, req)
     except ApiError as e:
         resp = _json({"error": e.body.model_dump()}, e.status, e.headers)
     except UsageError as e:
         resp = _json({"error": ApiError(400, str(e), param=e.field).body.model_dump()}, 400)
     if path.startswith("/v1/"):
-        state.metrics.requests.labels(path, str(resp.status)).inc()
+        label = fine_tuning_api.metric_path(path) if fine_tuning_api.owns(path) else path
+        state.metrics.requests.labels(label, str(resp.status)).inc()
     return resp

@@ -46,7 +46,8 @@ def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: in
 
     async def serve(request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
-        resp = await handle(state, api_keys, HttpRequest(request.method, request.path, auth, await request.read()))
+        req = HttpRequest(request.method, request.path, auth, await request.read(), request.query_string)
+        resp = await handle(state, api_keys, req)
         if isinstance(resp.body, bytes):
             headers = {**resp.headers, "Content-Type": resp.content_type}
             return web.Response(body=resp.body, status=resp.status, headers=headers)
@@ -58,6 +59,13 @@ def create_app(state: CloudState, api_keys: list[str] | None, max_body_bytes: in
 
 def build(cfg: CloudServerConfig, api_keys: list[str] | None) -> tuple[web.Application, CloudState]:
     state = load_state(cfg)
+    if cfg.tlora is not None:
+        from cloud.tlora.service import FineTuningService, scheduler_for
+
+        sched = scheduler_for(cfg.tlora, cfg.model)
+        serve = state.engine.engine.add_adapter
+        adapters = [a.name for a in cfg.adapters]
+        state.tlora = FineTuningService(cfg.tlora, cfg.model, cfg.name, sched, serve, adapters)
     return create_app(state, api_keys, int(cfg.max_body_mb * 2**20)), state
 
 
@@ -69,6 +77,8 @@ async def serve(c: CloudServerConfig, api_keys: list[str] | None, key_note: str)
 
     async def ready(url: str) -> None:
         engine.start()
+        if state.tlora is not None:
+            state.tlora.start()
         announce(f"{READY_PREFIX} cloud {url}{key_note}")
         log.info(
             "cloud engine %s on %s: %s attention, %d KV blocks of %d tokens, device %s",
@@ -76,6 +86,8 @@ async def serve(c: CloudServerConfig, api_keys: list[str] | None, key_note: str)
         )  # fmt: skip
 
     async def stop() -> None:
+        if state.tlora is not None:
+            state.tlora.close()
         engine.stop()
 
     await serve_until_signal(app, c.host, c.port, ready, stop)

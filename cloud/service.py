@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -38,6 +39,9 @@ from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.wire.protocol import PrefillRequest, PrefillResult
 from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
+
+if TYPE_CHECKING:
+    from cloud.tlora.service import FineTuningService
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -81,6 +85,7 @@ class CloudState:
         self.default_slo = default_slo or LatencySLO()
         self.ledger = GainLedger()
         self.operators = OperatorService()  # Circinus operators placed on this tier
+        self.tlora: FineTuningService | None = None  # the fine-tuning API, with [cloud.tlora] (cloud.server)
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition, the engine's snapshot and the ledger's totals refreshed."""

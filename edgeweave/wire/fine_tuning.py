@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edgeweave.models.lora import ATTENTION_TARGETS
+from edgeweave.models.lora import ATTENTION_TARGETS, LoraConfig
 
 JobStatus = Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
 SUFFIX_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
@@ -56,6 +56,9 @@ class Hyperparameters(_Wire):
     warmup_steps: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)  # adapter initialisation and data order
     slowdown_bound: float = Field(default=1.5, ge=1.0, le=100.0)  # step time shared / alone, at most
+
+    # the adapter's own check (known names, none missing), so a bad name is refused at the door
+    _known_targets = field_validator("target_modules")(LoraConfig._known_targets.__func__)  # type: ignore[attr-defined]
 
     @model_validator(mode="after")
     def _one_length(self) -> Hyperparameters:
