@@ -165,6 +165,8 @@ def run_peft_fifo(
     plans: Sequence[JobPlan], arrive_s: Sequence[float], cores: int, tick: Callable[[], None]
 ) -> RunResult:
     """Each job alone with PEFT, one after another in arrival order (a job waits for the one before)."""
+    import peft  # noqa: F401 (imported before the clock starts, as the split baseline's warm processes have it)
+
     out = RunResult("peft_fifo", cores=cores)
     cpu0 = _cpu_s([os.getpid()])
     t0 = time.time()
