@@ -16,8 +16,8 @@ CUDA only, ``triton`` (Triton's interpreter on CPU measures the interpreter, not
 Forward alone (serving) and forward + backward to ``x`` and every A/B (training); times are
 medians over rounds that time every method in turn (see :func:`interleaved_medians`), on CPU with
 ``--threads`` intra-op threads (default 1: on a shared 2-core machine a second thread mostly
-waits for a descheduled peer and turns the medians into noise).  Ratios are speed-ups: ``segmented_vs_loop_fwd`` = loop time /
-segmented time, the median over the workloads (``_min``: the worst workload).
+waits for a descheduled peer and turns the medians into noise).  Ratios are speed-ups:
+``segmented_vs_loop_fwd`` = loop time / segmented time, the median over the workloads (``_min``: the worst workload).
 
     python -m benchmarks.lora_kernel [--quick]
 """
@@ -84,7 +84,9 @@ def padded_delta(x: torch.Tensor, segments: Segments, adapters: list[LoraWeights
     return x.new_zeros(x.shape[0], b.shape[1]).index_copy(0, src, yp.reshape(-1, b.shape[1]).index_select(0, slot))
 
 
-def make_batch(w: Workload, device: str, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, Segments, list[LoraWeights]]:
+def make_batch(
+    w: Workload, device: str, dtype: torch.dtype, seed: int
+) -> tuple[torch.Tensor, Segments, list[LoraWeights]]:
     rng = random.Random(seed)
     gen = torch.Generator().manual_seed(seed)
     ranks = [rng.choice(RANKS) for _ in range(w.adapters)]
@@ -132,14 +134,18 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int, block
     return {m: statistics.median(v) for m, v in samples.items()}
 
 
-def time_workload(w: Workload, methods: tuple[str, ...], device: str, dtype: torch.dtype, rounds: int) -> dict[str, dict[str, float]]:
+def time_workload(
+    w: Workload, methods: tuple[str, ...], device: str, dtype: torch.dtype, rounds: int
+) -> dict[str, dict[str, float]]:
     x, seg, ws = make_batch(w, device, dtype, seed=len(w.name))
     leaves = [x] + [t for lw in ws for t in (lw.a, lw.b)]
     gy = torch.randn(x.shape[0], w.fan_out, device=device, dtype=dtype)
     fns = {m: delta_fn(m, x, seg, ws) for m in methods}
     with torch.no_grad():
         fwd = interleaved_medians(fns, rounds, block_s=0.02)
-    fwd_bwd = interleaved_medians({m: lambda f=f: torch.autograd.grad(f(), leaves, gy) for m, f in fns.items()}, rounds, block_s=0.02)
+    fwd_bwd = interleaved_medians(
+        {m: lambda f=f: torch.autograd.grad(f(), leaves, gy) for m, f in fns.items()}, rounds, block_s=0.02
+    )
     return {"fwd_s": fwd, "fwd_bwd_s": fwd_bwd}
 
 
@@ -155,7 +161,9 @@ def plot(results: dict[str, dict[str, dict[str, float]]], device: str, path: str
     width = 0.8 / len(methods)
     for ax, key, title in ((axes[0], "fwd_s", "forward"), (axes[1], "fwd_bwd_s", "forward + backward")):
         for i, m in enumerate(methods):
-            ax.bar([j + i * width for j in range(len(names))], [1e3 * results[n][key][m] for n in names], width, label=m)
+            ax.bar(
+                [j + i * width for j in range(len(names))], [1e3 * results[n][key][m] for n in names], width, label=m
+            )
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(names))], names, rotation=20, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("ms (median)")
@@ -190,14 +198,27 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         pairs += [("triton", "segmented"), ("triton", "loop"), ("triton", "padded")]
     else:
-        summary.update({k: None for k in ("triton_vs_segmented_fwd", "triton_vs_segmented_fwd_bwd", "triton_vs_loop_fwd", "triton_vs_padded_fwd")})
+        summary.update(
+            {
+                k: None
+                for k in (
+                    "triton_vs_segmented_fwd",
+                    "triton_vs_segmented_fwd_bwd",
+                    "triton_vs_loop_fwd",
+                    "triton_vs_padded_fwd",
+                )
+            }
+        )
         summary["note"] = "no CUDA device: Triton timings skipped (the interpreter times numpy, not the kernel)"
     for ours, base in pairs:
         for key, tag in (("fwd_s", "fwd"), ("fwd_bwd_s", "fwd_bwd")):
             sp = speedups(results, ours, base, key)
             summary[f"{ours}_vs_{base}_{tag}"] = statistics.median(sp)
             summary[f"{ours}_vs_{base}_{tag}_min"] = min(sp)
-    workloads = {w.name: {"fan_in": w.fan_in, "fan_out": w.fan_out, "adapters": w.adapters, "layout": w.layout} for w in WORKLOADS}
+    workloads = {
+        w.name: {"fan_in": w.fan_in, "fan_out": w.fan_out, "adapters": w.adapters, "layout": w.layout}
+        for w in WORKLOADS
+    }
     save_result("lora_kernel", args.quick, summary, workloads=workloads, timings=results)
     plot(results, device_name, str(RESULTS / "lora_kernel.png"))
     for k, v in summary.items():

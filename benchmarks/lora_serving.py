@@ -116,9 +116,7 @@ def measure_multi_lora_serving(quick: bool) -> LoraServingResult:
         engine.add_adapter(name, make_adapter(cfg, RANKS[j % len(RANKS)], seed=j))
     tok = engine.tokenizer
     examples = eval_set(n)
-    requests = [
-        (i, tok.render_chat([ChatMessage("user", examples[i].prompt)]), names[i % k]) for i in range(n)
-    ]
+    requests = [(i, tok.render_chat([ChatMessage("user", examples[i].prompt)]), names[i % k]) for i in range(n)]
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True)
     _run(engine, "warm-up", [requests[:k]], params)  # first-call allocations, every adapter installed
     grouped = [[r for r in requests if r[2] == name] for name in names]
@@ -172,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     result = measure_multi_lora_serving(args.quick)
     for r in (result.mixed, result.one_at_a_time, result.base):
         print(f"{r.name:>24}: {r.tokens} tokens in {r.seconds:.2f} s ({r.batches} batches) = {r.tok_s:.0f} tok/s")
-    print(f"multi_lora_serving_ratio = {result.multi_lora_serving_ratio:.2f}x (kernel {result.impl}); "
-          f"adapters cost {result.adapter_overhead:.2f}x vs base; outputs identical: {result.outputs_identical}")
+    print(
+        f"multi_lora_serving_ratio = {result.multi_lora_serving_ratio:.2f}x (kernel {result.impl}); "
+        f"adapters cost {result.adapter_overhead:.2f}x vs base; outputs identical: {result.outputs_identical}"
+    )
     summary = {
         "multi_lora_serving_ratio": round(result.multi_lora_serving_ratio, 3),
         "mixed_tok_s": round(result.mixed.tok_s, 1),

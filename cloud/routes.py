@@ -164,5 +164,6 @@ async def handle(state: CloudState, api_keys: list[str] | None, req: HttpRequest
     except UsageError as e:
         resp = _json({"error": ApiError(400, str(e), param=e.field).body.model_dump()}, 400)
     if path.startswith("/v1/"):
-        state.metrics.requests.labels(path, str(resp.status)).inc()
+        label = fine_tuning_api.metric_path(path) if fine_tuning_api.owns(path) else path
+        state.metrics.requests.labels(label, str(resp.status)).inc()
     return resp

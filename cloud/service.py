@@ -129,7 +129,9 @@ def adapter_of(state: CloudState, model: str | None) -> str | None:
     base, sep, adapter = model.partition(":")
     if sep and base == state.name and adapter in state.engine.engine.adapters:
         return adapter
-    raise ApiError(404, f"model {model!r} is not served here (serving {', '.join(served_models(state))})", param="model")
+    raise ApiError(
+        404, f"model {model!r} is not served here (serving {', '.join(served_models(state))})", param="model"
+    )
 
 
 class EngineAnswer(Answer):

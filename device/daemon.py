@@ -2,7 +2,11 @@
 
 Each configured model is loaded on its backend (exporting GGUF / .pte once
 into the cache when given a checkpoint) and warmed up with one short
-generation, which also gives the first measured tokens/s the coordinator sees.
+generation, which also gives the first measured tokens/s the coordinator sees.  Each of a
+model's LoRA adapters (``adapters`` of its ``[[device.models]]`` entry) is served too, as model
+``<name>:<adapter>``, by a worker of its own: llama.cpp applies an adapter to every sequence of a
+context, so an adapter gets its own backend (model load, context, KV cache); on torch the adapter
+is merged into that backend's weights; ExecuTorch refuses adapters.
 """
 
 from __future__ import annotations
@@ -10,17 +14,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 from device.advertise import Advertiser
 from device.backends.llamacpp_backend import default_threads, prefer_passive_openmp
 from device.server import create_app
 from device.worker import ModelWorker
-from edgeweave.config import DeviceConfig, EdgeweaveConfig
+from edgeweave.config import DeviceConfig, EdgeweaveConfig, ModelSpec
+from edgeweave.errors import UsageError
 from edgeweave.generation.backends import load_backend
 from edgeweave.serving.service import READY_PREFIX, announce, serve_until_signal
 from edgeweave.wire.auth import ClusterKey
 
 log = logging.getLogger("edgeweave.device")
+
+
+def served(spec: ModelSpec) -> list[tuple[ModelSpec, Path | None]]:
+    """The model ids one entry serves: the base, then each adapter as ``<name>:<adapter>``."""
+    names = [a.name for a in spec.adapters]
+    if len(set(names)) != len(names):
+        raise UsageError("adapters", f"{spec.name}: an adapter name appears twice ({', '.join(names)})")
+    return [
+        (spec, None),
+        *(
+            (spec.model_copy(update={"served_name": f"{spec.name}:{a.name}", "adapters": []}), a.path)
+            for a in spec.adapters
+        ),
+    ]
 
 
 def load_workers(cfg: DeviceConfig) -> list[ModelWorker]:
@@ -29,8 +49,8 @@ def load_workers(cfg: DeviceConfig) -> list[ModelWorker]:
     if llama_threads and prefer_passive_openmp(max(llama_threads)):
         log.info("%s: llama.cpp threads take every core: they sleep while waiting (OMP_WAIT_POLICY=PASSIVE)", cfg.id)
     workers = []
-    for spec in cfg.models:
-        backend = load_backend(spec.backend, spec.model, threads=spec.threads, slots=spec.slots)
+    for spec, adapter in (s for m in cfg.models for s in served(m)):
+        backend = load_backend(spec.backend, spec.model, threads=spec.threads, slots=spec.slots, adapter=adapter)
         worker = ModelWorker(spec, backend, cfg.power_model, cores)
         worker.warm_up()
         workers.append(worker)

@@ -87,7 +87,9 @@ def _out_features(segments: Segments, adapters: Sequence[LoraWeights | None], x:
         raise ValueError(f"lora_delta: segments cover {segments.rows} rows, x has {x.shape[0]}")
     bad = [i for i in segments.adapters if i != NO_ADAPTER and not 0 <= i < len(adapters)]
     if bad:
-        raise ValueError(f"lora_delta: adapter index {bad[0]} is neither NO_ADAPTER nor one of {len(adapters)} adapters")
+        raise ValueError(
+            f"lora_delta: adapter index {bad[0]} is neither NO_ADAPTER nor one of {len(adapters)} adapters"
+        )
     present = [w for w in adapters if w is not None]
     if not present:
         raise ValueError("lora_delta: no adapter has weights (the delta's width is unknown)")

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 
 from kernels.multi_lora import NO_ADAPTER, LoraWeights, Segments, _out_features, _runs
 
@@ -65,8 +66,12 @@ def _shrink_kernel(
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         kmask = offs_k < K
-        xt = tl.load(x + xrow[:, None] * stride_xt + offs_k[None, :] * stride_xk, mask=mmask[:, None] & kmask[None, :], other=0.0)
-        wt = tl.load(w + wrow[:, None] * stride_wr + offs_k[None, :] * stride_wk, mask=rmask[:, None] & kmask[None, :], other=0.0)
+        xt = tl.load(
+            x + xrow[:, None] * stride_xt + offs_k[None, :] * stride_xk, mask=mmask[:, None] & kmask[None, :], other=0.0
+        )
+        wt = tl.load(
+            w + wrow[:, None] * stride_wr + offs_k[None, :] * stride_wk, mask=rmask[:, None] & kmask[None, :], other=0.0
+        )
         if UPCAST:
             xt, wt = xt.to(tl.float32), wt.to(tl.float32)
         acc += tl.dot(xt, tl.trans(wt), input_precision=PREC)
@@ -99,7 +104,11 @@ def _expand_kernel(
     for r0 in range(0, rank, BLOCK_R):
         offs_r = r0 + tl.arange(0, BLOCK_R)
         rmask = offs_r < rank
-        ht = tl.load(h + hoff + offs_m[:, None].to(tl.int64) * rank + offs_r[None, :], mask=mmask[:, None] & rmask[None, :], other=0.0)
+        ht = tl.load(
+            h + hoff + offs_m[:, None].to(tl.int64) * rank + offs_r[None, :],
+            mask=mmask[:, None] & rmask[None, :],
+            other=0.0,
+        )
         wt = tl.load(
             w + offs_n[:, None].to(tl.int64) * stride_wn + (roff + offs_r)[None, :].to(tl.int64) * stride_wr,
             mask=nmask[:, None] & rmask[None, :],
@@ -111,7 +120,11 @@ def _expand_kernel(
     if SCALE:
         acc *= tl.load(seg_scale + s)
     yrow = (tl.load(seg_lo + s) + offs_m).to(tl.int64)
-    tl.store(y + yrow[:, None] * stride_yt + offs_n[None, :] * stride_yn, acc.to(y.dtype.element_ty), mask=mmask[:, None] & nmask[None, :])
+    tl.store(
+        y + yrow[:, None] * stride_yt + offs_n[None, :] * stride_yn,
+        acc.to(y.dtype.element_ty),
+        mask=mmask[:, None] & nmask[None, :],
+    )
 
 
 @triton.jit
@@ -140,7 +153,11 @@ def _outer_kernel(
         for m0 in range(0, rows, BLOCK_M):
             offs_m = m0 + tl.arange(0, BLOCK_M)
             mmask = offs_m < rows
-            ht = tl.load(h + hoff + offs_m[:, None].to(tl.int64) * rank + offs_r[None, :], mask=mmask[:, None] & rmask[None, :], other=0.0)
+            ht = tl.load(
+                h + hoff + offs_m[:, None].to(tl.int64) * rank + offs_r[None, :],
+                mask=mmask[:, None] & rmask[None, :],
+                other=0.0,
+            )
             dt = tl.load(
                 d + (lo + offs_m)[:, None].to(tl.int64) * stride_dt + offs_d[None, :] * stride_dd,
                 mask=mmask[:, None] & dmask[None, :],
@@ -152,7 +169,11 @@ def _outer_kernel(
     if SCALE:
         acc *= tl.load(ad_scale + u)
     grow = (tl.load(ad_roff + u) + offs_r).to(tl.int64)
-    tl.store(g + grow[:, None] * stride_gr + offs_d[None, :] * stride_gd, acc.to(g.dtype.element_ty), mask=rmask[:, None] & dmask[None, :])
+    tl.store(
+        g + grow[:, None] * stride_gr + offs_d[None, :] * stride_gd,
+        acc.to(g.dtype.element_ty),
+        mask=rmask[:, None] & dmask[None, :],
+    )
 
 
 @dataclass(frozen=True)
@@ -286,6 +307,7 @@ class _SegmentedLora(torch.autograd.Function):
         return expand(h, b_cat, t, x.shape[0], scale=True)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, a_cat, b_cat, h = ctx.saved_tensors
         t: LoraTables = ctx.tables
@@ -305,6 +327,10 @@ def lora_delta_triton(x: torch.Tensor, segments: Segments, adapters: Sequence[Lo
     """The multi-LoRA delta of ``x [T, in]`` by the fused kernels, differentiable in ``x`` and in
     the A/B of every adapter a non-empty segment uses."""
     out_features = _out_features(segments, adapters, x)
+    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError(
+            "lora_delta: impl 'triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is imported"
+        )
     t = LoraTables.build(segments, adapters, x.device)
     if not t.used:
         return x.new_zeros(x.shape[0], out_features)

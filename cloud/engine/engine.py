@@ -117,7 +117,8 @@ class LLMEngine:
     # --- adapters ---------------------------------------------------------------
     def add_adapter(self, name: str, adapter: LoraAdapter) -> None:
         """Serve ``adapter`` for requests with ``lora_adapter=name`` from the next iteration on
-        (callable from any thread; a name already served gets the new weights)."""
+        (callable from any thread; a name already served gets the new weights, and its answers
+        already running continue on them)."""
         self._lora.add(name, adapter)
 
     @property

@@ -60,9 +60,11 @@ class AdapterSet:
             self._pending[name] = adapter
 
     def check(self, name: str | None) -> None:
-        if name is not None and name not in self.names:
-            served = ", ".join(self.names) or "none"
-            raise UsageError("lora_adapter", f"no LoRA adapter {name!r} is loaded here (loaded: {served})")
+        names = self.names
+        if name is not None and name not in names:
+            if not names:
+                raise UsageError("lora_adapter", f"no LoRA adapters are loaded here, so {name!r} cannot be served")
+            raise UsageError("lora_adapter", f"no LoRA adapter {name!r} is loaded here (loaded: {', '.join(names)})")
 
     def install(self) -> None:
         """Put queued adapters into the routing (the engine thread, between iterations)."""
@@ -81,7 +83,9 @@ class AdapterSet:
                 lst[idx] = (
                     None
                     if pair is None
-                    else LoraWeights(pair[0].to(p.device, p.dtype), pair[1].to(p.device, p.dtype), adapter.config.scaling)
+                    else LoraWeights(
+                        pair[0].to(p.device, p.dtype), pair[1].to(p.device, p.dtype), adapter.config.scaling
+                    )
                 )
 
     def index(self, name: str | None) -> int:

@@ -45,6 +45,12 @@ def owns(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+def metric_path(path: str) -> str:
+    """``path`` with its job id as ``{id}``: the request counter's label stays one per route."""
+    m = _JOB.match(path)
+    return f"{PREFIX}/{{id}}{m['verb'] or ''}" if m else path
+
+
 def _page(query: str) -> Page:
     try:
         return Page.model_validate(dict(parse_qsl(query)))

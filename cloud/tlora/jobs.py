@@ -58,7 +58,9 @@ class JobPlan:
         if self.total_steps < 1:
             raise bad("total_steps", f"must be at least 1 (got {self.total_steps})")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise bad("warmup_steps", f"must be in [0, total_steps] (got {self.warmup_steps}, total_steps {self.total_steps})")
+            raise bad(
+                "warmup_steps", f"must be in [0, total_steps] (got {self.warmup_steps}, total_steps {self.total_steps})"
+            )
         if self.seed < 0:
             raise bad("seed", f"must be non-negative (got {self.seed})")
         if not self.examples:

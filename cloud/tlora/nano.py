@@ -3,10 +3,10 @@ equal LoRA-aware cost, and AIMD on N.  Pure, typed, synchronous: no clocks, no t
 
 Cost of a sample: its tokens times the per-token FLOPs of the linear layers it passes through,
 relative to the base's: ``1 + rank * sum_targets(in + out) / sum_all_linears(in * out)`` per layer
-(:func:`lora_cost_factor`), so a rank-64 job's samples weigh more than a rank-4 job's.
-:func:`split` balances those costs greedily (longest first onto the lightest nano-batch; each
-nano-batch keeps whole samples) and returns each nano-batch's sample indices in ascending order,
-so samples of one job stay adjacent when the step's samples are ordered by job.
+(:func:`lora_cost_factor`), so a rank-64 job's samples weigh more than a rank-4 job's; a
+nano-batch is padded to its longest sample.  :func:`split` cuts the length-sorted samples into
+runs (whole samples each) that minimise the costliest nano-batch: balanced work for overlapping
+nano-batches, and far less padding than one mixed batch padded to its longest sample.
 
 :class:`NanoBatchAimd` is SYSTEMS.md's rule: after each step, ``N += increase`` if the step's time
 per unit of work got faster by at least ``tau`` (relative) than the previous step's, else
@@ -15,7 +15,6 @@ per unit of work got faster by at least ``tau`` (relative) than the previous ste
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,24 +30,58 @@ def lora_cost_factor(cfg: ModelConfig, lora: LoraConfig) -> float:
     return 1.0 + extra / base
 
 
-def split(costs: Sequence[float], n: int) -> tuple[tuple[int, ...], ...]:
-    """Partition sample indices ``0..len(costs)-1`` into ``min(n, len(costs))`` non-empty
-    nano-batches of balanced total cost (greedy LPT); indices ascending within each."""
+def _greedy(lengths: Sequence[int], factors: Sequence[float], order: Sequence[int], cap: float) -> list[list[int]]:
+    """Pack length-sorted samples into consecutive chunks of padded cost at most ``cap`` (one
+    sample over the cap gets a chunk of its own)."""
+    chunks: list[list[int]] = []
+    weight = 0.0
+    for i in order:
+        # chunk cost = its longest (this one, ascending order) x its samples' summed cost factors
+        if chunks and lengths[i] * (weight + factors[i]) <= cap * (1 + 1e-12):  # float sums' order
+            chunks[-1].append(i)
+            weight += factors[i]
+        else:
+            chunks.append([i])
+            weight = factors[i]
+    return chunks
+
+
+def split(lengths: Sequence[int], factors: Sequence[float], n: int) -> tuple[tuple[int, ...], ...]:
+    """Partition samples ``0..S-1`` (``lengths[i]`` tokens, per-token cost ``factors[i]``, see
+    :func:`lora_cost_factor`) into ``min(n, S)`` non-empty nano-batches.
+
+    Each nano-batch is padded to its longest sample, so its cost is ``max length x sum of
+    factors``; the split minimises the largest nano-batch's cost over runs of the samples sorted
+    by length (bisection on the cap, greedy packing: a run's cost only grows as it extends, so
+    greedy is optimal for a given cap), which also cuts the padding a single mixed batch carries.
+    Runs are then halved until there are ``min(n, S)`` (never raising the largest cost).  Indices
+    ascend within a nano-batch, so samples ordered by job stay ordered by job; nano-batches are
+    listed shortest first.  Attention's quadratic term is left out (short sequences here)."""
     if n < 1:
         raise ValueError(f"nano-batch count must be at least 1 (got {n})")
-    if any(not (math.isfinite(c) and c >= 0) for c in costs):
-        raise ValueError("sample costs must be finite and non-negative")
-    bins = min(n, len(costs))
-    if bins == 0:
-        return ()
-    heap = [(0.0, b) for b in range(bins)]
-    members: list[list[int]] = [[] for _ in range(bins)]
-    # ties broken by index so the split is deterministic
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        load, b = heapq.heappop(heap)
-        members[b].append(i)
-        heapq.heappush(heap, (load + costs[i], b))
-    return tuple(tuple(sorted(m)) for m in sorted(members, key=min))
+    if len(lengths) != len(factors):
+        raise ValueError(f"{len(lengths)} sample lengths for {len(factors)} cost factors")
+    if any(length < 1 for length in lengths) or any(not (math.isfinite(f) and f > 0) for f in factors):
+        raise ValueError("sample lengths must be positive and cost factors positive and finite")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    bins = min(n, len(order))
+    if bins <= 1:
+        return (tuple(range(len(order))),) if bins else ()
+    lo = max(lengths[i] * factors[i] for i in order)  # no chunk can cost less than its costliest sample
+    hi = lengths[order[-1]] * sum(factors)  # everything in one chunk
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if len(_greedy(lengths, factors, order, mid)) <= bins:
+            hi = mid
+        else:
+            lo = mid
+    chunks = _greedy(lengths, factors, order, hi)
+    while len(chunks) < bins:
+        k = max(range(len(chunks)), key=lambda c: (len(chunks[c]), -c))
+        chunk = chunks.pop(k)
+        half = len(chunk) // 2
+        chunks[k:k] = [chunk[:half], chunk[half:]]
+    return tuple(tuple(sorted(c)) for c in chunks)
 
 
 @dataclass

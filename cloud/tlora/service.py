@@ -37,6 +37,7 @@ from cloud.tlora.runtime import JobEvent, JobProgress, TloraRuntime
 from edgeweave.config import TloraOptions
 from edgeweave.data import households
 from edgeweave.data.smarthome import Example
+from edgeweave.errors import UsageError
 from edgeweave.models.config import ModelConfig
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.lora import LoraAdapter, LoraConfig
@@ -56,7 +57,9 @@ log = logging.getLogger("edgeweave.cloud.tlora")
 ServeAdapter = Callable[[str, LoraAdapter], None]
 COST_FILE = "step_cost.json"  # the measured step-time model, under the workdir
 CAPACITY_SAMPLES = 64  # a worker's capacity: this many full-context samples per step (our choice)
-CALIBRATION = ((4, 2), (8, 4), (16, 8), (32, 4))  # (rank, batch size) of the jobs timed to fit it
+# the jobs timed to fit it, (rank, batch size, data): short single samples expose the per-step and
+# per-job costs, long batches the per-token ones (with tokens alone the fit cannot tell them apart)
+CALIBRATION = ((4, 1, "short"), (16, 1, "short"), (8, 4, "long"), (32, 2, "long"))
 LEVELS: dict[str, Literal["info", "warn", "error"]] = {"info": "info", "warn": "warn", "error": "error"}
 
 
@@ -65,15 +68,22 @@ def scheduler_for(options: TloraOptions, base_model: str) -> TloraScheduler:
     machine: once, then read from ``workdir/step_cost.json`` (delete it to measure again)."""
     path = options.workdir / COST_FILE
     if path.is_file():
-        cost = StepCost(**json.loads(path.read_text()))
+        try:
+            cost = StepCost(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as e:
+            raise UsageError("cloud.tlora.workdir", f"{path} is not a step-time model ({e}); delete it") from None
     else:
         log.info("measuring the step-time model of %s (once; kept in %s)", base_model, path)
-        examples = tuple(households.corpus(households.household("calibration", 0), "train", 64))
+        h = households.household("calibration", 0)
+        data = {
+            "short": tuple(households.corpus(h, "train", 64, {"chat"})),
+            "long": tuple(households.corpus(h, "train", 64)),
+        }
         plans = [
-            JobPlan(f"calibration-{r}-{b}", base_model, LoraConfig(rank=r, alpha=2.0 * r), b, 1e-3, 8, 0, 0, examples)
-            for r, b in CALIBRATION
+            JobPlan(f"calibration-{i}", base_model, LoraConfig(rank=r, alpha=2.0 * r), b, 1e-3, 8, 0, 0, data[kind])
+            for i, (r, b, kind) in enumerate(CALIBRATION)
         ]
-        cost, r2 = fit(measure(base_model, plans, profile_groups(len(plans), len(plans))))
+        cost, r2 = fit(measure(base_model, plans, profile_groups(len(plans), len(plans)), steps=2))
         log.info("step-time model: %s (R^2 %.3f)", cost.describe(), r2)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(dataclasses.asdict(cost)))
@@ -165,8 +175,7 @@ class FineTuningService:
     def list(self, after: str | None = None, limit: int = 20) -> FineTuningJobList:
         """Newest first; ``after``: the last job id of the previous page."""
         with self._lock:
-            jobs = sorted(self._jobs.values(), key=lambda j: j.created_at, reverse=True)
-        ids = [j.id for j in jobs]
+            ids = list(self._jobs)[::-1]  # submission order, newest first
         if after is not None:
             if after not in self._jobs:
                 raise ApiError(404, f"after: no fine-tuning job {after!r}", param="after")

@@ -75,7 +75,9 @@ class SuperModel:
         attach_multi_lora(self.base, paths, self.routing)
         self._attached.update(paths)
 
-    def forward(self, tokens: torch.Tensor, job_per_sample: Sequence[int], adapters: Sequence[JobAdapter]) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, job_per_sample: Sequence[int], adapters: Sequence[JobAdapter]
+    ) -> torch.Tensor:
         """tokens [B, T] (rows ordered by job) -> logits [B, T, vocab]; row ``i`` goes through
         ``adapters[job_per_sample[i]]``."""
         if len(job_per_sample) != tokens.shape[0]:

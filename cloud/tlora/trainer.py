@@ -10,7 +10,8 @@ the gradient of its own loss: its solo gradient.  Then per job: gradient-norm cl
 learning rate from :func:`~cloud.tlora.jobs.lr_at` at its own step, its own AdamW step.
 
 Nano-batches (``step(nano_batches=N)``): the samples are split by
-:func:`cloud.tlora.nano.split` into N groups of about equal rank-aware cost, whole samples each;
+:func:`cloud.tlora.nano.split` into N runs of similar length and balanced rank-aware cost, whole
+samples each, each padded only to its own longest sample;
 each nano-batch's summed token losses are back-propagated into the accumulated gradients, which
 are divided by each job's token count of the whole step once all nano-batches ran, so the step
 equals the un-split one (up to float summation order).  What overlaps on CPU: while nano-batch k
@@ -25,6 +26,7 @@ atomic file.
 from __future__ import annotations
 
 import copy
+import pickle
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,7 +45,7 @@ from edgeweave.fileio import atomic_output
 from edgeweave.models.llama import Transformer
 from edgeweave.models.lora import LoraAdapter, LoraConfig, module_paths
 from edgeweave.models.tokenizer import ByteTokenizer
-from edgeweave.models.train import IGNORE, make_batch
+from edgeweave.models.train import IGNORE, encode_example, make_batch
 from kernels.multi_lora import Impl
 
 # the optimizer every path (group, our solo, PEFT's solo) uses: AdamW with these settings, the
@@ -115,10 +117,12 @@ class JobState:
             lora = LoraConfig.model_validate(raw["lora"])
             weights = {path: (a, b) for path, (a, b) in raw["weights"].items()}
             job_id, step, optimizer, base_model = raw["job_id"], int(raw["step"]), raw["optimizer"], raw["base_model"]
-        except (OSError, RuntimeError, ValueError, KeyError, TypeError) as e:
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             raise ModelFileError(str(file), f"unreadable job checkpoint ({e})") from None
         if job_id != plan.job_id or lora != plan.lora:
-            raise ModelFileError(str(file), f"checkpoint of job {job_id!r} ({lora}) does not match plan {plan.job_id!r} ({plan.lora})")
+            raise ModelFileError(
+                str(file), f"checkpoint of job {job_id!r} ({lora}) does not match plan {plan.job_id!r} ({plan.lora})"
+            )
         if not 0 <= step <= plan.total_steps:
             raise ModelFileError(str(file), f"checkpoint step {step} outside the plan's [0, {plan.total_steps}]")
         return cls(plan, step, LoraAdapter(lora, base_model, weights), optimizer)
@@ -137,17 +141,15 @@ class _Member:
         return self.step >= self.plan.total_steps
 
 
-def _tokens_estimate(ex: Example) -> int:
-    """The ByteTokenizer's token count up to the chat template's constant: the UTF-8 bytes."""
-    return len(ex.prompt.encode()) + len(ex.target.encode())
-
-
 class GroupTrainer:
     """Member jobs trained together on one frozen, shared base (see the module docstring)."""
 
     def __init__(self, base: Transformer, impl: Impl = "segmented") -> None:
         self.model = SuperModel(base, impl)
         self.tokenizer = ByteTokenizer()
+        # the ByteTokenizer spends one token per UTF-8 byte: a sample's length is the template's
+        # tokens plus its bytes, known without tokenizing (the collation thread does that)
+        self._template_tokens = len(encode_example(self.tokenizer, Example("", ""))[0])
         self._members: dict[str, _Member] = {}
 
     @property
@@ -167,7 +169,9 @@ class GroupTrainer:
             adapter, step = resume.adapter, resume.step
         adapter.check_fits(cfg)
         # parameters in module_paths order (A, B per module): the optimizer state's indices rely on it
-        ordered = LoraAdapter(adapter.config, adapter.base_model, {p: adapter.weights[p] for p in module_paths(cfg, plan.lora)})
+        ordered = LoraAdapter(
+            adapter.config, adapter.base_model, {p: adapter.weights[p] for p in module_paths(cfg, plan.lora)}
+        )
         job = JobAdapter.of(ordered)
         opt = make_optimizer(job.parameters(), plan)
         if resume is not None:
@@ -205,13 +209,15 @@ class GroupTrainer:
             batch = batch_at(m.plan, m.step)
             samples += batch
             job_of += [j] * len(batch)
-        costs = [_tokens_estimate(ex) * active[j].cost_factor for ex, j in zip(samples, job_of, strict=True)]
-        parts = split(costs, nano_batches)
+        max_len = self.model.config.max_seq_len
+        lengths = [
+            min(max_len, self._template_tokens + len(ex.prompt.encode()) + len(ex.target.encode())) for ex in samples
+        ]
+        parts = split(lengths, [active[j].cost_factor for j in job_of], nano_batches)
         loss_sum = [0.0] * len(active)
         label_tokens = [0] * len(active)
         input_tokens = [0] * len(active)
         adapters = [m.adapter for m in active]
-        max_len = self.model.config.max_seq_len
 
         def collate(k: int) -> tuple[torch.Tensor, torch.Tensor]:
             return make_batch(self.tokenizer, [samples[i] for i in parts[k]], max_len)

@@ -11,6 +11,14 @@ generating, all of them for parity checks.
 unified KV cache of ``slots`` x the context, as llama.cpp's server runs its parallel
 slots), and one ``llama_decode`` per generation step whose batch holds every row's tokens
 tagged with its sequence id, with logits asked for each row's last token only.
+
+``lora``: a GGUF LoRA adapter file (:mod:`edgeweave.export.gguf_lora`), loaded with
+``llama_adapter_lora_init`` against the model and set on the backend's context with
+``llama_set_adapters_lora`` at scale 1 (the file's alpha / rank is applied by llama.cpp), freed
+with the model.
+llama.cpp applies adapters per context, to every sequence in it, so an adapter served beside its
+base model is its own backend: its own model load, context and KV cache (a base-model answer in
+the same context would get the adapter too).
 """
 
 from __future__ import annotations
@@ -123,7 +131,9 @@ SCRATCH_CTX = 256  # the binding's own context when we make our own: its smalles
 class LlamaCppBackend(Backend):
     name = "llamacpp"
 
-    def __init__(self, path: str | Path, n_threads: int | None = None, slots: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, n_threads: int | None = None, slots: int = 1, lora: Path | None = None
+    ) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
@@ -163,6 +173,7 @@ class LlamaCppBackend(Backend):
                 self._batch = _internals.LlamaBatch(n_tokens=N_BATCH, embd=0, n_seq_max=1, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise ModelFileError(str(path), f"llama.cpp could not load it ({e})") from None
+        self._lora = None if lora is None else self._set_lora(lora)
         self.slots = slots
         self._n_vocab = self._llm.n_vocab()
         # llama.cpp's own tokenizer: used for real models, kept to check the embedded byte vocabulary
@@ -170,6 +181,20 @@ class LlamaCppBackend(Backend):
         tok: Tokenizer = ByteTokenizer() if tokenizer == ByteTokenizer.NAME else self.native_tokenizer
         # llama.cpp rounds n_ctx up (to a multiple of 256); never go past the trained context
         super().__init__(tok, min(self._ctx.n_ctx() // slots, context_length))
+
+    def _set_lora(self, lora: Path) -> object:
+        import ctypes
+
+        import llama_cpp
+
+        adapter = llama_cpp.llama_adapter_lora_init(self._llm._model.model, str(lora).encode())
+        if not adapter:
+            raise ModelFileError(str(lora), "llama.cpp could not load this LoRA adapter for the model")
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        if llama_cpp.llama_set_adapters_lora(self._ctx.ctx, adapters, 1, (ctypes.c_float * 1)(1.0)) != 0:
+            llama_cpp.llama_adapter_lora_free(adapter)
+            raise ModelFileError(str(lora), "llama.cpp could not set this LoRA adapter on its context")
+        return adapter
 
     def forward(self, ids: Sequence[int], start: int, all_logits: bool) -> np.ndarray:
         if len(ids) > N_BATCH:
@@ -216,11 +241,21 @@ class LlamaCppBackend(Backend):
         if self._ctx is not self._llm._ctx:
             self._batch.close()
             self._ctx.close()
-        self._llm.close()
+        self._llm.close()  # frees the adapter too (llama.cpp frees a model's adapters with it)
 
 
-def load(path: Path, threads: int | None, slots: int = 1) -> LlamaCppBackend:
-    """The ``llamacpp`` entry point of :func:`edgeweave.generation.backends.load_backend`."""
+def load(path: Path, threads: int | None, slots: int = 1, adapter: Path | None = None) -> LlamaCppBackend:
+    """The ``llamacpp`` entry point of :func:`edgeweave.generation.backends.load_backend`.
+    ``adapter``: a PEFT adapter directory, exported once (cached) to a GGUF LoRA file; it needs
+    the base checkpoint directory (its config shapes the export), not a bare .gguf."""
     from edgeweave.export.cache import runtime_file
 
-    return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads, slots=slots)
+    lora = None
+    if adapter is not None:
+        if not path.is_dir():
+            raise UsageError("adapters", f"serving a LoRA adapter needs the base checkpoint directory, not {path.name}")
+        from edgeweave.export.gguf_lora import cached_gguf_lora
+        from edgeweave.models.config import ModelConfig
+
+        lora = cached_gguf_lora(adapter, ModelConfig.from_hf_dir(path))
+    return LlamaCppBackend(runtime_file(path, "gguf"), n_threads=threads, slots=slots, lora=lora)

@@ -18,15 +18,16 @@ of :mod:`edgeweave.data.smarthome` (whose action generators, joiners and chat tu
 
 The held-out split is :func:`edgeweave.data.smarthome.split_of` of the household's own prompt
 text, so no held-out command is ever generated for training, whatever the seed or sample count.
+A model's exact match on it: :func:`edgeweave.generation.evaluate.household_exact_match`.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from edgeweave.data.smarthome import (
     ACTIONS,
@@ -43,9 +44,6 @@ from edgeweave.data.smarthome import (
     format_calls,
     split_of,
 )
-
-if TYPE_CHECKING:
-    from edgeweave.generation.evaluate import EvalReport
 
 Kind = Literal["scene", "renamed", "plain", "chat"]  # what an example exercises (scene > renamed > plain)
 
@@ -293,12 +291,3 @@ def held_out(h: Household, n: int, kinds: Collection[Kind] | None = None) -> lis
             if len(out) == n:
                 break
     return out
-
-
-def household_exact_match(
-    reply: Callable[[str], str], h: Household, n: int, kinds: Collection[Kind] | None = None
-) -> EvalReport:
-    """Exact match of ``reply`` on ``h``'s first ``n`` distinct held-out prompts."""
-    from edgeweave.generation.evaluate import exact_match
-
-    return exact_match(reply, held_out(h, n, kinds))

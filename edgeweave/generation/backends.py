@@ -38,8 +38,9 @@ def _loader(kind: str) -> Loader:
 def load_backend(
     kind: str, model: str | Path, threads: int | None = None, slots: int = 1, adapter: Path | None = None
 ) -> Backend:
-    """``threads``: compute threads of the runtime (default: its own choice); ``slots``: sequences decoded together in one batch (a runtime that
-    cannot batch says so with a :class:`UsageError` naming ``slots``)."""
+    """``threads``: compute threads of the runtime (default: its own choice); ``slots``: sequences
+    decoded together in one batch (a runtime that cannot batch says so with a :class:`UsageError`
+    naming ``slots``); ``adapter``: a PEFT adapter directory applied to every answer."""
     from edgeweave.models.registry import resolve_checkpoint
 
     loader = _loader(kind)

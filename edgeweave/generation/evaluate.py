@@ -6,10 +6,11 @@ exactly (the whole JSON tool-call list, or the whole conversational reply).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from edgeweave.data.households import Household, Kind, held_out
 from edgeweave.data.smarthome import Example, eval_set
 
 if TYPE_CHECKING:
@@ -40,3 +41,11 @@ def held_out_exact_match(backend: Backend, n: int = 300) -> EvalReport:
     from edgeweave.generation.chat import reply_text
 
     return exact_match(lambda prompt: reply_text(backend, prompt), eval_set(n))
+
+
+def household_exact_match(
+    reply: Callable[[str], str], h: Household, n: int, kinds: Collection[Kind] | None = None
+) -> EvalReport:
+    """Exact match of ``reply`` on household ``h``'s first ``n`` distinct held-out prompts (of
+    ``kinds`` only, when given; :mod:`edgeweave.data.households`)."""
+    return exact_match(reply, held_out(h, n, kinds))

@@ -26,8 +26,8 @@ from edgeweave.models.config import ModelConfig
 from edgeweave.models.llama import Transformer
 from edgeweave.models.lora import LoraConfig, module_paths
 from kernels.multi_lora import (
-    NO_ADAPTER,
     GROUP_BELOW_ROWS,
+    NO_ADAPTER,
     LoraRouting,
     LoraWeights,
     MultiLoraLinear,
@@ -41,7 +41,9 @@ IMPLS = ("loop", "segmented", "triton")
 TOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 
 
-def adapters(ranks: list[int | None], fan_in: int, fan_out: int, seed: int, dtype: torch.dtype = torch.float32) -> list[LoraWeights | None]:
+def adapters(
+    ranks: list[int | None], fan_in: int, fan_out: int, seed: int, dtype: torch.dtype = torch.float32
+) -> list[LoraWeights | None]:
     """Adapters with unit-scale deltas (A ~ 1/sqrt(in), B ~ 1/sqrt(r)); None: an adapter slot without weights."""
     gen = torch.Generator().manual_seed(seed)
     out: list[LoraWeights | None] = []
@@ -59,7 +61,9 @@ def leaves(x: torch.Tensor, ws: list[LoraWeights | None]) -> list[torch.Tensor]:
     return [x] + [t for w in ws if w is not None for t in (w.a, w.b)]
 
 
-def forward_and_grads(impl: str, x: torch.Tensor, seg: Segments, ws: list[LoraWeights | None]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def forward_and_grads(
+    impl: str, x: torch.Tensor, seg: Segments, ws: list[LoraWeights | None]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     delta = lora_delta(x, seg, ws, impl)  # type: ignore[arg-type]
     upstream = torch.randn(delta.shape, generator=torch.Generator().manual_seed(1)).to(delta.dtype)
     grads = torch.autograd.grad((delta * upstream).sum(), leaves(x, ws), allow_unused=True)
@@ -68,10 +72,15 @@ def forward_and_grads(impl: str, x: torch.Tensor, seg: Segments, ws: list[LoraWe
 
 
 def as_fp32(ws: list[LoraWeights | None]) -> list[LoraWeights | None]:
-    return [w and LoraWeights(w.a.detach().float().requires_grad_(), w.b.detach().float().requires_grad_(), w.scaling) for w in ws]
+    return [
+        w and LoraWeights(w.a.detach().float().requires_grad_(), w.b.detach().float().requires_grad_(), w.scaling)
+        for w in ws
+    ]
 
 
-def check(impl: str, seg: Segments, ws: list[LoraWeights | None], fan_in: int, dtype: torch.dtype = torch.float32) -> None:
+def check(
+    impl: str, seg: Segments, ws: list[LoraWeights | None], fan_in: int, dtype: torch.dtype = torch.float32
+) -> None:
     x = torch.randn(seg.rows, fan_in, generator=torch.Generator().manual_seed(2)).to(dtype).requires_grad_()
     got, got_g = forward_and_grads(impl, x, seg, ws)
     # half precisions: against the fp32 result on the same (rounded) inputs, relative to each tensor's scale
@@ -91,6 +100,18 @@ MIXED_RANKS: list[int | None] = [4, 8, 64, 16, None]
 @pytest.mark.parametrize("impl", IMPLS)
 def test_mixed_ranks_no_adapter_and_empty_segments(impl: str) -> None:
     check(impl, MIXED, adapters(MIXED_RANKS, 24, 40, seed=0), 24)
+
+
+def test_triton_tables_pack_ranks_without_padding() -> None:
+    from kernels.triton_multi_lora import LoraTables
+
+    t = LoraTables.build(MIXED, adapters(MIXED_RANKS, 24, 40, seed=0), torch.device("cpu"))
+    assert t.used == (0, 1, 2) and t.ranks == (4, 8, 64)  # the None slot and the unused adapter are left out
+    assert t.ad_roff.tolist() == [0, 4, 12]  # A_cat [76, in]: each adapter at its own rank
+    kept = [(0, 5, 4), (5, 9, 8), (9, 29, 64), (29, 30, 4), (37, 45, 4)]  # (lo, hi, rank) of non-empty adapted segments
+    assert t.seg_lo.tolist() == [lo for lo, _, _ in kept]
+    assert t.flat == sum((hi - lo) * r for lo, hi, r in kept)  # not rows * r_max
+    assert t.ad_seg[t.ad_ptr[0] : t.ad_ptr[1]].tolist() == [0, 3, 4]  # adapter 0's three segments
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -170,7 +191,10 @@ def test_transformer_mixed_batch_equals_each_sample_with_its_merged_adapter(impl
     cfg = ModelConfig(vocab_size=97, dim=32, n_layers=1, n_heads=2, n_kv_heads=1, ffn_dim=48, max_seq_len=16)
     torch.manual_seed(0)
     base = Transformer(cfg).eval()
-    lora = [LoraConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")), LoraConfig(rank=16, alpha=16, target_modules=("q_proj", "v_proj", "down_proj"))]
+    lora = [
+        LoraConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")),
+        LoraConfig(rank=16, alpha=16, target_modules=("q_proj", "v_proj", "down_proj")),
+    ]
     paths = module_paths(cfg, lora[0])
     weights: dict[str, list[LoraWeights | None]] = {}
     for i, p in enumerate(paths):
@@ -189,3 +213,10 @@ def test_transformer_mixed_batch_equals_each_sample_with_its_merged_adapter(impl
                 w = weights[p][job]
                 merged.get_submodule(p).weight += w.scaling * w.b @ w.a  # type: ignore[union-attr]
             torch.testing.assert_close(mixed[b], merged(tokens[b : b + 1])[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU tensors without the interpreter")
+def test_triton_on_cpu_without_the_interpreter_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="needs CUDA tensors, or TRITON_INTERPRET=1"):
+        lora_delta(torch.randn(4, 8), Segments((0, 4), (0,)), adapters([4], 8, 6, seed=6), "triton")

@@ -27,6 +27,7 @@ TOK = ByteTokenizer()
 SYSTEM = "You control a home: kitchen, office, bedroom, garage. Lights, locks, fans, blinds, speakers. Tool calls only."
 COMMANDS = ("dim the kitchen lights to 30%", "lock the front door", "set the garage fan to high", "close the blinds")
 GREEDY = SamplingParams(max_tokens=16)
+SHORT = SamplingParams(max_tokens=6)
 
 
 def prompt(cmd: str, system: bool = False) -> list[int]:
@@ -45,15 +46,15 @@ def adapters() -> dict[str, LoraAdapter]:
     }
 
 
-def alone(adapter: LoraAdapter | None, cmd: str) -> list[int]:
+def alone(adapter: LoraAdapter | None, cmd: str, params: SamplingParams = GREEDY) -> list[int]:
     model = load_checkpoint(resolve_checkpoint(MODEL))
     if adapter is not None:
         merge_adapter(model, adapter)
-    return TorchBackend(model).generate(prompt(cmd), GREEDY).token_ids
+    return TorchBackend(model).generate(prompt(cmd), params).token_ids
 
 
 def test_mixed_adapter_batch_equals_each_merged_model_alone(adapters: dict[str, LoraAdapter]) -> None:
-    engine = LLMEngine.load(MODEL, EngineOptions(max_batched_tokens=48, kv_cache_mb=8))
+    engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=8))  # every prompt in one iteration, then mixed decodes
     for name, a in adapters.items():
         engine.add_adapter(name, a)
     assert engine.adapters == ("jones", "lee", "smith")
@@ -63,8 +64,8 @@ def test_mixed_adapter_batch_equals_each_merged_model_alone(adapters: dict[str, 
     # logits), far below the gaps between this model's top tokens on these prompts
     want = [alone(adapters[n] if n else None, c) for n, c in zip(names, COMMANDS, strict=True)]
     assert got == want
-    base = [alone(None, c) for c in COMMANDS]
-    assert all(g != b for g, b, n in zip(got, base, names, strict=True) if n)  # each adapter changes its answer
+    # each adapter changes its answer
+    assert all(g != alone(None, c) for g, c, n in zip(got, COMMANDS, names, strict=True) if n)
     assert engine.stats().blocks_free == engine.stats().blocks_total
 
 
@@ -94,19 +95,19 @@ def test_unknown_adapter_is_refused_naming_the_field(adapters: dict[str, LoraAda
 
 def test_adapter_added_from_another_thread_serves_from_the_next_iteration(adapters: dict[str, LoraAdapter]) -> None:
     engine = LLMEngine.load(MODEL, EngineOptions(kv_cache_mb=4))
-    engine.add_request("base", prompt(COMMANDS[1]), GREEDY)
+    engine.add_request("base", prompt(COMMANDS[1]), SHORT)
     engine.step()
     t = threading.Thread(target=engine.add_adapter, args=("jones", adapters["jones"]))
     t.start()
     t.join()
     assert engine.adapters == ("jones",)
-    engine.add_request("jones", prompt(COMMANDS[1]), GREEDY, lora_adapter="jones")
+    engine.add_request("jones", prompt(COMMANDS[1]), SHORT, lora_adapter="jones")
     out: dict[str, list[int]] = {"base": list(engine.seqs["base"].generated), "jones": []}
     while engine.has_work():
         for t_out in engine.step():
             out[t_out.request_id].append(t_out.token_id)
-    assert out["jones"] == alone(adapters["jones"], COMMANDS[1])
-    assert out["base"] == alone(None, COMMANDS[1])
+    assert out["jones"] == alone(adapters["jones"], COMMANDS[1], SHORT)
+    assert out["base"] == alone(None, COMMANDS[1], SHORT)
 
 
 def test_service_serves_an_adapter_as_a_model_id(adapters: dict[str, LoraAdapter]) -> None:

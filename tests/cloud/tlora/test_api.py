@@ -5,6 +5,7 @@ household job trains for real, succeeds and is served; list, retrieve, events, c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -16,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from cloud.server import build
+from cloud.tlora.cost import StepCost
+from cloud.tlora.service import COST_FILE, scheduler_for
 from edgeweave.config import CloudServerConfig, EngineOptions, TloraOptions
 from edgeweave.wire.client import BlockingClient
 from edgeweave.wire.fine_tuning import FineTuningEventList, FineTuningJob, FineTuningJobList
@@ -23,6 +26,7 @@ from edgeweave.wire.fine_tuning import FineTuningEventList, FineTuningJob, FineT
 MODEL = "weave-home-device"
 KEY = "tlora-test-key-0123456789"
 JOBS = "/v1/fine_tuning/jobs"
+COST = StepCost(fixed_s=0.05, per_job_s=0.01, per_token_s=1e-6, per_lora_token_s=1e-6)
 TINY = {"rank": 4, "alpha": 8.0, "batch_size": 2, "n_steps": 3}  # a few steps of two short examples
 
 
@@ -31,6 +35,9 @@ class LiveCloud:
     a thread's event loop, so a test talks to it over real HTTP."""
 
     def __init__(self, workdir: Path) -> None:
+        # the scheduler's step-time model, stated rather than measured at start (the calibration
+        # takes minutes on a busy machine; the cost model and policy have their own tests)
+        (workdir / COST_FILE).write_text(json.dumps(dataclasses.asdict(COST)))
         cfg = CloudServerConfig(
             model=MODEL,
             port=0,
@@ -112,6 +119,11 @@ def test_a_household_job_trains_succeeds_and_is_served(cloud: LiveCloud) -> None
     listed = cloud.client.get(JOBS, FineTuningJobList).data
     assert job.id in [j.id for j in listed]
     assert "smith" in cloud.state.engine.engine.adapters  # serve_finished: the engine holds it
+    status, models = cloud.send("GET", "/v1/models")
+    assert f"{MODEL}:smith" in [m["id"] for m in models["data"]]
+    chat = {"model": f"{MODEL}:smith", "messages": [{"role": "user", "content": "movie mode"}], "max_tokens": 8}
+    status, answer = cloud.send("POST", "/v1/chat/completions", chat)
+    assert status == 200 and answer["model"] == f"{MODEL}:smith", answer
 
 
 def test_cancel_a_running_job_and_refuse_a_taken_suffix(cloud: LiveCloud) -> None:
@@ -168,3 +180,13 @@ def test_unknown_jobs_paths_methods_and_keys(cloud: LiveCloud) -> None:
     assert cloud.send("POST", JOBS, b"{not json")[0] == 400
     anonymous = BlockingClient(cloud.url).exchange("GET", JOBS)
     assert anonymous.status == 401
+    metrics = cloud.client.call("GET", "/metrics").decode()  # one counter label per route, not per job
+    assert 'path="/v1/fine_tuning/jobs/{id}"' in metrics and "ftjob-nope" not in metrics
+
+
+@pytest.mark.slow
+def test_the_step_time_model_is_measured_once_then_read(tmp_path: Path) -> None:
+    scheduler = scheduler_for(TloraOptions(workdir=tmp_path), MODEL)  # times real GroupTrainer steps
+    saved = json.loads((tmp_path / COST_FILE).read_text())
+    assert StepCost(**saved) == scheduler.cost and scheduler.cost.fixed_s + scheduler.cost.per_job_s > 0
+    assert scheduler_for(TloraOptions(workdir=tmp_path), MODEL).cost == scheduler.cost

@@ -10,10 +10,10 @@ from edgeweave.data.households import (
     corpus,
     held_out,
     household,
-    household_exact_match,
     labelled,
 )
 from edgeweave.data.smarthome import ROOMS, split_of
+from edgeweave.generation.evaluate import household_exact_match
 
 
 def test_a_household_and_its_corpus_follow_from_name_and_seed() -> None:
