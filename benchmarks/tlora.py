@@ -20,7 +20,8 @@ the jobs arrive over a third of what they would take one after another.
    job's per-step loss in tLoRA against its PEFT solo run.
 3. The simulator's prediction of the same runs on the fitted model (a check of the model; fitted on
    our path, so its solo runs predict ``tlora_solo_fifo``).
-4. Each household's exact match on its held-out commands, base vs its tLoRA adapter.
+4. Each household's exact match on its held-out commands, base vs its tLoRA adapter
+   (:func:`edgeweave.generation.evaluate.household_exact_match`).
 5. The multi-LoRA serving ratio (H5's :func:`benchmarks.lora_serving.measure_multi_lora_serving`).
 
     python -m benchmarks.tlora [--quick] [--trace PATH]
@@ -165,6 +166,8 @@ def run_peft_fifo(
     plans: Sequence[JobPlan], arrive_s: Sequence[float], cores: int, tick: Callable[[], None]
 ) -> RunResult:
     """Each job alone with PEFT, one after another in arrival order (a job waits for the one before)."""
+    import peft  # noqa: F401 (imported before the clock starts, as the split baseline's warm processes have it)
+
     out = RunResult("peft_fifo", cores=cores)
     cpu0 = _cpu_s([os.getpid()])
     t0 = time.time()
@@ -253,13 +256,14 @@ def household_accuracy(
     """Base vs adapted exact match on each household's held-out commands (greedy)."""
     from edgeweave.generation.backends import load_backend
     from edgeweave.generation.chat import reply_text
+    from edgeweave.generation.evaluate import household_exact_match
 
     base = load_backend("torch", BASE)
     rows = []
     for plan, home in zip(plans, homes, strict=True):
         adapted = load_backend("torch", BASE, adapter=workdir / plan.job_id / "adapter")
-        before = households.household_exact_match(lambda t: reply_text(base, t), home, n).exact_match
-        after = households.household_exact_match(lambda t: reply_text(adapted, t), home, n).exact_match  # noqa: B023
+        before = household_exact_match(lambda t: reply_text(base, t), home, n).exact_match
+        after = household_exact_match(lambda t: reply_text(adapted, t), home, n).exact_match  # noqa: B023
         rows.append(
             {
                 "household": home.name,
