@@ -103,7 +103,9 @@ class LoraAdapter:
         want = set(module_paths(cfg, self.config))
         if set(self.weights) != want:
             missing, extra = sorted(want - set(self.weights)), sorted(set(self.weights) - want)
-            raise ModelFileError(self.base_model, f"adapter modules do not match the model (missing {missing[:3]}, extra {extra[:3]})")
+            raise ModelFileError(
+                self.base_model, f"adapter modules do not match the model (missing {missing[:3]}, extra {extra[:3]})"
+            )
         for path, (a, b) in self.weights.items():
             fan_in, fan_out = module_shape(cfg, path.rsplit(".", 1)[1])
             if tuple(a.shape) != (self.config.rank, fan_in) or tuple(b.shape) != (fan_out, self.config.rank):
@@ -142,7 +144,9 @@ class LoraAdapter:
 
         cfg_file, weights_file = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         if not cfg_file.is_file() or not weights_file.is_file():
-            raise ModelFileError(str(directory), f"not a LoRA adapter directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+            raise ModelFileError(
+                str(directory), f"not a LoRA adapter directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})"
+            )
         try:
             raw = json.loads(cfg_file.read_text())
             lora = LoraConfig(rank=raw["r"], alpha=raw["lora_alpha"], target_modules=tuple(raw["target_modules"]))
