@@ -20,7 +20,7 @@ import ray
 import ray.exceptions
 
 from cloud.tlora.jobs import JobPlan
-from cloud.tlora.runtime import WorkerDied
+from cloud.tlora.runtime import LocalHost, WorkerDied
 from cloud.tlora.trainer import JobState, StepReport
 
 LOCAL_CPUS = 2  # a local Ray (when none is running): two CPU workers
@@ -34,36 +34,21 @@ def ensure_ray() -> bool:
     return True
 
 
-class GroupActor:
-    """One group's trainer inside a Ray worker process."""
+class GroupActor(LocalHost):
+    """One group's trainer inside a Ray worker process (the in-process group's methods, with the
+    worker's torch thread count set first)."""
 
     def __init__(self, base_model: str, impl: str, threads: int) -> None:
         import torch
 
-        from cloud.tlora.solo import load_base
-        from cloud.tlora.trainer import GroupTrainer
-
         torch.set_num_threads(threads)
-        self.trainer = GroupTrainer(load_base(base_model), impl)  # type: ignore[arg-type]
+        super().__init__(base_model, impl)
 
     def pid(self) -> int:
         return os.getpid()
 
-    def add(self, plan: JobPlan, resume: JobState | None) -> None:
-        self.trainer.add(plan, resume)
-
-    def remove(self, job_id: str) -> JobState:
-        return self.trainer.remove(job_id)
-
-    def state(self, job_id: str) -> JobState:
-        return self.trainer.state(job_id)
-
-    def step(self, nano_batches: int) -> StepReport:
-        return self.trainer.step(nano_batches)
-
-    def checkpoint(self, job_id: str, directory: str) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        self.trainer.state(job_id).save(Path(directory))
+    def checkpoint(self, job_id: str, directory: str | Path) -> None:  # a str crosses Ray as well as a Path
+        super().checkpoint(job_id, Path(directory))
 
 
 class RayHost:
