@@ -11,6 +11,7 @@ space prefix) or, for a Hugging Face checkpoint, its ``tokenizer.json``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -95,11 +96,20 @@ def export_gguf(model: Transformer, checkpoint: Path, out: Path, dtype: WeightDt
     from edgeweave.export.gguf_tokenizer import write_tokenizer
 
     cfg = model.config
-    with atomic_output(out) as tmp:
-        w = gguf.GGUFWriter(str(tmp), cfg.arch)
+
+    def header(w: gguf.GGUFWriter) -> None:
         _write_hparams(w, cfg, checkpoint.name, dtype)
         write_tokenizer(w, cfg, checkpoint)
-        for name, arr in gguf_tensors(model, dtype).items():
+
+    return write_gguf(out, cfg.arch, header, gguf_tensors(model, dtype))
+
+
+def write_gguf(out: Path, arch: str, header: Callable[[gguf.GGUFWriter], None], tensors: dict[str, np.ndarray]) -> Path:
+    """A GGUF file at ``out`` (atomically): ``header`` adds its key/values, then ``tensors``."""
+    with atomic_output(out) as tmp:
+        w = gguf.GGUFWriter(str(tmp), arch)
+        header(w)
+        for name, arr in tensors.items():
             w.add_tensor(name, arr)
         w.write_header_to_file()
         w.write_kv_data_to_file()

@@ -19,8 +19,7 @@ import gguf
 import numpy as np
 
 from edgeweave.export.cache import cache_root, checkpoint_key
-from edgeweave.export.gguf_export import LAYER_TENSORS, interleave_rotary
-from edgeweave.fileio import atomic_output
+from edgeweave.export.gguf_export import LAYER_TENSORS, interleave_rotary, write_gguf
 from edgeweave.models.config import ModelConfig
 from edgeweave.models.lora import LoraAdapter
 
@@ -42,19 +41,14 @@ def lora_tensors(adapter: LoraAdapter, cfg: ModelConfig) -> dict[str, np.ndarray
 
 def export_gguf_lora(adapter: LoraAdapter, cfg: ModelConfig, out: Path, name: str = "adapter") -> Path:
     """Write ``adapter`` (for a model of ``cfg``) as a GGUF LoRA file at ``out`` (atomically)."""
-    with atomic_output(out) as tmp:
-        w = gguf.GGUFWriter(str(tmp), cfg.arch)
+
+    def header(w: gguf.GGUFWriter) -> None:
         w.add_type(gguf.GGUFType.ADAPTER)
         w.add_name(name)
         w.add_string(gguf.Keys.Adapter.TYPE, "lora")
         w.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(adapter.config.alpha))
-        for tensor_name, arr in lora_tensors(adapter, cfg).items():
-            w.add_tensor(tensor_name, arr)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
-    return out
+
+    return write_gguf(out, cfg.arch, header, lora_tensors(adapter, cfg))
 
 
 def cached_gguf_lora(adapter_dir: Path, cfg: ModelConfig) -> Path:
