@@ -21,13 +21,13 @@ size and works for any application name, seen or not:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeweave.data.traces import csv_records
 from edgeweave.errors import UsageError
 
 CREDIT = (
@@ -68,34 +68,24 @@ def load_jobs(path: str | Path = POLLUX) -> list[TraceJob]:
     """The trace's jobs in arrival order; UsageError naming the file and row if it is not one."""
     path = Path(path)
     jobs = []
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise UsageError(str(path), f"missing column(s) {', '.join(missing)} (need {', '.join(COLUMNS)})")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    job = TraceJob(
-                        row["name"].strip(),
-                        float(row["time"]),
-                        row["application"].strip(),
-                        int(row["num_replicas"]),
-                        int(row["batch_size"]),
-                    )
-                except (ValueError, TypeError, AttributeError) as e:
-                    raise UsageError(str(path), f"line {line}: bad row ({e})") from None
-                if not job.name or not job.application:
-                    raise UsageError(str(path), f"line {line}: empty name or application")
-                if not (math.isfinite(job.time_s) and job.time_s >= 0):
-                    raise UsageError(str(path), f"line {line}: time must be a non-negative number (got {row['time']})")
-                if job.num_replicas < 1 or job.batch_size < 1:
-                    raise UsageError(str(path), f"line {line}: num_replicas and batch_size must be at least 1")
-                jobs.append(job)
-    except OSError as e:
-        raise UsageError(str(path), f"cannot read trace ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise UsageError(str(path), "not a text CSV file") from None
+    for line, row in enumerate(csv_records(path, COLUMNS), start=2):
+        try:
+            job = TraceJob(
+                row["name"].strip(),
+                float(row["time"]),
+                row["application"].strip(),
+                int(row["num_replicas"]),
+                int(row["batch_size"]),
+            )
+        except (ValueError, TypeError, AttributeError) as e:
+            raise UsageError(str(path), f"line {line}: bad row ({e})") from None
+        if not job.name or not job.application:
+            raise UsageError(str(path), f"line {line}: empty name or application")
+        if not (math.isfinite(job.time_s) and job.time_s >= 0):
+            raise UsageError(str(path), f"line {line}: time must be a non-negative number (got {row['time']})")
+        if job.num_replicas < 1 or job.batch_size < 1:
+            raise UsageError(str(path), f"line {line}: num_replicas and batch_size must be at least 1")
+        jobs.append(job)
     if not jobs:
         raise UsageError(str(path), "no jobs")
     t0 = min(j.time_s for j in jobs)

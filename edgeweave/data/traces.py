@@ -5,6 +5,7 @@ al., Splitwise, ISCA 2024) and any CSV with the same columns
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,20 +24,30 @@ class TraceRequest:
     output_tokens: int
 
 
-def load_trace(path: str | Path = AZURE_CONV) -> list[TraceRequest]:
-    path = Path(path)
+def csv_records(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """A trace file's rows as csv.DictReader gives them, once its header is known to hold
+    ``columns``; a UsageError naming the file if it cannot be read or lacks one of them."""
     try:
         with path.open(newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:
-                raise UsageError(str(path), f"missing column(s) {', '.join(missing)} (need {', '.join(COLUMNS)})")
-            rows = [
-                (datetime.fromisoformat(r["TIMESTAMP"][:26]), int(r["ContextTokens"]), int(r["GeneratedTokens"]))
-                for r in reader
-            ]
+                raise UsageError(str(path), f"missing column(s) {', '.join(missing)} (need {', '.join(columns)})")
+            return list(reader)
     except OSError as e:
         raise UsageError(str(path), f"cannot read trace ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(str(path), "not a text CSV file") from None
+
+
+def load_trace(path: str | Path = AZURE_CONV) -> list[TraceRequest]:
+    path = Path(path)
+    records = csv_records(path, COLUMNS)
+    try:
+        rows = [
+            (datetime.fromisoformat(r["TIMESTAMP"][:26]), int(r["ContextTokens"]), int(r["GeneratedTokens"]))
+            for r in records
+        ]
     except (ValueError, TypeError) as e:
         raise UsageError(str(path), f"bad row ({e})") from None
     if not rows:
