@@ -339,16 +339,22 @@ class TloraRuntime:
         with self._cv:
             joining = [j for j in self._placed(worker) if j not in host.job_ids and self._jobs[j].host is None]
             plans = {j: (self._jobs[j].plan, self._jobs[j].parked) for j in joining}
+        joined = []
         for job_id, (plan, resume) in plans.items():
             host.add(plan, resume)
             with self._cv:
                 job = self._jobs[job_id]
-                job.host, job.parked = worker, None
-                if job.started_at is None:
-                    job.started_at = time.time()
-                job.status = "running"
+                ended = job.status in TERMINAL  # cancelled while it was being added
+                if not ended:
+                    job.host, job.parked = worker, None
+                    if job.started_at is None:
+                        job.started_at = time.time()
+                    job.status = "running"
+                    joined.append(job_id)
+            if ended:
+                host.remove(job_id)
         with self._cv:
-            for job_id in plans:
+            for job_id in joined:
                 self._event(
                     self._jobs[job_id],
                     f"training on worker {worker} in group {', '.join(host.job_ids)}",
