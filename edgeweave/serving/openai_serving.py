@@ -35,6 +35,7 @@ from edgeweave.wire.openai_api import (
     new_id,
 )
 from edgeweave.wire.protocol import ErrorBody
+from edgeweave.wire.uncertainty import UncertaintyScore
 
 log = logging.getLogger("edgeweave.openai")
 
@@ -59,6 +60,7 @@ class Answer:
     completion_tokens: int = 0
     finish_reason: str | None = None
     cost_usd: float | None = None  # what producing it cost, where known (the coordinator's DiSCo)
+    uncertainty: UncertaintyScore | None = None  # the request asked for a score: set before deltas() ends
 
     def deltas(self) -> AsyncIterator[Delta]:
         raise NotImplementedError

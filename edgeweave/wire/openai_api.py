@@ -31,8 +31,10 @@ from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLog
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.slo import Slo
+from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 MAX_STOP_SEQUENCES = 4
+MAX_CHOICES = 16  # n: sampled answers to one request
 MAX_COMPLETION_LOGPROBS = 5  # OpenAI's bound on the completions API's logprobs
 
 
@@ -50,7 +52,7 @@ class _Request(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int = 1
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # choices, each sampled (seed + i) with its own logprobs
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -60,13 +62,7 @@ class _Request(BaseModel):
     return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
     prefer: Literal["device", "cloud", "auto"] = "auto"  # extension (coordinator): where to answer; auto: DiSCo
     allow_cost_moves: bool = False  # extension (coordinator): with prefer device/cloud, may a cost move leave it
-
-    @field_validator("n")
-    @classmethod
-    def _one_choice(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError("only n=1 is supported")
-        return v
+    uncertainty: UncertaintyRequest | None = None  # extension: score the answer (edgeweave.wire.uncertainty)
 
     @field_validator("stop")
     @classmethod
@@ -170,18 +166,32 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
     cost_usd: float | None = None  # extension: what the coordinator's endpoints spent on the answer
+    # extension, with `uncertainty`: the extra generations the score needed (not in the counts above)
+    uncertainty_prompt_tokens: int | None = None
+    uncertainty_completion_tokens: int | None = None
 
     @model_serializer(mode="wrap")
-    def _omit_unknown_cost(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+    def _omit_unknown_extensions(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
         out: dict[str, object] = handler(self)
-        if out.get("cost_usd") is None:
-            out.pop("cost_usd", None)
+        for key in ("cost_usd", "uncertainty_prompt_tokens", "uncertainty_completion_tokens"):
+            if out.get(key) is None:
+                out.pop(key, None)
         return out
 
     @classmethod
-    def of(cls, prompt: int, completion: int, cost_usd: float | None = None) -> Usage:
+    def of(
+        cls, prompt: int, completion: int, cost_usd: float | None = None, uncertainty: UncertaintyScore | None = None
+    ) -> Usage:
         total = prompt + completion
-        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total, cost_usd=cost_usd)
+        extra = uncertainty
+        return cls(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=total,
+            cost_usd=cost_usd,
+            uncertainty_prompt_tokens=extra.prompt_tokens if extra else None,
+            uncertainty_completion_tokens=extra.completion_tokens if extra else None,
+        )
 
 
 def new_id(prefix: str) -> str:
@@ -268,6 +278,8 @@ class _Response(BaseModel):
     model: str
     usage: Usage | None = None
     system_fingerprint: str | None = None  # which endpoint served it ("device:pi-1", "cloud:gpu")
+    # extension, when the request asked (`uncertainty`): the score of choice 0; streaming: in the last chunk
+    uncertainty: UncertaintyScore | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ChatCompletion(_Response):

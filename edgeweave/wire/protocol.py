@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 Role = Literal["system", "user", "assistant"]
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -46,6 +47,8 @@ class GenerateRequest(_Wire):
     # context's end instead of refusing (OpenAI's behaviour when max_tokens is omitted)
     clamp_max_tokens: bool = False
     request_id: str | None = Field(default=None, pattern=REQUEST_ID_PATTERN)
+    n: int = Field(default=1, ge=1, le=16)  # choices sampled (choice i with seed + i), streamed interleaved
+    uncertainty: UncertaintyRequest | None = None  # score choice 0: the score comes in the done event
 
     @model_validator(mode="after")
     def _one_prompt(self) -> GenerateRequest:
@@ -82,17 +85,20 @@ class TokenMessage(StreamEvent):
     text: str
     t: float  # seconds since the request started on the device
     logprob: TokenLogprob | None = None  # when the request's sampling asked for logprobs
+    choice: int = 0  # which of the request's n choices the token belongs to (index counts per choice)
 
 
 class DoneEvent(StreamEvent):
     event: ClassVar[str] = "done"
     finish_reason: Literal["stop", "length", "cancelled"]
     prompt_tokens: int
-    completion_tokens: int
+    completion_tokens: int  # n > 1: over all choices
     ttft_s: float
     decode_tok_s: float
     energy_j: float  # estimated, from the device's power model
     cached_tokens: int = 0  # prompt (+ resume) tokens reused from the prompt cache, not prefilled again
+    finish_reasons: list[Literal["stop", "length", "cancelled"]] = Field(default_factory=list)  # n > 1: per choice
+    uncertainty: UncertaintyScore | None = None  # when the request asked: choice 0's score
 
 
 class PrefillRequest(_Wire):
