@@ -266,6 +266,7 @@ class CloudServerConfig(_Strict):
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
     adapters: list[AdapterRef] = Field(default_factory=list)  # LoRA adapters served as <name>:<adapter>
     tlora: TloraOptions | None = None  # [cloud.tlora]: the fine-tuning API; without it, no such routes
+    embedder: str | None = "all-minilm-l6-v2"  # /v1/embeddings and `uncertainty` (load_embedder's name); None: neither
 
     _exists = field_validator("model")(_model_exists)
 
