@@ -4,10 +4,10 @@ client: ``n`` choices (bodies and interleaved streams), the ``uncertainty`` scor
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
-import re
-import urllib.request
+import time
 
 import aiohttp
 import numpy as np
@@ -16,6 +16,7 @@ import pytest
 
 from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.uncertainty.embedder import MINILM
+from tests.cloud.test_server import metric
 from tests.conftest import CLOUD_KEY, CLOUD_MODEL
 
 MODEL, KEY = CLOUD_MODEL, CLOUD_KEY
@@ -28,14 +29,9 @@ def client(svc: ServiceProcess) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=svc.url + "/v1", api_key=KEY, max_retries=0)
 
 
-def prefix_hits(svc: ServiceProcess) -> float:
-    text = urllib.request.urlopen(svc.url + "/metrics").read().decode()
-    return float(re.search(r"^edgeweave_cloud_prefix_hit_blocks (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
-
-
 async def test_n_choices_are_seeded_apart_and_share_the_prompt(cloud_server: ServiceProcess) -> None:
     c = client(cloud_server)
-    hits = prefix_hits(cloud_server)
+    hits = metric(cloud_server.url, "edgeweave_cloud_prefix_hit_blocks")
     # 16 new tokens at T = 2 on a question off the commands: every seed draws its own answer
     ask = {
         "model": MODEL,
@@ -49,7 +45,7 @@ async def test_n_choices_are_seeded_apart_and_share_the_prompt(cloud_server: Ser
     texts = [ch.message.content for ch in r.choices]
     assert len(set(texts)) == 3, texts
     # the prompt (29 byte tokens: one full block of 16) is prefilled once; choices 1 and 2 reuse its block
-    assert prefix_hits(cloud_server) >= hits + 2
+    assert metric(cloud_server.url, "edgeweave_cloud_prefix_hit_blocks") >= hits + 2
     one = await c.chat.completions.create(**ask, seed=12)  # type: ignore[call-overload]
     # choice 1 is the request seeded 12: the same logits up to batch rounding (~1e-7), and a draw lands
     # that close to a boundary of the sampling distribution with probability ~1e-6 per token
@@ -175,3 +171,32 @@ async def test_bad_input_names_the_field(
             err = (await resp.json())["error"]
     assert resp.status == status, err
     assert err["param"] == param or err["param"].startswith(f"{param}["), err
+
+
+async def test_completions_n_stream_their_own_offsets(cloud_server: ServiceProcess) -> None:
+    c = client(cloud_server)
+    ask = {"model": MODEL, "prompt": "lock the", "n": 2, "max_tokens": 5, "temperature": 2.0, "seed": 1, "logprobs": 1}
+    body = await c.completions.create(**ask, extra_body={"ignore_eos": True})  # type: ignore[call-overload]
+    assert [ch.index for ch in body.choices] == [0, 1]
+    stream = await c.completions.create(**ask, stream=True, extra_body={"ignore_eos": True})  # type: ignore[call-overload]
+    offsets: dict[int, list[int]] = collections.defaultdict(list)
+    async for chunk in stream:
+        for ch in chunk.choices:
+            if ch.logprobs is not None:
+                offsets[ch.index] += ch.logprobs.text_offset or []
+    for ch in body.choices:
+        assert ch.logprobs is not None and offsets[ch.index] == ch.logprobs.text_offset  # each choice from 0
+
+
+async def test_a_client_that_leaves_n_choices_frees_their_blocks(cloud_server: ServiceProcess) -> None:
+    base = cloud_server.url
+    body = {"model": MODEL, "messages": COMMAND, "n": 2, "max_tokens": 40, "ignore_eos": True, "stream": True}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as s:
+        async with s.post(base + "/v1/chat/completions", json=body) as resp:
+            assert resp.status == 200
+            for _ in range(8):
+                await resp.content.readline()
+    deadline = time.monotonic() + 20
+    while metric(base, "edgeweave_cloud_kv_blocks_used") or metric(base, "edgeweave_cloud_running"):
+        assert time.monotonic() < deadline, "the choices' blocks were not freed after the client left"
+        await asyncio.sleep(0.05)
