@@ -85,5 +85,8 @@ class AnswerScorer:
 
     def cancel(self) -> None:
         """The answer was abandoned: stop scoring it (its sequences are aborted on the engine)."""
-        if self._task is not None:
-            self._task.cancel()
+        if self._task is None:
+            return
+        if self._task.done() and not self._task.cancelled():
+            self._task.exception()  # a score that failed before anyone asked for it: nobody will
+        self._task.cancel()
