@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -157,9 +157,9 @@ def _usage(answers: Sequence[Answer]) -> Usage:
 class _Text:
     """One choice's text so far, with its tokens' logprobs and where each token begins."""
 
-    parts: list[str]
-    logprobs: list[TokenLogprob]
-    offsets: list[int]
+    parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
     length: int = 0
 
     def add(self, delta: Delta) -> None:
@@ -173,7 +173,7 @@ class _Text:
 async def collect(answer: Answers, model: str, chat: bool, on_token: OnToken) -> dict[str, object]:
     """The whole answer (one choice per answer) as a ``chat.completion`` / ``text_completion`` body."""
     answers = _choices(answer)
-    texts = [_Text([], [], []) for _ in answers]
+    texts = [_Text() for _ in answers]
     first = True
     try:
         async with contextlib.aclosing(_interleaved(answers)) as deltas:
