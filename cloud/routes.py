@@ -2,7 +2,7 @@
 (:mod:`cloud.server`) and the Ray Serve replicas (:mod:`cloud.ray_serve`) both mount, so both
 answer the same paths the same way.
 
-- ``POST /v1/chat/completions`` and ``/v1/completions`` (SSE or not; extensions:
+- ``POST /v1/chat/completions`` and ``/v1/completions`` (SSE or not; ``n`` choices; extensions:
   ``ignore_eos``, ``resume_tokens``, the tokens an earlier endpoint already generated, for
   migrated answers, ``return_token_ids``, ``slo``);
 - ``GET /v1/models`` (the base and each LoRA adapter as ``<base>:<adapter>``, with the context
@@ -14,6 +14,8 @@ answer the same paths the same way.
   here later prefills only the rest);
 - ``POST /v1/circinus/run``: a Circinus operator placed on the cloud tier (the contract of
   :mod:`edgeweave.operators.routes`);
+- ``POST /v1/embeddings`` with the configured sentence embedder, and the ``uncertainty``
+  extension of chat requests (:mod:`cloud.uq.api`);
 - with ``[cloud.tlora]``, the fine-tuning API under ``/v1/fine_tuning/jobs`` (:mod:`cloud.tlora.api`).
 
 A framework hands :func:`handle` an :class:`HttpRequest` and writes the :class:`HttpResponse`
@@ -30,8 +32,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from cloud.service import CloudState, EngineAnswer, open_answer, prefill, served_models
+from cloud.service import CloudState, EngineAnswer, adapter_of, open_answers, prefill, served_models
 from cloud.tlora import api as fine_tuning_api
+from cloud.uq import api as uq_api
 from edgeweave.errors import UsageError
 from edgeweave.serving.api_keys import check_api_key
 from edgeweave.serving.http_errors import ApiError, parse_json
@@ -86,24 +89,28 @@ async def models(state: CloudState, req: HttpRequest) -> HttpResponse:
     return _json({"object": "list", "data": cards})
 
 
-async def _closing(answer: EngineAnswer, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _closing(answers: list[EngineAnswer], chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             yield chunk
     finally:
-        await answer.close()  # a client that left: the engine aborts the request and frees its blocks
+        await chunks.aclose()  # type: ignore[attr-defined]
+        for answer in answers:
+            await answer.close()  # a client that left: the engine aborts the request and frees its blocks
 
 
 async def _complete(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> HttpResponse:
-    answer = await open_answer(state, req)
+    scorer = uq_api.scorer_for(state.uq, req, adapter_of(state, req.model))
+    answers = await open_answers(state, req, scorer)
     chat = isinstance(req, ChatCompletionRequest)
     if not req.stream:
         try:
-            return _json(await collect(answer, req.model, chat, lambda first: None))
+            return _json(await collect(answers, req.model, chat, lambda first: None))
         finally:
-            await answer.close()
-    chunks = sse_chunks(answer, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids)
-    return HttpResponse(_closing(answer, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
+            for answer in answers:
+                await answer.close()
+    chunks = sse_chunks(answers, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids)
+    return HttpResponse(_closing(answers, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
 
 
 async def chat_completions(state: CloudState, req: HttpRequest) -> HttpResponse:
@@ -121,6 +128,11 @@ async def prefill_context(state: CloudState, req: HttpRequest) -> HttpResponse:
 
 async def circinus_run(state: CloudState, req: HttpRequest) -> HttpResponse:
     return HttpResponse(await state.operators.run(req.body), content_type=FRAMES)
+
+
+async def embeddings(state: CloudState, req: HttpRequest) -> HttpResponse:
+    """``/v1/embeddings`` (with an embedder configured)."""
+    return HttpResponse((await uq_api.embeddings(state.uq, req.body)).model_dump_json().encode())
 
 
 async def fine_tuning(state: CloudState, req: HttpRequest) -> HttpResponse:
@@ -145,6 +157,8 @@ ROUTES: dict[tuple[str, str], Handler] = {
 def _route(state: CloudState, method: str, path: str) -> Handler:
     if state.tlora is not None and fine_tuning_api.owns(path):
         return fine_tuning
+    if uq_api.owns(state.uq, method, path):
+        return embeddings
     handler = ROUTES.get((method, path))
     if handler is None:
         if any(p == path for _, p in ROUTES):

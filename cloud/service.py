@@ -2,13 +2,16 @@
 and how one OpenAI request becomes an answer streaming out of the engine.
 
 ``[cloud]`` config in, a started :class:`CloudState` out (:func:`load_state`); each request is
-checked against the model and started on the engine by :func:`open_answer`, whose
-:class:`EngineAnswer` yields the text deltas the OpenAI responders write
-(:mod:`edgeweave.serving.openai_serving`), each with its token id (migration needs them) and,
-when asked, its logprob.  Requests may carry an ``slo`` (:mod:`edgeweave.wire.slo`); without one
-they are latency-sensitive with the configured ``default_slo``.  :func:`prefill` evaluates a context
-into the engine's prefix cache (one token generated and discarded), so that a migrated answer
-resumed here later prefills only what came after it (DiSCo's warm, :mod:`coordinator.disco`).
+checked against the model and started on the engine by :func:`open_answers`, one
+:class:`EngineAnswer` per choice (OpenAI's ``n``: choice i seeded seed + i; the first prefills the
+prompt, the others start once it has, sharing its blocks through the prefix cache), each yielding
+the text deltas the OpenAI responders write (:mod:`edgeweave.serving.openai_serving`), each with
+its token id (migration needs them) and, when asked, its logprob.  A request with ``uncertainty``
+has choice 0 scored (:mod:`cloud.uq`) before its deltas end.  Requests may carry an ``slo``
+(:mod:`edgeweave.wire.slo`); without one they are latency-sensitive with the configured
+``default_slo``.  :func:`prefill` evaluates a context into the engine's prefix cache (one token
+generated and discarded), so that a migrated answer resumed here later prefills only what came
+after it (DiSCo's warm, :mod:`coordinator.disco`).
 A LoRA adapter is a model id: ``<served name>:<adapter>`` (``weave-home-device:smith``) runs on the
 base with the engine's adapter ``smith`` (:func:`adapter_of`); the configured adapters are loaded
 at start and every one is listed by ``/v1/models`` (:func:`served_models`).
@@ -16,6 +19,7 @@ at start and every one is listed by ``/v1/models`` (:func:`served_models`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,8 +32,10 @@ from cloud.engine.async_engine import AsyncEngine, EngineFailed
 from cloud.engine.engine import LLMEngine, TokenOutput
 from cloud.policies import check_config, make_policy
 from cloud.tempo.gain import GainLedger
+from cloud.uq.runtime import AnswerScorer, UqRuntime
 from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
+from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.tokenizer import ChatMessage
@@ -77,8 +83,10 @@ class CloudState:
         served_name: str,
         default_slo: LatencySLO | None = None,
         request_log: TraceWriter | None = None,
+        embedder: str | None = None,
     ) -> None:
         self.engine = engine
+        self.uq = UqRuntime(engine, embedder)  # /v1/embeddings and `uncertainty` scores
         self.request_log = request_log
         self.name = served_name
         self.metrics = CloudMetrics()
@@ -113,7 +121,7 @@ def load_state(cfg: CloudServerConfig) -> CloudState:
         llm.add_adapter(ref.name, LoraAdapter.load(ref.path))
     engine = AsyncEngine(llm)
     log_to = TraceWriter(cfg.request_log) if cfg.request_log else None
-    return CloudState(engine, cfg.name, cfg.default_slo, log_to)
+    return CloudState(engine, cfg.name, cfg.default_slo, log_to, cfg.embedder)
 
 
 def served_models(state: CloudState) -> list[str]:
@@ -135,11 +143,15 @@ def adapter_of(state: CloudState, model: str | None) -> str | None:
 
 
 class EngineAnswer(Answer):
-    """A request streaming out of the engine, as text deltas."""
+    """A request (one choice of it) streaming out of the engine, as text deltas; with a ``scorer``, its
+    uncertainty is set after the last delta (before :meth:`deltas` ends)."""
 
-    def __init__(self, state: CloudState, stream: AsyncIterator[TokenOutput], slo: AnySlo) -> None:
+    def __init__(
+        self, state: CloudState, stream: AsyncIterator[TokenOutput], slo: AnySlo, scorer: AnswerScorer | None = None
+    ) -> None:
         super().__init__(f"engine:{state.name}")
         self._stream = stream
+        self._scorer = scorer
         self._metrics = state.metrics
         self._ledger = state.ledger
         self._log = state.request_log
@@ -159,6 +171,7 @@ class EngineAnswer(Answer):
         assert self._first is not None
         last = time.perf_counter()
         out: TokenOutput | None = self._first
+        text: list[str] = []
         try:
             while out is not None:
                 self.prompt_tokens = out.prompt_tokens
@@ -170,7 +183,10 @@ class EngineAnswer(Answer):
                     if self._log is not None:
                         self._log.append(datetime.now(), out.prompt_tokens, out.index + 1)
                 yield Delta(out.text, out.token_id, out.logprob)
+                text.append(out.text)
                 if out.finish_reason:
+                    if self._scorer is not None:
+                        self.uncertainty = await self._scorer.result("".join(text))
                     return
                 out = await anext(self._stream, None)
                 now = time.perf_counter()
@@ -179,9 +195,13 @@ class EngineAnswer(Answer):
                 last = now
         except EngineFailed as e:
             raise AnswerFailed(str(e)) from None
+        except UsageError as e:  # a scoring input the engine refused (a perturbation too long for the context)
+            raise AnswerFailed(f"uncertainty: {e}") from None
         raise AnswerFailed("the engine ended the stream early")
 
     async def close(self) -> None:
+        if self._scorer is not None:
+            self._scorer.cancel()
         await self._stream.aclose()  # type: ignore[attr-defined]
 
 
@@ -241,8 +261,10 @@ async def prefill(state: CloudState, req: PrefillRequest) -> PrefillResult:
     )
 
 
-async def open_answer(state: CloudState, req: ChatCompletionRequest | CompletionRequest) -> EngineAnswer:
-    """Check ``req`` against the model and start it on the engine."""
+async def open_answers(
+    state: CloudState, req: ChatCompletionRequest | CompletionRequest, scorer: AnswerScorer | None = None
+) -> list[EngineAnswer]:
+    """Check ``req`` against the model and start its ``n`` choices on the engine (``scorer``: choice 0's)."""
     adapter = adapter_of(state, req.model)
     prompt, field_name, used, ctx = _fitting_prompt(state, req)
     room = ctx - used
@@ -255,11 +277,26 @@ async def open_answer(state: CloudState, req: ChatCompletionRequest | Completion
         )
     params = req.sampling(req.max_tokens or room)
     slo = req.slo or state.default_slo
-    stream = state.engine.generate(uuid.uuid4().hex, prompt, params, req.resume_tokens, slo=slo, lora_adapter=adapter)
-    answer = EngineAnswer(state, stream, slo)
+    rid = uuid.uuid4().hex
+
+    def choice(i: int) -> EngineAnswer:
+        stream = state.engine.generate(
+            f"{rid}-{i}", prompt, params.for_choice(i), req.resume_tokens, slo=slo, lora_adapter=adapter
+        )
+        return EngineAnswer(state, stream, slo, scorer if i == 0 else None)
+
+    answers = [choice(0)]
     try:
-        await answer.start()
+        await answers[0].start()  # the prompt is in the prefix cache now: the other choices share its blocks
+        answers += [choice(i) for i in range(1, req.n)]
+        started = await asyncio.gather(*(a.start() for a in answers[1:]), return_exceptions=True)
+        failed = next((e for e in started if isinstance(e, BaseException)), None)
+        if failed is not None:
+            raise failed
     except BaseException:
-        await answer.close()
+        for a in answers:
+            await a.close()
         raise
-    return answer
+    if scorer is not None:
+        scorer.begin()
+    return answers

@@ -266,8 +266,16 @@ class CloudServerConfig(_Strict):
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
     adapters: list[AdapterRef] = Field(default_factory=list)  # LoRA adapters served as <name>:<adapter>
     tlora: TloraOptions | None = None  # [cloud.tlora]: the fine-tuning API; without it, no such routes
+    # /v1/embeddings and `uncertainty` scores: load_embedder's name (the bundled MiniLM or a model directory);
+    # "none" (TOML has no null): neither
+    embedder: str | None = "all-minilm-l6-v2"
 
     _exists = field_validator("model")(_model_exists)
+
+    @field_validator("embedder")
+    @classmethod
+    def _no_embedder(cls, v: str | None) -> str | None:
+        return None if v == "none" else v
 
     @property
     def name(self) -> str:

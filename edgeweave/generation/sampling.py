@@ -30,6 +30,11 @@ class SamplingParams(BaseModel):
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    def for_choice(self, i: int) -> SamplingParams:
+        """Choice ``i`` of a request asking for ``n`` (OpenAI's): seeded ``seed + i``, so seeded choices
+        differ from each other and repeat across calls (unseeded ones each draw a fresh RNG anyway)."""
+        return self if self.seed is None or i == 0 else self.model_copy(update={"seed": self.seed + i})
+
 
 class Sampler:
     """Picks tokens from logits under one request's parameters (keeps its RNG)."""

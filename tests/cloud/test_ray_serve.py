@@ -47,6 +47,12 @@ def test_both_replicas_answer_through_one_route(route: str) -> None:
         model=MODEL, messages=[{"role": "user", "content": "lock the front door"}], stream=True, temperature=0
     )
     assert "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices) in answers
+    # n choices: the replica's routes are the aiohttp server's (cloud.routes), n included
+    two = c.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "lock the front door"}], n=2, max_tokens=40, temperature=0
+    )
+    (only,) = answers
+    assert [(ch.index, ch.message.content) for ch in two.choices] == [(0, only), (1, only)]
 
 
 def test_bad_input_and_keys_on_the_ray_route(route: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeweave.cluster.cluster_files import LocalDevice, cloud_toml, coordinator_toml, device_toml
+from edgeweave.config import CloudServerConfig
 from tests.cli import run_cli
 
 SECRET = "correct-horse-battery-staple-42"
@@ -120,3 +121,8 @@ def test_disco_settings_are_checked_field_by_field(tmp_path: Path) -> None:
     assert out.returncode == 2
     for field in ("constrained", "budget", "reading_tok_s"):
         assert f"coordinator.disco.{field}" in out.stderr, out.stderr
+
+
+def test_the_cloud_embedder_defaults_to_minilm_and_none_turns_it_off() -> None:
+    assert CloudServerConfig(model="weave-home-cloud").embedder == "all-minilm-l6-v2"
+    assert CloudServerConfig(model="weave-home-cloud", embedder="none").embedder is None  # TOML has no null

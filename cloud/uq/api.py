@@ -1,0 +1,66 @@
+"""The cloud's uncertainty API, framework-free (mounted by :mod:`cloud.routes`).
+
+- ``POST /v1/embeddings``: OpenAI's shape (:mod:`edgeweave.wire.embeddings`) with the configured
+  sentence embedder, the one the measures use; ``encoding_format: base64`` is little-endian
+  float32, as OpenAI's clients decode it; usage counts the embedder's word pieces.  Without an
+  embedder (``embedder = none`` in ``[cloud]``) the route does not exist.
+- ``uncertainty`` on a chat request (:func:`scorer_for`): choice 0 is scored on its own messages.
+  A completions request has no messages to perturb: its ``uncertainty`` is refused (400).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import numpy as np
+
+from cloud.uq.runtime import AnswerScorer, UqRuntime
+from edgeweave.serving.http_errors import ApiError, parse_json
+from edgeweave.uncertainty.samples import Embedder
+from edgeweave.wire.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+
+EMBEDDINGS = "/v1/embeddings"
+
+
+def owns(uq: UqRuntime, method: str, path: str) -> bool:
+    return method == "POST" and path == EMBEDDINGS and uq.embedding_model is not None
+
+
+def _vector(row: np.ndarray, encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+    return [float(x) for x in row]
+
+
+def _embed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
+    return embedder.embed(texts), embedder.tokens(texts)
+
+
+async def embeddings(uq: UqRuntime, body: bytes) -> EmbeddingResponse:
+    req = parse_json(body, EmbeddingRequest)
+    if req.model != uq.embedding_model:
+        raise ApiError(404, f"model {req.model!r} is not served here (embeddings: {uq.embedding_model})", param="model")
+    embedder = await uq.embedder()
+    vectors, tokens = await asyncio.to_thread(_embed, embedder, req.texts)  # seconds of CPU for long lists
+    data = [Embedding(index=i, embedding=_vector(row, req.encoding_format)) for i, row in enumerate(vectors)]
+    return EmbeddingResponse(
+        data=data, model=req.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+    )
+
+
+def scorer_for(
+    uq: UqRuntime, req: ChatCompletionRequest | CompletionRequest, lora_adapter: str | None
+) -> AnswerScorer | None:
+    """The scorer of ``req``'s choice 0 (None: no ``uncertainty`` asked); 400 naming ``uncertainty``
+    where it cannot be scored."""
+    if req.uncertainty is None:
+        return None
+    if not isinstance(req, ChatCompletionRequest):
+        raise ApiError(
+            400,
+            "uncertainty: scores need chat messages (their last user turn is perturbed): use /v1/chat/completions",
+            param="uncertainty",
+        )
+    return uq.scorer([m.to_message() for m in req.messages], req.uncertainty, req.seed, lora_adapter)
