@@ -6,6 +6,13 @@ route needs a cluster-signed request and its response is signed back (see
 (:mod:`edgeweave.wire.protocol`); ``POST /v1/prefill`` evaluates a context into the
 model's prompt cache and generates nothing (a later ``generate`` of that context, or of it
 plus tokens generated since, evaluates only what is new).
+
+A ``generate`` with ``n`` > 1 runs ``n`` generations of one prompt (choice i seeded seed + i)
+under one admission ticket of ``n`` places: they share the worker's batch slots (queued beyond
+them) and its prompt cache, and their tokens stream interleaved, each carrying its ``choice``.
+With ``uncertainty`` the device scores choice 0 once it has finished
+(:func:`edgeweave.uncertainty.scoring.score` over a :class:`~device.uncertainty.WorkerSampler`
+running under the same ticket) and the score comes in ``done``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
 
 import psutil
 from aiohttp import web
@@ -26,13 +35,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 import edgeweave
 from device.dora.routes import add_routes
 from device.telemetry import TelemetrySampler
+from device.uncertainty import SamplingCancelled, WorkerSampler, last_user
 from device.worker import ModelWorker, QueueFull, Ticket
 from edgeweave.config import DeviceConfig
+from edgeweave.errors import UsageError
+from edgeweave.generation.answer import TokenEvent
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.operators.routes import add_routes as add_operator_routes
 from edgeweave.serving.emulated_link import link_from_env
 from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
+from edgeweave.uncertainty.embedder import load_embedder
+from edgeweave.uncertainty.samples import Embedder
 from edgeweave.wire import sse
 from edgeweave.wire.auth import (
     HEADER_NONCE,
@@ -53,6 +66,7 @@ from edgeweave.wire.protocol import (
     StartEvent,
     TokenMessage,
 )
+from edgeweave.wire.uncertainty import UncertaintyScore
 
 log = logging.getLogger("edgeweave.device")
 MAX_BODY_BYTES = 64 * 2**20
@@ -86,6 +100,13 @@ class DeviceState:
         self.telemetry = TelemetrySampler(cfg.id, cfg.power_model)
         self.metrics = DeviceMetrics()
         self.active: dict[str, threading.Event] = {}  # request id -> its cancel flag
+        self._embedder_lock = asyncio.Lock()
+
+    async def embedder(self) -> Embedder:
+        """The uncertainty scores' embedder, loaded off the event loop by the first request that needs it."""
+        assert self.cfg.embedder is not None
+        async with self._embedder_lock:  # one load, however many requests arrive during it
+            return await asyncio.to_thread(load_embedder, self.cfg.embedder)
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(
@@ -165,11 +186,10 @@ def _worker(state: DeviceState, model: str | None) -> ModelWorker:
 
 
 def _prompt_ids(worker: ModelWorker, req: GenerateRequest | PrefillRequest) -> list[int]:
-    tok = worker.backend.tokenizer
     if req.messages is not None:
-        return tok.render_chat([ChatMessage(m.role, m.content) for m in req.messages])
+        return worker.chat_ids(req.messages)
     if isinstance(req.prompt, str):
-        return tok.encode(req.prompt, add_bos=True)
+        return worker.backend.tokenizer.encode(req.prompt, add_bos=True)
     assert req.prompt is not None
     return list(req.prompt)
 
@@ -202,11 +222,40 @@ def _fit(worker: ModelWorker, req: GenerateRequest, prompt: list[int]) -> Sampli
     )
 
 
-def _admit(state: DeviceState, worker: ModelWorker, request_id: str) -> Ticket:
+def _places(state: DeviceState, worker: ModelWorker, req: GenerateRequest) -> int:
+    """The places a generate request takes: its ``n`` choices, or as many of its score's samples as
+    the slots run at once, whichever is more (checked: the worker can ever hold them)."""
+    if req.n > worker.capacity:
+        raise ApiError(
+            400,
+            f"n: {req.n} choices exceed what {worker.name} on {state.cfg.id} ever holds "
+            f"({worker.slots} running + {worker.max_queue} queued)",
+            param="n",
+        )
+    u = req.uncertainty
+    if u is None:
+        return req.n
+    if state.cfg.embedder is None:
+        message = f"uncertainty: {state.cfg.id} has no embedder configured (its embedder setting is empty)"
+        raise ApiError(400, message, param="uncertainty")
+    if req.messages is None:
+        raise ApiError(
+            400,
+            "uncertainty: needs messages (the measure perturbs the last user message), not a raw prompt",
+            param="uncertainty",
+        )
+    try:
+        last_user(req.messages)
+    except UsageError as e:
+        raise ApiError(400, f"uncertainty: {e.problem}", param="uncertainty") from None
+    return max(req.n, min(u.samples, worker.slots))
+
+
+def _admit(state: DeviceState, worker: ModelWorker, request_id: str, places: int = 1) -> Ticket:
     if request_id in state.active:
         raise ApiError(400, f"request_id {request_id!r} is already running", param="request_id")
     try:
-        ticket = worker.admit()
+        ticket = worker.admit(places)
     except QueueFull as e:
         state.metrics.requests.labels(worker.name, "rejected").inc()
         raise ApiError(
@@ -225,9 +274,11 @@ async def generate(request: web.Request) -> web.StreamResponse:
     worker = _worker(state, req.model)
     model = worker.name
     request_id = req.request_id or uuid.uuid4().hex
+    places = _places(state, worker, req)
     prompt = await asyncio.to_thread(_prompt_ids, worker, req)  # a huge prompt must not stall the event loop
     sampling = _fit(worker, req, prompt)
-    ticket = _admit(state, worker, request_id)
+    embedder = None if req.uncertainty is None else await state.embedder()
+    ticket = _admit(state, worker, request_id, places)
     outcome = "error"
     try:
         resp = await sse.open_stream(request)
@@ -239,7 +290,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
             prompt_tokens=len(prompt) + len(req.resume_tokens),
         )
         await _send(resp, start)
-        outcome = await _relay_tokens(request, resp, worker, ticket, prompt, sampling, req.resume_tokens)
+        outcome = await _relay_tokens(request, resp, worker, ticket, prompt, _Choices(req, sampling, embedder))
         return resp
     except (asyncio.CancelledError, ConnectionResetError):  # the client went away
         outcome = "cancelled"
@@ -276,28 +327,49 @@ async def prefill(request: web.Request) -> web.Response:
     return web.json_response(result.model_dump())
 
 
+@dataclass(frozen=True)
+class _Choices:
+    """What a generate request asks for beyond its prompt: checked sampling, ``n``, the score."""
+
+    req: GenerateRequest
+    sampling: SamplingParams
+    embedder: Embedder | None  # loaded when the request asks for a score
+
+    def sampling_of(self, choice: int) -> SamplingParams:
+        seed = self.sampling.seed
+        return self.sampling if seed is None else self.sampling.model_copy(update={"seed": seed + choice})
+
+
 async def _relay_tokens(
     request: web.Request,
     resp: web.StreamResponse,
     worker: ModelWorker,
     ticket: Ticket,
     prompt: list[int],
-    sampling: SamplingParams,
-    resume: list[int],
+    choices: _Choices,
 ) -> str:
-    """Stream tokens then ``done``; return the outcome for the metrics."""
+    """Stream every choice's tokens (interleaved) then ``done``; return the outcome for the metrics."""
     state = request.app[KEY]
-    tokens = worker.stream(ticket, prompt, sampling, resume)
+    resume = choices.req.resume_tokens
+    n = choices.req.n
+    streams = [worker.stream(ticket, prompt, choices.sampling_of(i), resume) for i in range(n)]
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(request, ticket.cancel))
-    last = None
+    last: list[TokenEvent | None] = [None] * n
+    answer0: list[str] = []  # choice 0's text, for its score
+    scoring_task: asyncio.Task[UncertaintyScore | None] | None = None
     try:
-        async for ev in tokens:
-            t = round(ev.elapsed_s, 6)
-            await _send(resp, TokenMessage(index=ev.index, id=ev.token_id, text=ev.text, t=t, logprob=ev.logprob))
-            state.metrics.tokens.labels(worker.name).inc()
-            if ev.index == 0:
-                state.metrics.ttft.labels(worker.name).observe(ev.elapsed_s)
-            last = ev
+        async with aclosing(_interleave(streams)) as events:
+            async for choice, ev in events:
+                if ev is None:  # that choice ended
+                    if choice == 0 and choices.embedder is not None and not ticket.cancel.is_set():
+                        text = worker.backend.tokenizer.decode(resume) + "".join(answer0)
+                        scoring_task = asyncio.get_running_loop().create_task(_score(worker, ticket, choices, text))
+                    continue
+                await _send_token(state, resp, worker, choice, ev)
+                if choice == 0:
+                    answer0.append(ev.text)
+                last[choice] = ev
+        score = None if scoring_task is None else await scoring_task
     except ConnectionResetError:
         ticket.cancel.set()
         return "cancelled"
@@ -307,24 +379,83 @@ async def _relay_tokens(
         return "error"
     finally:
         watcher.cancel()
-        await tokens.aclose()
-    stats = ticket.stats
-    finish = "cancelled" if last is None or last.finish_reason is None else last.finish_reason
+        if scoring_task is not None and not scoring_task.done():
+            ticket.cancel.set()  # its samples stop at the next step
+            await asyncio.gather(scoring_task, return_exceptions=True)
+    first = ticket.generations[0]
+    finish = ["cancelled" if ev is None or ev.finish_reason is None else ev.finish_reason for ev in last]
     done = DoneEvent(
-        finish_reason=finish,
+        finish_reason=finish[0],
         prompt_tokens=len(prompt) + len(resume),
-        completion_tokens=0 if last is None else last.index + 1,
-        ttft_s=stats.ttft_s,
-        decode_tok_s=stats.decode_tok_s,
-        energy_j=worker.energy_j(stats.busy_s),
-        cached_tokens=stats.cached_tokens,
+        completion_tokens=sum(0 if ev is None else ev.index + 1 for ev in last),
+        ttft_s=first.ttft_s,
+        decode_tok_s=first.decode_tok_s,
+        energy_j=worker.energy_j(ticket.busy_s),  # every choice's and the score's samples'
+        cached_tokens=first.cached_tokens,
+        finish_reasons=finish if n > 1 else [],
+        uncertainty=score,
     )
     try:
         await _send(resp, done)
         await resp.write_eof()
     except ConnectionResetError:
         return "cancelled"
-    return "cancelled" if finish == "cancelled" else "completed"
+    return "cancelled" if "cancelled" in finish else "completed"
+
+
+async def _send_token(
+    state: DeviceState, resp: web.StreamResponse, worker: ModelWorker, choice: int, ev: TokenEvent
+) -> None:
+    t = round(ev.elapsed_s, 6)
+    message = TokenMessage(index=ev.index, id=ev.token_id, text=ev.text, t=t, logprob=ev.logprob, choice=choice)
+    await _send(resp, message)
+    state.metrics.tokens.labels(worker.name).inc()
+    if choice == 0 and ev.index == 0:
+        state.metrics.ttft.labels(worker.name).observe(ev.elapsed_s)
+
+
+async def _score(worker: ModelWorker, ticket: Ticket, choices: _Choices, answer: str) -> UncertaintyScore | None:
+    """Choice 0's uncertainty (None when the request is cancelled meanwhile)."""
+    from edgeweave.uncertainty import scoring  # the measures load with the first score, not with the daemon
+
+    req, u = choices.req, choices.req.uncertainty
+    assert u is not None and req.messages is not None and choices.embedder is not None
+    if u.seed is None and choices.sampling.seed is not None:
+        u = u.model_copy(update={"seed": choices.sampling.seed})  # the extra samples' default: the request's seed
+    try:
+        return await scoring.score(req.messages, u, WorkerSampler(worker, ticket), choices.embedder, answer=answer)
+    except SamplingCancelled:
+        return None
+
+
+async def _interleave(streams: list[AsyncIterator[TokenEvent]]) -> AsyncIterator[tuple[int, TokenEvent | None]]:
+    """The streams' events as they come, each with its stream's index; ``(i, None)`` when stream i ends.
+    A stream's failure is raised here; the others are then stopped."""
+    queue: asyncio.Queue[tuple[int, TokenEvent | BaseException | None]] = asyncio.Queue()
+
+    async def pump(i: int, stream: AsyncIterator[TokenEvent]) -> None:
+        try:
+            async for ev in stream:
+                queue.put_nowait((i, ev))
+            queue.put_nowait((i, None))
+        except Exception as e:  # noqa: BLE001 - handed to the consumer
+            queue.put_nowait((i, e))
+
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        for _ in streams:
+            while True:
+                i, item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield i, item
+                if item is None:
+                    break
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _watch_disconnect(request: web.Request, cancel: threading.Event) -> None:

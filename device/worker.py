@@ -9,12 +9,16 @@ Admission control: up to ``slots`` answers run and up to ``max_queue`` more wait
 slot.  A request beyond that is refused at once (the daemon answers 429 with Retry-After
 estimated from the measured service time) instead of queueing without bound on a device that
 cannot catch up.  A prefill (``POST /v1/prefill``) takes a place like a generation: it uses the
-runtime.
+runtime.  A request with ``n`` choices (or an uncertainty score's extra samples) takes one
+:class:`Ticket` of several places: its generations run under it, at most that many at once, so
+what the device holds never exceeds ``slots + max_queue`` generations.
 
 Tokens cross from the backend thread to the event loop once per step (one wake-up of the loop
 for every token of that step); a cancel flag (client gone, or ``POST /v1/cancel/{id}``) is
 checked before every step, so a cancelled answer leaves the batch at the next step without
-disturbing the others, and one cancelled while still queued never runs.
+disturbing the others, and one cancelled while still queued never runs.  Each generation has its
+own flag (a consumer that stops reading one choice stops only that one); the ticket's flag
+cancels every generation of the request.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from edgeweave.generation.backend import Backend
 from edgeweave.generation.batching import Step
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.wire.protocol import BackendLoad, ModelInfo
+from edgeweave.models.tokenizer import ChatMessage
+from edgeweave.wire.protocol import BackendLoad, Message, ModelInfo
 
 EWMA = 0.3  # weight of the newest measurement in the moving averages
 WARMUP = SamplingParams(max_tokens=16, ignore_eos=True)
@@ -46,11 +51,23 @@ class QueueFull(Exception):
 
 @dataclass
 class Ticket:
-    """A place in the queue, held from admission until the request ends."""
+    """``places`` in the queue, held from admission until :meth:`ModelWorker.release`.  The
+    request's generations run under it, at most ``places`` at a time (the others wait for a turn
+    outside the backend)."""
 
-    cancel: threading.Event = field(default_factory=threading.Event)
+    places: int = 1
+    cancel: threading.Event = field(default_factory=threading.Event)  # cancels all its generations
     released: bool = False
-    stats: GenerationStats = field(default_factory=GenerationStats)  # its answer's, once it ended
+    generations: list[GenerationStats] = field(default_factory=list)  # in the order they were started
+    _turns: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._turns = asyncio.Semaphore(self.places)
+
+    @property
+    def busy_s(self) -> float:
+        """Its generations' share of the runtime's time, all together."""
+        return sum(s.busy_s for s in self.generations)
 
 
 _END = object()
@@ -61,6 +78,8 @@ class _Sink:
     """Where one answer's events go: a queue on the event loop that asked for it."""
 
     loop: asyncio.AbstractEventLoop
+    answer: Answer
+    request_cancel: threading.Event  # the ticket's: copied onto the answer's own flag before each step
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -90,7 +109,7 @@ class ModelWorker:
         self.decode_tok_s = 0.0
         self.prefill_tok_s = 0.0
         self.service_s = 0.0  # moving average of one request's time on the backend
-        self._inbox: list[tuple[Answer, _Sink]] = []
+        self._inbox: list[_Sink] = []
         self._sinks: dict[int, _Sink] = {}  # id(answer) -> sink, for the answers the loop holds
         self._wake = threading.Condition()
         self._closing = False
@@ -102,49 +121,64 @@ class ModelWorker:
         return len(self.backend.batch.running)
 
     # --- admission -------------------------------------------------------------------
-    def admit(self) -> Ticket:
-        """Take a place or raise :class:`QueueFull`.  Synchronous: no await between
-        the check and the increment, so a burst cannot overshoot the bound."""
-        if self.in_system >= self.slots + self.max_queue:
+    @property
+    def capacity(self) -> int:
+        """Generations the worker holds at once, running and waiting."""
+        return self.slots + self.max_queue
+
+    def admit(self, places: int = 1) -> Ticket:
+        """Take ``places`` (at most :attr:`capacity`) or raise :class:`QueueFull`.  Synchronous:
+        no await between the check and the increment, so a burst cannot overshoot the bound."""
+        if not 1 <= places <= self.capacity:
+            raise ValueError(f"{places} places: {self.name} holds 1 to {self.capacity}")
+        if self.in_system + places > self.capacity:
             self.rejected += 1
-            raise QueueFull(max(1, math.ceil(self.in_system * self.service_s / self.slots)))
-        self.in_system += 1
-        return Ticket()
+            raise QueueFull(max(1, math.ceil((self.in_system + places - 1) * self.service_s / self.slots)))
+        self.in_system += places
+        return Ticket(places)
 
     def release(self, ticket: Ticket) -> None:
         if not ticket.released:
             ticket.released = True
-            self.in_system -= 1
+            self.in_system -= ticket.places
 
     # --- generation ------------------------------------------------------------------
+    def chat_ids(self, messages: Sequence[Message]) -> list[int]:
+        """``messages`` rendered with the model's chat template, ready for a reply."""
+        return self.backend.tokenizer.render_chat([ChatMessage(m.role, m.content) for m in messages])
+
     def stream(
         self, ticket: Ticket, prompt: Sequence[int], params: SamplingParams, resume: Sequence[int]
     ) -> AsyncIterator[TokenEvent]:
-        return self._events(ticket, self.backend.answer(prompt, params, resume, cancel=ticket.cancel))
+        """One generation under ``ticket`` (its statistics: ``ticket.generations``, in call order);
+        it waits for one of the ticket's turns before it joins the backend's queue."""
+        answer = self.backend.answer(prompt, params, resume)
+        ticket.generations.append(answer.stats)
+        return self._events(ticket, answer)
 
     async def prefill(self, ticket: Ticket, prompt: Sequence[int], resume: Sequence[int]) -> GenerationStats:
         """Evaluate a context into the prompt cache; nothing is generated."""
-        answer = self.backend.answer(prompt, resume_tokens=resume, cancel=ticket.cancel, generate=False)
+        answer = self.backend.answer(prompt, resume_tokens=resume, generate=False)
+        ticket.generations.append(answer.stats)
         async for _ in self._events(ticket, answer):
             pass
-        return ticket.stats
+        return answer.stats
 
     async def _events(self, ticket: Ticket, answer: Answer) -> AsyncIterator[TokenEvent]:
-        sink = _Sink(asyncio.get_running_loop())
-        with self._wake:
-            self._inbox.append((answer, sink))
-            self._wake.notify()
-        try:
-            while (item := await sink.queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                assert isinstance(item, TokenEvent)
-                yield item
-        finally:
-            ticket.cancel.set()  # a consumer that stops early stops the backend too
-            await sink.ended.wait()
-            ticket.stats = answer.stats
-            self.release(ticket)
+        async with ticket._turns:
+            sink = _Sink(asyncio.get_running_loop(), answer, ticket.cancel)
+            with self._wake:
+                self._inbox.append(sink)
+                self._wake.notify()
+            try:
+                while (item := await sink.queue.get()) is not _END:
+                    if isinstance(item, BaseException):
+                        raise item
+                    assert isinstance(item, TokenEvent)
+                    yield item
+            finally:
+                answer.cancel.set()  # a consumer that stops early stops the backend too
+                await sink.ended.wait()
 
     def _run(self) -> None:
         """The backend thread: take new answers, step the batch, hand out what it produced."""
@@ -155,10 +189,13 @@ class ModelWorker:
                     self._wake.wait()
                 if self._closing:
                     return
-                for answer, sink in self._inbox:
-                    batch.submit(answer)
-                    self._sinks[id(answer)] = sink
+                for sink in self._inbox:
+                    batch.submit(sink.answer)
+                    self._sinks[id(sink.answer)] = sink
                 self._inbox.clear()
+            for sink in self._sinks.values():
+                if sink.request_cancel.is_set():
+                    sink.answer.cancel.set()
             try:
                 step = batch.step()
             except Exception as e:  # noqa: BLE001 - a failure outside the runtime: fail its answers, keep serving
