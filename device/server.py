@@ -35,7 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 import edgeweave
 from device.dora.routes import add_routes
 from device.telemetry import TelemetrySampler
-from device.uncertainty import SamplingCancelled, WorkerSampler, last_user
+from device.uncertainty import SamplingCancelled, WorkerSampler
 from device.worker import ModelWorker, QueueFull, Ticket
 from edgeweave.config import DeviceConfig
 from edgeweave.errors import UsageError
@@ -45,7 +45,7 @@ from edgeweave.operators.routes import add_routes as add_operator_routes
 from edgeweave.serving.emulated_link import link_from_env
 from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.uncertainty.embedder import load_embedder
-from edgeweave.uncertainty.samples import Embedder
+from edgeweave.uncertainty.samples import Embedder, last_user
 from edgeweave.wire import sse
 from edgeweave.wire.auth import (
     HEADER_NONCE,

@@ -6,33 +6,23 @@ device's answer on samples from the same model, the same batch slots and the sam
 that served it: the ``samples`` answers to one input are generated concurrently in the worker's
 slots (queued where it has one) and, after the first, reuse the cached prompt.
 
-``p_true`` is Kadavath et al.'s p(True) (arXiv 2207.05221): the model is shown the question and the
-proposed answer in a fixed verification prompt (:data:`VERIFY`, through the model's own chat
-template) and its next-token distribution is read.  p(True) is the probability mass of the tokens
-spelling "True" over that of "True" and "False" together, among the 20 most likely tokens.  Our
-choices where the paper is silent: a token votes when, stripped of surrounding whitespace and
-lower-cased, it is a non-empty prefix of "true" or of "false" (so " True", "True", "true" and a
-byte-level model's "T" count for True); when neither word has a token in the top 20 the model
-gave no verdict and p(True) is 0.5.
+``p_true`` is Kadavath et al.'s p(True), with the verification prompt and arithmetic every tier
+shares (:mod:`edgeweave.uncertainty.p_true`), answered by one greedy step through this worker.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from device.worker import ModelWorker, Ticket
-from edgeweave.errors import UsageError
-from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.uncertainty.p_true import P_TRUE_SAMPLING, p_true_of, verification_messages
 from edgeweave.uncertainty.samples import SampleBatch, SampledAnswer
 from edgeweave.wire.protocol import Message
-
-VERIFY = "Question: {question}\nProposed answer: {answer}\nIs the proposed answer true? Answer True or False."
-NO_VERDICT = 0.5  # p(True) when neither "True" nor "False" is among the top tokens
 
 
 @dataclass(frozen=True)
@@ -44,26 +34,6 @@ class _Generated:
 
 class SamplingCancelled(Exception):
     """The ticket the samples ran under was cancelled (its request was cancelled, or its client left)."""
-
-
-def last_user(messages: Sequence[Message]) -> int:
-    """Index of the last user message (the one a measure perturbs and p(True) asks about)."""
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "user":
-            return i
-    raise UsageError("messages", "an uncertainty score needs a user message to ask about")
-
-
-def true_share(top: Sequence[TopLogprob]) -> float:
-    """p(True) / (p(True) + p(False)) over the tokens of one step (module docstring)."""
-    mass = {"true": 0.0, "false": 0.0}
-    for t in top:
-        word = t.token.strip().lower()
-        for verdict in mass:
-            if word and verdict.startswith(word):
-                mass[verdict] += math.exp(t.logprob)
-    total = mass["true"] + mass["false"]
-    return mass["true"] / total if total > 0 else NO_VERDICT
 
 
 class WorkerSampler:
@@ -105,13 +75,10 @@ class WorkerSampler:
         )
 
     async def p_true(self, messages: Sequence[Message], answer: str) -> float:
-        at = last_user(messages)
-        question = VERIFY.format(question=messages[at].content, answer=answer)
-        prompt = self.worker.chat_ids([*messages[:at], Message(role="user", content=question)])
-        params = SamplingParams(max_tokens=1, logprobs=MAX_TOP_LOGPROBS)
+        prompt = self.worker.chat_ids(verification_messages(messages, answer))
         async with self._places(1) as ticket:
-            out = await self._run(ticket, prompt, params)
-        return true_share(out.logprobs[0].top_logprobs)
+            out = await self._run(ticket, prompt, P_TRUE_SAMPLING)
+        return p_true_of(out.logprobs[0])
 
     @asynccontextmanager
     async def _places(self, n: int) -> AsyncIterator[Ticket]:

@@ -19,6 +19,7 @@ from cloud.uq.sampler import EngineSampler
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.uncertainty.embedder import load_embedder
 from edgeweave.uncertainty.samples import Embedder
+from edgeweave.uncertainty.scoring import score
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
@@ -72,8 +73,6 @@ class AnswerScorer:
             self._task = asyncio.create_task(self._score(None))
 
     async def _score(self, answer: str | None) -> UncertaintyScore:
-        from edgeweave.uncertainty.scoring import score  # TEMP until wt-h3 is merged: move to the top
-
         embedder = await self._runtime.embedder()
         return await score(self._messages, self.request, self._sampler, embedder, answer=answer)
 

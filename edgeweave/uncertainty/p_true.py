@@ -12,9 +12,10 @@ Choices where the paper is silent:
 - Kadavath et al. ask "(A) True / (B) False" after a few-shot prompt on a base model; a small
   instruct model answers a chat turn, so the prompt asks for one word, True or False, and the first
   generated token is read.
-- p(True) = P(True) / (P(True) + P(False)), each summed over the tokens spelling the word with or
-  without a leading space (BPE vocabularies have both; after a chat template's assistant header the
-  first token usually has none).
+- p(True) = P(True) / (P(True) + P(False)), each summed over the step's tokens that, stripped of
+  surrounding whitespace and lower-cased, are a non-empty prefix of "true" or of "false" (so
+  " True", "True", "true" and a byte-level model's "T" all count for True: BPE vocabularies have the
+  word with and without a leading space, byte-level ones only its first letter).
 - Fallback: when neither word is among the step's 20 most likely tokens, the model expressed no
   judgement and p(True) is 0.5 (the score ``1 - p`` is then the uninformative middle).
 """
@@ -26,12 +27,11 @@ from collections.abc import Sequence
 
 from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.uncertainty.samples import last_user
 from edgeweave.wire.protocol import Message
 
 P_TRUE_SAMPLING = SamplingParams(max_tokens=1, temperature=0.0, logprobs=MAX_TOP_LOGPROBS)
 NO_JUDGEMENT = 0.5  # neither True nor False among the top tokens
-_TRUE = frozenset({"True", " True"})
-_FALSE = frozenset({"False", " False"})
 
 VERIFICATION_PROMPT = (
     "Question: {question}\n"
@@ -43,9 +43,7 @@ VERIFICATION_PROMPT = (
 def verification_messages(messages: Sequence[Message], answer: str) -> list[Message]:
     """The conversation with its last user turn replaced by the verification question about ``answer``
     (earlier turns, a system prompt among them, stay as context; turns after it are dropped)."""
-    last = max((i for i, m in enumerate(messages) if m.role == "user"), default=None)
-    if last is None:
-        raise ValueError("messages: p_true needs a user message to verify an answer to")
+    last = last_user(messages)
     question = messages[last].content.strip()
     prompt = VERIFICATION_PROMPT.format(question=question, answer=answer.strip())
     return [*messages[:last], Message(role="user", content=prompt)]
@@ -54,8 +52,12 @@ def verification_messages(messages: Sequence[Message], answer: str) -> list[Mess
 def p_true_of(step: TokenLogprob) -> float:
     """p(True) from the verification step: the chosen token and its top alternatives, each token once."""
     tokens: dict[int, TopLogprob] = {t.id: t for t in (step, *step.top_logprobs)}
-    p_yes = sum(math.exp(t.logprob) for t in tokens.values() if t.token in _TRUE)
-    p_no = sum(math.exp(t.logprob) for t in tokens.values() if t.token in _FALSE)
+
+    def mass(word: str) -> float:
+        spelled = (t for t in tokens.values() if (w := t.token.strip().lower()) and word.startswith(w))
+        return sum(math.exp(t.logprob) for t in spelled)
+
+    p_yes, p_no = mass("true"), mass("false")
     if p_yes + p_no == 0.0:
         return NO_JUDGEMENT
     return p_yes / (p_yes + p_no)

@@ -17,7 +17,16 @@ from typing import Protocol
 
 import numpy as np
 
+from edgeweave.errors import UsageError
 from edgeweave.wire.protocol import Message
+
+
+def last_user(messages: Sequence[Message]) -> int:
+    """Index of the last user message: the one a measure perturbs and p(True) asks about."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i
+    raise UsageError("messages", "an uncertainty score needs a user message to ask about")
 
 
 @dataclass(frozen=True)

@@ -18,18 +18,11 @@ import numpy as np
 from edgeweave.uncertainty.gaap import GaapPerturber
 from edgeweave.uncertainty.measures import measure
 from edgeweave.uncertainty.perturb import Perturber
-from edgeweave.uncertainty.samples import Embedder, Sampler, SampleSet
+from edgeweave.uncertainty.samples import Embedder, Sampler, SampleSet, last_user
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 SEED_STRIDE = 1000
-
-
-def _last_user(messages: Sequence[Message]) -> int:
-    for i in range(len(messages) - 1, -1, -1):
-        if messages[i].role == "user":
-            return i
-    raise ValueError("uncertainty: the messages have no user message to perturb")
 
 
 async def collect(
@@ -40,7 +33,7 @@ async def collect(
     answer: str | None = None,
     perturber: Perturber | None = None,
 ) -> SampleSet:
-    at = _last_user(messages)
+    at = last_user(messages)
     question = messages[at].content
     inputs = [question]
     if req.inputs > 1:

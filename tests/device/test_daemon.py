@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
 from coordinator.cluster.device_client import DeviceClient, NotTrusted, Refused
-from device.server import create_app
 from device.worker import ModelWorker
-from edgeweave.config import DEFAULT_POWER, DeviceConfig, ModelSpec
-from edgeweave.generation.backends import load_backend
+from edgeweave.config import DEFAULT_POWER
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.auth import ClusterKey
@@ -29,59 +25,13 @@ from edgeweave.wire.protocol import (
     GenerateRequest,
     Message,
     PrefillResult,
-    StartEvent,
     Telemetry,
     TokenMessage,
 )
+from tests.device.conftest import KEY, MAX_QUEUE, collect, post_signed, url
 
-KEY = ClusterKey(b"device-test-cluster-secret-000")
 WRONG = ClusterKey(b"not-the-cluster-secret-1111111")
-MAX_QUEUE = 2
 COMMAND = "turn off the bedroom lights"
-
-
-@pytest.fixture(scope="module")
-def worker() -> ModelWorker:
-    spec = ModelSpec(model="weave-home-device", backend="torch", threads=1, max_queue=MAX_QUEUE)
-    w = ModelWorker(
-        spec, load_backend("torch", "weave-home-device", threads=1), DEFAULT_POWER["jetson"], os.cpu_count() or 1
-    )
-    w.warm_up()
-    return w
-
-
-@pytest.fixture
-async def server(worker: ModelWorker) -> AsyncIterator[TestServer]:
-    cfg = DeviceConfig(id="jetson-t", kind="jetson", models=[worker.spec])
-    async with TestServer(create_app(cfg, KEY, [worker])) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def url(server: TestServer) -> str:
-    return str(server.make_url("")).rstrip("/")
-
-
-async def collect(client: DeviceClient, req: GenerateRequest) -> tuple[StartEvent, list[TokenMessage], DoneEvent]:
-    async with client.generate(req) as events:
-        got = [ev async for ev in events]
-    start, tokens, done = got[0], got[1:-1], got[-1]
-    assert isinstance(start, StartEvent) and isinstance(done, DoneEvent)
-    assert all(isinstance(t, TokenMessage) for t in tokens)
-    return start, tokens, done  # type: ignore[return-value]
-
-
-async def post_signed(
-    session: aiohttp.ClientSession, server: TestServer, body: bytes, path: str = "/v1/generate"
-) -> tuple[int, dict]:
-    headers = {**KEY.sign_request("POST", path, body), "Content-Type": "application/json"}
-    async with session.post(url(server) + path, data=body, headers=headers) as resp:
-        return resp.status, await resp.json()
 
 
 async def test_info_and_telemetry_are_signed_both_ways(server: TestServer, session: aiohttp.ClientSession) -> None:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from edgeweave.errors import UsageError
 from edgeweave.generation.logprobs import TokenLogprob, TopLogprob
 from edgeweave.uncertainty.p_true import NO_JUDGEMENT, p_true_of, verification_messages
 from edgeweave.wire.protocol import Message
@@ -31,7 +32,11 @@ def test_p_true_counts_the_chosen_token_once() -> None:
 
 
 def test_p_true_without_either_word_is_no_judgement() -> None:
-    assert p_true_of(step(top(7, "Maybe", 0.9), top(8, "true", 0.05))) == NO_JUDGEMENT
+    assert p_true_of(step(top(7, "Maybe", 0.9), top(8, "Yes", 0.05))) == NO_JUDGEMENT
+
+
+def test_p_true_counts_a_byte_level_first_letter_and_any_case() -> None:
+    assert p_true_of(step(top(84, "T", 0.3), top(70, "F", 0.1), top(9, "true", 0.1))) == pytest.approx(0.4 / 0.5)
 
 
 def test_verification_replaces_the_last_user_turn_and_keeps_the_context() -> None:
@@ -46,5 +51,5 @@ def test_verification_replaces_the_last_user_turn_and_keeps_the_context() -> Non
     assert out[3].role == "user"
     assert "Question: Capital of France?\nProposed answer: Paris\n" in out[3].content
     assert out[3].content.endswith("True or False.")
-    with pytest.raises(ValueError, match="messages"):
+    with pytest.raises(UsageError, match="user message"):
         verification_messages([Message(role="system", content="x")], "a")
