@@ -16,6 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import replace
+from typing import Literal
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -28,12 +31,15 @@ from coordinator.cluster.views import EndpointsView, Health, ModelList, ServedMo
 from coordinator.disco.policy import DiscoPolicy
 from coordinator.disco.runtime import DiscoRuntime, tier_of
 from coordinator.dora.api import add_routes as add_dora_routes
+from coordinator.escalation.runtime import EscalationRuntime
 from coordinator.streaming.dispatch import PIN_HEADER, Dispatcher
 from coordinator.streaming.routes import Job
-from edgeweave.config import DiscoConfig
+from edgeweave.config import DiscoConfig, EscalationConfig
 from edgeweave.serving.api_keys import api_key_middleware
+from edgeweave.serving.embeddings import LazyEmbedder, embeddings_response
 from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.serving.openai_serving import respond
+from edgeweave.wire.embeddings import EmbeddingRequest
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 from edgeweave.wire.protocol import Message
 
@@ -42,12 +48,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNBOUNDED_MAX_TOKENS = 1 << 20  # "no max_tokens given": the endpoint clamps to its context
 MIGRATE_HEADER = "X-Edgeweave-Migrate-After"  # request header: move the answer after N tokens (tests, demos)
 TIER_HEADER = "X-Edgeweave-Tier"  # response header: the tier the answer started on ("device" / "cloud")
+ESCALATION_HEADER = "X-Edgeweave-Escalation"  # response header: kept / escalated / routed / moved
+GATE_SCORE_HEADER = "X-Edgeweave-Gate-Score"  # response header: the escalation gate's score of the device answer
 PLAN_HEADER = "X-Edgeweave-Plan"  # response header: DiSCo's plan ("device", "cloud", "race", "cloud-then-device", ...)
 
 
 class CoordinatorState:
     def __init__(
-        self, api_keys: list[str], registry: Registry, dispatcher: Dispatcher, require_key: bool, disco: DiscoConfig
+        self,
+        api_keys: list[str],
+        registry: Registry,
+        dispatcher: Dispatcher,
+        require_key: bool,
+        disco: DiscoConfig,
+        escalation: EscalationConfig | None = None,
+        policy: Literal["disco", "escalation"] = "disco",
+        embedder: str | None = None,
     ) -> None:
         self.api_keys = api_keys
         self.require_key = require_key
@@ -55,6 +71,9 @@ class CoordinatorState:
         self.dispatcher = dispatcher
         self.metrics = CoordinatorMetrics()
         self.disco = DiscoRuntime(DiscoPolicy(disco), dispatcher, self.metrics)
+        self.escalation = EscalationRuntime(escalation or EscalationConfig(), self.disco, dispatcher, self.metrics)
+        self.policy = policy
+        self.embedder = None if embedder is None else LazyEmbedder(embedder)
 
 
 KEY = web.AppKey("coordinator", CoordinatorState)
@@ -136,6 +155,7 @@ def _job(
         fill_context=fill,
         pin=request.headers.get(PIN_HEADER),
         resume_tokens=tuple(req.resume_tokens),
+        uncertainty=req.uncertainty,
     )
 
 
@@ -152,22 +172,55 @@ async def _serve(
     started = time.perf_counter()
     metrics = state.metrics
     forced_after = _migrate_after(request)
+    escalate = req.prefer == "escalate" or (req.prefer == "auto" and state.policy == "escalation")
+    if escalate and req.n > 1:
+        raise ApiError(400, "n: an escalated answer has one choice", param="n")
+    if req.uncertainty is not None and job.messages is None:
+        raise ApiError(400, "uncertainty: scores need chat messages (use /v1/chat/completions)", param="uncertainty")
     metrics.in_flight.inc()
     try:
-        plan, answering = state.disco.answer(job, _prompt_chars(job), req.prefer, forced_after, req.allow_cost_moves)
-        async with answering as answer:
+        async with AsyncExitStack() as stack:
+            headers: dict[str, str] = {}
+            if escalate:
+                decision, answering = state.escalation.answer(job, _prompt_chars(job))
+                answers = [await stack.enter_async_context(answering)]
+                headers[ESCALATION_HEADER] = decision.outcome
+                if decision.score is not None:
+                    headers[GATE_SCORE_HEADER] = f"{decision.score:.6g}"
+                plan = f"escalation:{decision.outcome}"
+            else:
+                prefer = "auto" if req.prefer == "escalate" else req.prefer
+                answers = []
+                for i in range(req.n):  # choice i sampled with seed + i, each its own answer (each may move)
+                    seed = None if job.sampling.seed is None else job.sampling.seed + i
+                    one = replace(job, sampling=job.sampling.model_copy(update={"seed": seed}))
+                    if i > 0:
+                        one = replace(one, uncertainty=None)  # the score is choice 0's
+                    plan, answering = state.disco.answer(one, _prompt_chars(job), prefer, forced_after,
+                                                         req.allow_cost_moves)  # fmt: skip
+                    answers.append(await stack.enter_async_context(answering))
+            first = answers[0]
 
-            def on_token(first: bool) -> None:
-                if first:
+            def on_token(first_token: bool) -> None:
+                if first_token:
                     metrics.ttft.observe(time.perf_counter() - started)
-                metrics.tokens.labels(answer.endpoint).inc()
+                metrics.tokens.labels(first.endpoint).inc()
 
-            headers = {PIN_HEADER: answer.endpoint, TIER_HEADER: tier_of(answer.endpoint), PLAN_HEADER: plan}
+            headers |= {PIN_HEADER: first.endpoint, TIER_HEADER: tier_of(first.endpoint), PLAN_HEADER: plan}
             return await respond(
-                request, answer, job.model, chat, req.stream, req.include_usage, on_token, headers, req.return_token_ids
-            )
+                request, answers, job.model, chat, req.stream, req.include_usage, on_token, headers,
+                req.return_token_ids,
+            )  # fmt: skip
     finally:
         metrics.in_flight.dec()
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    lazy = request.app[KEY].embedder
+    if lazy is None:
+        raise ApiError(404, "this coordinator serves no embeddings (embedder = none)", code="not_found")
+    body = await embeddings_response(await parse_body(request, EmbeddingRequest), lazy)
+    return web.json_response(text=body.model_dump_json())
 
 
 def _migrate_after(request: web.Request) -> int | None:
@@ -189,6 +242,7 @@ def create_app(state: CoordinatorState, max_body_bytes: int) -> web.Application:
     app.router.add_get("/v1/devices", devices)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
     add_dora_routes(app, state.registry)
     add_circinus_routes(app, state.registry, state.dispatcher)
     return app

@@ -30,7 +30,9 @@ async def serve_coordinator(cfg: EdgeweaveConfig) -> None:
     async with aiohttp.ClientSession() as session:
         registry = Registry(co, key, session)
         dispatcher = Dispatcher(registry, co.cloud, POLICIES[co.placement](), session)
-        state = CoordinatorState(api_keys, registry, dispatcher, co.require_api_key, co.disco)
+        state = CoordinatorState(
+            api_keys, registry, dispatcher, co.require_api_key, co.disco, co.escalation, co.policy, co.embedder
+        )
         app = create_app(state, int(co.max_body_mb * 2**20))
         sources: list[Discovery] = []
         if co.discovery.static:

@@ -42,9 +42,9 @@ from edgeweave.errors import UsageError
 from edgeweave.generation.answer import TokenEvent
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.operators.routes import add_routes as add_operator_routes
+from edgeweave.serving.embeddings import LazyEmbedder
 from edgeweave.serving.emulated_link import link_from_env
 from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
-from edgeweave.uncertainty.embedder import load_embedder
 from edgeweave.uncertainty.samples import Embedder, last_user
 from edgeweave.wire import sse
 from edgeweave.wire.auth import (
@@ -100,13 +100,7 @@ class DeviceState:
         self.telemetry = TelemetrySampler(cfg.id, cfg.power_model)
         self.metrics = DeviceMetrics()
         self.active: dict[str, threading.Event] = {}  # request id -> its cancel flag
-        self._embedder_lock = asyncio.Lock()
-
-    async def embedder(self) -> Embedder:
-        """The uncertainty scores' embedder, loaded off the event loop by the first request that needs it."""
-        assert self.cfg.embedder is not None
-        async with self._embedder_lock:  # one load, however many requests arrive during it
-            return await asyncio.to_thread(load_embedder, self.cfg.embedder)
+        self.embedder = None if cfg.embedder is None else LazyEmbedder(cfg.embedder)
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(
@@ -277,7 +271,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
     places = _places(state, worker, req)
     prompt = await asyncio.to_thread(_prompt_ids, worker, req)  # a huge prompt must not stall the event loop
     sampling = _fit(worker, req, prompt)
-    embedder = None if req.uncertainty is None else await state.embedder()
+    embedder = None if req.uncertainty is None or state.embedder is None else await state.embedder.get()
     ticket = _admit(state, worker, request_id, places)
     outcome = "error"
     try:

@@ -10,44 +10,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import base64
-
-import numpy as np
-
 from cloud.uq.runtime import AnswerScorer, UqRuntime
+from edgeweave.serving.embeddings import embeddings_response
 from edgeweave.serving.http_errors import ApiError, parse_json
-from edgeweave.uncertainty.samples import Embedder
-from edgeweave.wire.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
+from edgeweave.wire.embeddings import EmbeddingRequest, EmbeddingResponse
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
 
 EMBEDDINGS = "/v1/embeddings"
 
 
 def owns(uq: UqRuntime, method: str, path: str) -> bool:
-    return method == "POST" and path == EMBEDDINGS and uq.embedding_model is not None
-
-
-def _vector(row: np.ndarray, encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
-    return [float(x) for x in row]
-
-
-def _embed(embedder: Embedder, texts: list[str]) -> tuple[np.ndarray, int]:
-    return embedder.embed(texts), embedder.tokens(texts)
+    return method == "POST" and path == EMBEDDINGS and uq.embedder is not None
 
 
 async def embeddings(uq: UqRuntime, body: bytes) -> EmbeddingResponse:
-    req = parse_json(body, EmbeddingRequest)
-    if req.model != uq.embedding_model:
-        raise ApiError(404, f"model {req.model!r} is not served here (embeddings: {uq.embedding_model})", param="model")
-    embedder = await uq.embedder()
-    vectors, tokens = await asyncio.to_thread(_embed, embedder, req.texts)  # seconds of CPU for long lists
-    data = [Embedding(index=i, embedding=_vector(row, req.encoding_format)) for i, row in enumerate(vectors)]
-    return EmbeddingResponse(
-        data=data, model=req.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
-    )
+    assert uq.embedder is not None
+    return await embeddings_response(parse_json(body, EmbeddingRequest), uq.embedder)
 
 
 def scorer_for(

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 from cloud.engine.async_engine import AsyncEngine
 from cloud.uq.sampler import EngineSampler
+from edgeweave.serving.embeddings import LazyEmbedder
 from edgeweave.serving.http_errors import ApiError
-from edgeweave.uncertainty.embedder import load_embedder
-from edgeweave.uncertainty.samples import Embedder
 from edgeweave.uncertainty.scoring import score
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
@@ -30,27 +28,13 @@ class UqRuntime:
 
     def __init__(self, engine: AsyncEngine, embedder: str | None) -> None:
         self.engine = engine
-        self.embedder_name = embedder
-        self._embedder: Embedder | None = None
-        self._loading = asyncio.Lock()
-
-    @property
-    def embedding_model(self) -> str | None:
-        """The model id ``/v1/embeddings`` answers to (the embedder's name, as load_embedder names it)."""
-        return None if self.embedder_name is None else Path(self.embedder_name).name
-
-    async def embedder(self) -> Embedder:
-        assert self.embedder_name is not None
-        async with self._loading:
-            if self._embedder is None:
-                self._embedder = await asyncio.to_thread(load_embedder, self.embedder_name)
-        return self._embedder
+        self.embedder = None if embedder is None else LazyEmbedder(embedder)
 
     def scorer(
         self, messages: Sequence[Message], req: UncertaintyRequest, seed: int | None, lora_adapter: str | None
     ) -> AnswerScorer:
         """The scorer of one request's answer (its samples seeded as the request, unless ``req`` names a seed)."""
-        if self.embedder_name is None:
+        if self.embedder is None:
             raise ApiError(400, "uncertainty: this server has no embedder configured", param="uncertainty")
         if req.seed is None and seed is not None:
             req = req.model_copy(update={"seed": seed})
@@ -73,7 +57,8 @@ class AnswerScorer:
             self._task = asyncio.create_task(self._score(None))
 
     async def _score(self, answer: str | None) -> UncertaintyScore:
-        embedder = await self._runtime.embedder()
+        assert self._runtime.embedder is not None
+        embedder = await self._runtime.embedder.get()
         return await score(self._messages, self.request, self._sampler, embedder, answer=answer)
 
     async def result(self, answer: str) -> UncertaintyScore:

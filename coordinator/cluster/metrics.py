@@ -34,6 +34,9 @@ class CoordinatorMetrics:
             "edgeweave_coordinator_cached_tokens", "Prompt + resumed tokens endpoints reused from their prompt cache",
             ["endpoint"], registry=r,
         )  # fmt: skip
+        self.escalations = Counter(
+            "edgeweave_coordinator_escalations", "Escalation decisions, per gate", ["gate", "outcome"], registry=r
+        )
         self.cost = Counter("edgeweave_coordinator_cost_usd", "Cost spent ($), per tier", ["tier"], registry=r)
         self.budget_used = Gauge(
             "edgeweave_coordinator_budget_used", "Share of offered prompt tokens each tier processed", ["tier"],

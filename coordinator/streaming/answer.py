@@ -54,6 +54,7 @@ from coordinator.streaming.controller import (
 )
 from coordinator.streaming.race import OpenRoute, race
 from coordinator.streaming.routes import EndpointFailed, Job, Route
+from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, Delta
 from edgeweave.wire.client import CallError
@@ -186,9 +187,12 @@ class LiveAnswer(Answer):
         stopped: str | None = None  # the source, stopped for a move: where to resume if the target fails
         nxt: asyncio.Future[Delta | None] | None = asyncio.ensure_future(self._src.next())
 
+        last_logprob: TokenLogprob | None = None
+
         def send(d: Delta) -> Delta:
-            nonlocal sent, resumable
+            nonlocal sent, resumable, last_logprob
             sent += 1
+            last_logprob = d.logprob
             if d.token_id is None:
                 resumable = False
             else:
@@ -201,7 +205,9 @@ class LiveAnswer(Answer):
                 return None  # one move at a time; a token whose id is unknown cannot be resumed after
             since = now - first_at if first_at is not None else 0.0
             warm = self._warming or (Warming(self._warm_target, 0) if self._warm is not None else None)
-            return controller.decide(Progress(trigger, self.endpoint, sent, since, self.prompt_tokens, warm))
+            return controller.decide(
+                Progress(trigger, self.endpoint, sent, since, self.prompt_tokens, warm, last_logprob)
+            )
 
         def begin(m: Move | Warm | None) -> None:
             nonlocal move
@@ -300,6 +306,7 @@ class LiveAnswer(Answer):
             route = self._src
             self.finish_reason = route.finish_reason
             self.completion_tokens = sent
+            self.uncertainty = route.uncertainty
             if not self.prompt_tokens:  # a cloud endpoint says at the end, resumed tokens included
                 resumed_here = len(route.job.resume_tokens) - len(self.job.resume_tokens)
                 self.prompt_tokens = max(route.prompt_tokens - resumed_here, 0)

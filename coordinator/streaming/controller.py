@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from coordinator.cluster.placement import Tier
+from edgeweave.generation.logprobs import TokenLogprob
 
 Trigger = Literal["token", "failure", "stall"]  # why the answer asks: a token was sent, the source broke or stalled
 
@@ -56,6 +57,7 @@ class Progress:
     since_first_s: float  # since the first token was sent (0 before)
     prompt_tokens: int  # as the source reported it (0 until it has)
     warm: Warming | None = None  # the warm under way, if any
+    logprob: TokenLogprob | None = None  # the last token sent's, when the answer asked for logprobs
 
 
 @dataclass(frozen=True)

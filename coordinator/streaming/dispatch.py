@@ -209,6 +209,7 @@ class Dispatcher:
             sampling=job.sampling,
             clamp_max_tokens=job.fill_context,
             resume_tokens=list(job.resume_tokens),
+            uncertainty=job.uncertainty,
         )
         events = await stack.enter_async_context(rec.client.generate(req))
         rec.in_flight[job.model] += 1

@@ -30,6 +30,7 @@ from edgeweave.generation.sampling import SamplingParams
 from edgeweave.serving.openai_serving import AnswerFailed, Delta
 from edgeweave.wire import sse
 from edgeweave.wire.protocol import DoneEvent, ErrorEvent, Message, StartEvent, StreamEvent, TokenMessage
+from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 
 class EndpointFailed(AnswerFailed):
@@ -48,6 +49,7 @@ class Job:
     pin: str | None = None  # serve only on this endpoint ("device:<id>" / "cloud:<name>")
     resume_tokens: tuple[int, ...] = ()  # generated elsewhere already: continue after them
     tiers: tuple[Tier, ...] = ()  # serve on these tiers only, in this order (empty: any, the policy's order)
+    uncertainty: UncertaintyRequest | None = None  # the endpoint scores its answer (edgeweave.wire.uncertainty)
 
 
 class Route(abc.ABC):
@@ -60,6 +62,7 @@ class Route(abc.ABC):
         self.generated = 0
         self.ttft_s: float | None = None
         self.cached_tokens = 0  # of its prompt + resumed tokens, those it reused from its prompt cache (if it says)
+        self.uncertainty: UncertaintyScore | None = None  # the endpoint's score of its answer, when the job asked
         self._stack = stack
         self._it: AsyncIterator[Delta] | None = None
         self._head: list[Delta | None] = []
@@ -117,6 +120,7 @@ class DeviceRoute(Route):
                 elif isinstance(ev, DoneEvent):
                     self.finish_reason = ev.finish_reason
                     self.cached_tokens = ev.cached_tokens
+                    self.uncertainty = ev.uncertainty
                     return
                 elif isinstance(ev, ErrorEvent):
                     raise EndpointFailed(f"{self.endpoint}: {ev.error.message}")
@@ -144,6 +148,11 @@ class CloudRoute(Route):
                     raise EndpointFailed(f"{self.endpoint}: {chunk['error'].get('message', chunk['error'])}")
                 if chunk.get("usage"):
                     self.prompt_tokens = chunk["usage"]["prompt_tokens"]
+                if chunk.get("uncertainty"):
+                    try:
+                        self.uncertainty = UncertaintyScore.model_validate(chunk["uncertainty"])
+                    except ValidationError:
+                        raise EndpointFailed(f"{self.endpoint} sent a malformed uncertainty score") from None
                 for choice in chunk.get("choices", []):
                     text = choice.get("delta", {}).get("content") if "delta" in choice else choice.get("text")
                     ids = choice.get("delta", {}).get("token_ids") or []
@@ -197,6 +206,10 @@ def cloud_payload(job: Job, extensions: bool) -> tuple[str, dict[str, object]]:
         raise EndpointFailed("resume_tokens need an edgeweave cloud server (extensions = true)")
     if job.messages is not None and extensions:
         body["return_token_ids"] = True
+    if job.uncertainty is not None:
+        if not extensions:
+            raise EndpointFailed("uncertainty needs an edgeweave cloud server (extensions = true)")
+        body["uncertainty"] = job.uncertainty.model_dump(exclude_none=True)
     if job.messages is not None:
         body["messages"] = [m.model_dump() for m in job.messages]
         return "/chat/completions", body

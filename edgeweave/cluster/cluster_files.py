@@ -58,6 +58,7 @@ def coordinator_toml(
     static: tuple[str, ...] = (),
     cloud: tuple[tuple[str, str, str, str], ...] = (),  # (name, url, api key, model)
     disco: str = "",  # the [coordinator.disco] table's lines
+    tables: str = "",  # further [coordinator.*] tables, verbatim
 ) -> str:
     keys = f"api_keys = [{_q(api_key)}]\n" if api_key else ""
     text = (
@@ -68,7 +69,7 @@ def coordinator_toml(
     for name, url, key, model in cloud:
         text += f"\n[[coordinator.cloud]]\nname = {_q(name)}\nurl = {_q(url)}\n"
         text += f"api_key = {_q(key)}\nmodels = [{_q(model)}]\n"
-    return text + (f"\n[coordinator.disco]\n{disco}" if disco else "")
+    return text + (f"\n[coordinator.disco]\n{disco}" if disco else "") + (f"\n{tables}" if tables else "")
 
 
 def cloud_toml(

@@ -94,12 +94,13 @@ class LocalCluster:
         static: tuple[str, ...] = (),
         cloud: tuple[tuple[str, str, str, str], ...] = (),
         disco: str = "",
+        tables: str = "",
     ) -> ServiceProcess:
         """``cloud``: (name, base URL, API key, model) of OpenAI-compatible endpoints besides the one
-        :meth:`start_cloud` started; ``disco``: the
-        ``[coordinator.disco]`` table's lines."""
+        :meth:`start_cloud` started; ``disco``: the ``[coordinator.disco]`` table's lines; ``tables``:
+        further ``[coordinator.*]`` tables, verbatim."""
         upstream = (*self._upstream, *cloud)
-        text = coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, upstream, disco)
+        text = coordinator_toml(self.secret, self.api_key, self.heartbeat_s, mdns, static, upstream, disco, tables)
         path = write(self.workdir / "coordinator.toml", text)
         self.coordinator = spawn(
             "coordinator", ["coordinator", "serve", "--config", str(path)], self.workdir / "coordinator.log"

@@ -28,10 +28,16 @@ from pydantic import (
 
 from edgeweave.errors import ConfigError, ModelFileError
 from edgeweave.wire.slo import LatencySLO
+from edgeweave.wire.uncertainty import UncertaintyRequest
 
 DeviceKind = Literal["phone", "pi", "jetson", "laptop", "server"]
 BackendKind = Literal["torch", "llamacpp", "executorch"]
 MIN_SECRET_CHARS = 16
+
+
+def _none_word(v: str | None) -> str | None:
+    """TOML has no null: the word "none" turns an optional setting off."""
+    return None if v == "none" else v
 
 
 class _Strict(BaseModel):
@@ -144,6 +150,7 @@ class DeviceConfig(_Strict):
     # the sentence embedder of uncertainty scores (edgeweave.uncertainty.embedder.load_embedder: the bundled
     # MiniLM or a sentence-transformers directory), loaded on the first request that asks; None: refuse them
     embedder: str | None = "all-minilm-l6-v2"
+    _none = field_validator("embedder")(_none_word)
 
     @model_validator(mode="after")
     def _unique_names(self) -> DeviceConfig:
@@ -191,6 +198,22 @@ class DiscoConfig(_Strict):
     device_prefill_tok_s: float = Field(default=100.0, gt=0.0)  # prior until a device reports its own
 
 
+class EscalationConfig(_Strict):
+    """``[coordinator.escalation]``: answer on a device, re-answer on the cloud when the answer is likely wrong."""
+
+    # uncertainty: the score below (computed on the device) above `threshold`; token-entropy: move
+    # mid-answer when the device's top-k entropy spikes; the rest are the baselines
+    gate: Literal["uncertainty", "token-entropy", "length", "random", "always-device", "always-cloud"] = "uncertainty"
+    uncertainty: UncertaintyRequest = Field(default_factory=UncertaintyRequest)
+    threshold: float = 1.0  # uncertainty gate: escalate above it (calibrate with benchmarks/uq.py)
+    rate: float = Field(default=0.5, ge=0.0, le=1.0)  # random gate: the share escalated
+    seed: int | None = None  # random gate
+    max_prompt_chars: int = Field(default=400, ge=0)  # length router: longer prompts go to the cloud
+    token_entropy_threshold: float = Field(default=1.0, gt=0.0)  # nats, averaged over `window` tokens
+    window: int = Field(default=4, ge=1, le=256)
+    top_logprobs: int = Field(default=5, ge=2, le=20)  # alternatives the device sends per token
+
+
 class CoordinatorConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -205,6 +228,10 @@ class CoordinatorConfig(_Strict):
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
     cloud: list[CloudEndpoint] = Field(default_factory=list)
     disco: DiscoConfig = Field(default_factory=DiscoConfig)
+    policy: Literal["disco", "escalation"] = "disco"  # how answers are placed (a request may ask `prefer: escalate`)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    embedder: str | None = "all-minilm-l6-v2"  # /v1/embeddings; "none": no such route
+    _none = field_validator("embedder")(_none_word)
 
     @model_validator(mode="after")
     def _removal_after_down(self) -> CoordinatorConfig:
@@ -274,11 +301,7 @@ class CloudServerConfig(_Strict):
     embedder: str | None = "all-minilm-l6-v2"
 
     _exists = field_validator("model")(_model_exists)
-
-    @field_validator("embedder")
-    @classmethod
-    def _no_embedder(cls, v: str | None) -> str | None:
-        return None if v == "none" else v
+    _none = field_validator("embedder")(_none_word)
 
     @property
     def name(self) -> str:

@@ -60,7 +60,8 @@ class _Request(BaseModel):
     resume_tokens: list[int] = Field(default_factory=list)  # extension: continue after tokens already generated
     slo: Slo | None = None  # extension: the request's SLO (edgeweave.wire.slo); none: latency with server defaults
     return_token_ids: bool = False  # extension: streamed chat chunks carry each token's id (migration needs them)
-    prefer: Literal["device", "cloud", "auto"] = "auto"  # extension (coordinator): where to answer; auto: DiSCo
+    # extension (coordinator): where to answer; auto: the coordinator's policy; escalate: its escalation gate
+    prefer: Literal["device", "cloud", "auto", "escalate"] = "auto"
     allow_cost_moves: bool = False  # extension (coordinator): with prefer device/cloud, may a cost move leave it
     uncertainty: UncertaintyRequest | None = None  # extension: score the answer (edgeweave.wire.uncertainty)
 
