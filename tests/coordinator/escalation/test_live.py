@@ -4,16 +4,17 @@ asked with the official openai client."""
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
-from edgeweave.cluster.cluster_files import LocalDevice
+from edgeweave.cluster.cluster_files import LocalDevice, coordinator_toml
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.cluster.processes import ServiceProcess
-from tests.cloud.test_server import COMMANDS, MODEL
+from edgeweave.config import EdgeweaveConfig
+from tests.cloud.test_server import COMMANDS, KEY, MODEL
 
 # the gate scores every device answer with predictive entropy (>= 0) and escalates above -1: always
 ESCALATION = (
@@ -27,8 +28,6 @@ MESSAGES = [{"role": "user", "content": COMMANDS[2]}]
 def coordinator(cloud_server: ServiceProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     with LocalCluster(tmp_path_factory.mktemp("escalation")) as cluster:
         (phone,) = cluster.start_devices((LocalDevice("phone-1", "phone", "torch", threads=1, model=MODEL),))
-        from tests.cloud.test_server import KEY
-
         cloud = (("gpu", cloud_server.url + "/v1", KEY, MODEL),)
         cluster.start_coordinator(mdns=False, static=(phone.url,), cloud=cloud, tables=ESCALATION)
         cluster.wait_until(lambda up: "phone-1" in up, timeout_s=30)
@@ -72,10 +71,6 @@ def test_embeddings_through_the_coordinator(coordinator: openai.OpenAI) -> None:
         coordinator.embeddings.create(model="text-embedding-3-small", input="x")
 
 
-def test_cluster_files_take_further_tables(tmp_path: Path) -> None:
-    from edgeweave.cluster.cluster_files import coordinator_toml
-    from edgeweave.config import EdgeweaveConfig
-    import tomllib
-
+def test_cluster_files_take_further_tables() -> None:
     cfg = EdgeweaveConfig.model_validate(tomllib.loads(coordinator_toml("s" * 32, "k", tables=ESCALATION)))
     assert cfg.coordinator is not None and cfg.coordinator.escalation.threshold == -1.0
