@@ -232,7 +232,6 @@ async def sse_chunks(
     content deltas as they come, a finish chunk per choice (the last one with choice 0's ``uncertainty``),
     usage, ``[DONE]`` (or an ``error`` event if a producer breaks off)."""
     answers = _choices(answer)
-    endpoint = answers[0].endpoint
     cid = new_id("chatcmpl" if chat else "cmpl")
 
     def chunk(
@@ -246,6 +245,7 @@ async def sse_chunks(
         score: UncertaintyScore | None = None,
     ) -> bytes:
         body: BaseModel
+        endpoint = answers[index].endpoint  # read per chunk: an answer that moved is served from elsewhere
         if chat:
             delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids)
             lp = None if logprob is None else ChatLogprobs.of([logprob], with_ids=token_ids)
@@ -300,6 +300,6 @@ async def sse_chunks(
             yield sse.encode(tail.model_dump_json())
         yield sse.encode("[DONE]")
     except AnswerFailed as e:
-        log.warning("stream on %s broke: %s", endpoint, e)
+        log.warning("stream on %s broke: %s", answers[0].endpoint, e)
         error = ErrorBody(message=str(e), type="server_error", code="endpoint_failed")
         yield sse.encode(f'{{"error": {error.model_dump_json()}}}')

@@ -131,7 +131,7 @@ def test_every_device_can_serve_and_they_agree(cluster: LocalCluster) -> None:
             "max_tokens",
         ),
         (json.dumps({"model": MODEL, "messages": []}), 400, "messages"),
-        (json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 3}), 400, "n"),
+        (json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "n": 17}), 400, "n"),
         (json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x" * 5000}]}), 400, "messages"),
         (json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x" * (10 * 2**20)}]}), 413, None),
     ],
