@@ -62,6 +62,7 @@ def test_n_choices_and_a_relayed_score(coordinator: openai.OpenAI) -> None:
         )
 
 
+@pytest.mark.slow  # ~11 s (MiniLM loads in the coordinator); the cloud's embeddings test runs the same response code
 def test_embeddings_through_the_coordinator(coordinator: openai.OpenAI) -> None:
     got = coordinator.embeddings.create(model="all-minilm-l6-v2", input=["turn on the lights", "lights on"])
     a, b = (d.embedding for d in got.data)
