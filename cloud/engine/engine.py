@@ -41,6 +41,8 @@ from edgeweave.generation.logprobs import TokenLogprob, token_logprob
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.checkpoint import load_checkpoint
+from edgeweave.models.gguf_checkpoint import load_gguf
+from edgeweave.models.gguf_layout import is_gguf
 from edgeweave.models.hf_tokenizer import load_tokenizer
 from edgeweave.models.llama import Transformer
 from edgeweave.models.lora import LoraAdapter
@@ -110,7 +112,11 @@ class LLMEngine:
 
     @classmethod
     def load(cls, model: str | Path, options: EngineOptions | None = None, policy: Policy | None = None) -> LLMEngine:
+        """An engine on a checkpoint directory, a model name or a GGUF file (dequantized)."""
         path = resolve_checkpoint(model)
+        if is_gguf(path):
+            net, tokenizer = load_gguf(path)
+            return cls(net, tokenizer, options, policy)
         net = load_checkpoint(path)
         return cls(net, load_tokenizer(path, net.config), options, policy)
 

@@ -29,11 +29,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import gguf
 import numpy as np
 
 from edgeweave.errors import ModelFileError, UsageError
 from edgeweave.generation.backend import Backend, BatchRow
+from edgeweave.models.gguf_layout import header_field, open_gguf
 from edgeweave.models.hf_tokenizer import render_template
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
 
@@ -67,14 +67,10 @@ def prefer_passive_openmp(threads: int) -> bool:
 
 def gguf_header(path: Path) -> tuple[str, str | None, int]:
     """(general.architecture, edgeweave.tokenizer, context length) from the GGUF header."""
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, OSError, IndexError, KeyError) as e:
-        raise ModelFileError(str(path), f"corrupt or not a GGUF file ({e})") from None
+    reader = open_gguf(path)
 
     def field(key: str) -> str | None:
-        f = reader.get_field(key)
-        return None if f is None else f.contents()
+        return header_field(reader, key)  # type: ignore[return-value]
 
     arch = field("general.architecture")
     if arch is None:

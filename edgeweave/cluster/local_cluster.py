@@ -37,7 +37,8 @@ class RuntimeExport:
         from edgeweave.export.cache import cached_export
         from edgeweave.models.registry import resolve_checkpoint
 
-        return cached_export(resolve_checkpoint(self.model), self.target).is_file()
+        path = resolve_checkpoint(self.model)
+        return path.is_file() or cached_export(path, self.target).is_file()  # a GGUF file needs no export
 
     def run(self) -> Path:
         from edgeweave.export.cache import runtime_file

@@ -21,35 +21,10 @@ import torch
 
 from edgeweave.fileio import atomic_output
 from edgeweave.models.config import ModelConfig
+from edgeweave.models.gguf_layout import GLOBAL_TENSORS, LAYER_TENSORS, interleave_rotary, rotary_heads
 from edgeweave.models.llama import Transformer
 
 WeightDtype = Literal["f32", "f16"]
-
-# Hugging Face parameter name (inside one layer) -> GGUF tensor name
-LAYER_TENSORS = {
-    "input_layernorm.weight": "attn_norm.weight",
-    "self_attn.q_proj.weight": "attn_q.weight",
-    "self_attn.q_proj.bias": "attn_q.bias",
-    "self_attn.k_proj.weight": "attn_k.weight",
-    "self_attn.k_proj.bias": "attn_k.bias",
-    "self_attn.v_proj.weight": "attn_v.weight",
-    "self_attn.v_proj.bias": "attn_v.bias",
-    "self_attn.o_proj.weight": "attn_output.weight",
-    "post_attention_layernorm.weight": "ffn_norm.weight",
-    "mlp.gate_proj.weight": "ffn_gate.weight",
-    "mlp.up_proj.weight": "ffn_up.weight",
-    "mlp.down_proj.weight": "ffn_down.weight",
-}
-GLOBAL_TENSORS = {
-    "model.embed_tokens.weight": "token_embd.weight",
-    "model.norm.weight": "output_norm.weight",
-    "lm_head.weight": "output.weight",
-}
-
-
-def interleave_rotary(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Half-split rotary rows -> interleaved pairs (llama.cpp's convert_hf_to_gguf permute)."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
 def gguf_tensors(model: Transformer, dtype: WeightDtype) -> dict[str, np.ndarray]:
@@ -65,8 +40,8 @@ def gguf_tensors(model: Transformer, dtype: WeightDtype) -> dict[str, np.ndarray
         else:
             _, _, idx, local = name.split(".", 3)  # model.layers.<i>.<local>
             gguf_name = f"blk.{idx}.{LAYER_TENSORS[local]}"
-            if cfg.arch == "llama" and local.startswith(("self_attn.q_proj", "self_attn.k_proj")):
-                heads = cfg.n_heads if "q_proj" in local else cfg.n_kv_heads
+            heads = rotary_heads(local, cfg.n_heads, cfg.n_kv_heads)
+            if cfg.arch == "llama" and heads:
                 arr = interleave_rotary(arr, heads)
         # norms and biases stay f32 (llama.cpp requires it); matrices may be f16
         if dtype == "f16" and arr.ndim == 2:

@@ -4,7 +4,7 @@ file for llama.cpp (tLoRA's adapters served on a device; LoRA, Hu et al. 2021).
 The layout is llama.cpp's own converter's (``convert_lora_to_gguf.py``) and what its loader
 (``src/llama-adapter.cpp``) checks: ``general.type = "adapter"``, ``adapter.type = "lora"``,
 ``adapter.lora.alpha``; for each adapted weight ``blk.N.<name>.weight`` of the base GGUF
-(:data:`edgeweave.export.gguf_export.LAYER_TENSORS`) two tensors ``...weight.lora_a`` (A, numpy
+(:data:`edgeweave.models.gguf_layout.LAYER_TENSORS`) two tensors ``...weight.lora_a`` (A, numpy
 ``[rank, in]``, ggml ``ne = [in, rank]``) and ``...weight.lora_b`` (B, ``[out, rank]``).
 llama.cpp adds ``alpha / rank * B @ (A @ x)`` to the layer's output, rank read from A's shape.
 For architecture ``llama`` the base export permutes q/k rows (half-split rotary -> interleaved
@@ -19,8 +19,9 @@ import gguf
 import numpy as np
 
 from edgeweave.export.cache import cache_root, checkpoint_key
-from edgeweave.export.gguf_export import LAYER_TENSORS, interleave_rotary, write_gguf
+from edgeweave.export.gguf_export import write_gguf
 from edgeweave.models.config import ModelConfig
+from edgeweave.models.gguf_layout import LAYER_TENSORS, interleave_rotary
 from edgeweave.models.lora import LoraAdapter
 
 

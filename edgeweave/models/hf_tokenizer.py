@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -25,6 +25,9 @@ from edgeweave.models.tokenizer import (
     Tokenizer,
     byte_level_spelling,
 )
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer as RustTokenizer
 
 
 def render_template(
@@ -51,29 +54,42 @@ def _token_text(value: Any) -> str | None:
 
 
 class HFTokenizer:
-    def __init__(self, directory: Path, vocab_size: int) -> None:
-        from tokenizers import Tokenizer as RustTokenizer
-        from tokenizers import decoders
+    """A ``tokenizers`` tokenizer with its special tokens and chat template (from a checkpoint
+    directory, :meth:`from_dir`, or rebuilt from a GGUF's vocabulary, :mod:`edgeweave.models.gguf_vocab`)."""
+
+    def __init__(
+        self, tok: RustTokenizer, vocab_size: int, bos: str = "", eos: str = "", template: str | None = None
+    ) -> None:
+        from tokenizers import Tokenizer, decoders
+
+        self._tok = tok  # templates: special tokens written as text map to their ids
+        # user text never does (as the byte tokenizer and llama.cpp): a copy that spells them out
+        self._text_tok = Tokenizer.from_str(tok.to_str())
+        self._text_tok.encode_special_tokens = True
+        self._bos, self._eos, self._template = bos, eos, template
+        self._vocab_size = vocab_size
+        stops = {tok.token_to_id(t) for t in (eos, "<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t}
+        self._stop_ids = frozenset(i for i in stops if i is not None)
+        self._specials = frozenset(i for i, t in tok.get_added_tokens_decoder().items() if t.special)
+        byte_level = isinstance(tok.decoder, decoders.ByteLevel)
+        self._byte_of = {c: b for b, c in enumerate(byte_level_spelling())} if byte_level else None
+
+    @classmethod
+    def from_dir(cls, directory: Path, vocab_size: int) -> HFTokenizer:
+        from tokenizers import Tokenizer
 
         path = directory / "tokenizer.json"
         if not path.is_file():
             raise ModelFileError(str(directory), "no tokenizer.json (and config.json names no edgeweave tokenizer)")
         try:
-            self._tok = RustTokenizer.from_file(str(path))
+            tok = Tokenizer.from_file(str(path))
         except Exception as e:  # the Rust library raises a bare Exception on bad files
             raise ModelFileError(str(path), f"cannot load tokenizer ({e})") from None
         cfg_path = directory / "tokenizer_config.json"
         cfg: dict[str, Any] = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
-        self._bos = _token_text(cfg.get("bos_token")) or ""
-        self._eos = _token_text(cfg.get("eos_token")) or ""
-        self._add_bos = bool(cfg.get("add_bos_token", False))
-        self._template = cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None
-        self._vocab_size = vocab_size
-        stops = {self._tok.token_to_id(t) for t in (self._eos, "<|im_end|>", "<|eot_id|>", "<|endoftext|>") if t}
-        self._stop_ids = frozenset(i for i in stops if i is not None)
-        self._specials = frozenset(i for i, t in self._tok.get_added_tokens_decoder().items() if t.special)
-        byte_level = isinstance(self._tok.decoder, decoders.ByteLevel)
-        self._byte_of = {c: b for b, c in enumerate(byte_level_spelling())} if byte_level else None
+        template = cfg.get("chat_template") if isinstance(cfg.get("chat_template"), str) else None
+        bos, eos = _token_text(cfg.get("bos_token")) or "", _token_text(cfg.get("eos_token")) or ""
+        return cls(tok, vocab_size, bos, eos, template)
 
     @property
     def vocab_size(self) -> int:
@@ -84,7 +100,7 @@ class HFTokenizer:
         return self._stop_ids
 
     def encode(self, text: str, add_bos: bool = False) -> list[int]:
-        ids = self._tok.encode(text, add_special_tokens=False).ids
+        ids = self._text_tok.encode(text, add_special_tokens=False).ids
         bos = self._tok.token_to_id(self._bos) if self._bos else None
         return [bos, *ids] if add_bos and bos is not None else ids
 
@@ -118,4 +134,4 @@ def load_tokenizer(directory: Path, cfg: ModelConfig | None = None) -> Tokenizer
     cfg = cfg or ModelConfig.from_hf_dir(directory)
     if cfg.tokenizer == ByteTokenizer.NAME:
         return ByteTokenizer()
-    return HFTokenizer(directory, cfg.vocab_size)
+    return HFTokenizer.from_dir(directory, cfg.vocab_size)

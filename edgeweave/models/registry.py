@@ -1,7 +1,8 @@
 """Where named models live: the weave-home checkpoints and the traffic CNNs, committed with the repo.
 
 ``resolve_checkpoint`` turns a model argument (a model name such as
-``weave-home-device`` or a path to a checkpoint directory) into a directory.
+``weave-home-device``, a bundled real model such as ``smollm2-135m-instruct``,
+or a path to a checkpoint directory or GGUF file) into a path.
 It imports no torch for a model that resolves (config validation, a daemon
 serving only llama.cpp): a vision variant is known by its committed weights,
 and the vision module (torch) is read only to explain a miss.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeweave.errors import ModelFileError
+from edgeweave.models.bundled import BUNDLED
 from edgeweave.models.config import PRESETS
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -36,6 +38,8 @@ def resolve_checkpoint(model: str | Path) -> Path:
     name = str(model)
     if name in PRESETS or _committed(name):
         return _named(name)
+    if name in BUNDLED:
+        return BUNDLED[name]()
     path = Path(model)
     if path.exists():
         return path
@@ -43,5 +47,5 @@ def resolve_checkpoint(model: str | Path) -> Path:
 
     if name in VARIANTS:
         return _named(name)
-    names = ", ".join([*PRESETS, *VARIANTS])
+    names = ", ".join([*PRESETS, *BUNDLED, *VARIANTS])
     raise ModelFileError(str(path), f"no such file or directory (and not a model name: {names})")

@@ -36,7 +36,7 @@ def hf(tmp_path_factory: pytest.TempPathFactory) -> HFTokenizer:
     tok.train_from_iterator(TEXTS * 10, trainer)
     tok.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>"}))
-    return HFTokenizer(Path(directory), tok.get_vocab_size() + PADDING)
+    return HFTokenizer.from_dir(Path(directory), tok.get_vocab_size() + PADDING)
 
 
 @pytest.mark.parametrize("text", TEXTS)
@@ -52,7 +52,11 @@ def test_hf_byte_level_token_bytes_join_to_the_text(hf: HFTokenizer, text: str) 
 
 
 def test_hf_specials_and_padding_contribute_no_bytes(hf: HFTokenizer) -> None:
-    assert [hf.token_bytes(hf.encode(s)[0]) for s in SPECIALS] == [b""] * len(SPECIALS)
+    special_ids = [hf._tok.token_to_id(s) for s in SPECIALS]  # the template-side tokenizer's ids
+    assert [hf.token_bytes(i) for i in special_ids] == [b""] * len(SPECIALS)
+    # user text spelling a special token is text, never the token (prompts cannot forge turn markers)
+    typed = hf.encode(SPECIALS[0])
+    assert not set(typed) & set(special_ids) and b"".join(map(hf.token_bytes, typed)) == SPECIALS[0].encode()
     assert hf.token_bytes(hf.vocab_size - 1) == b""
 
 

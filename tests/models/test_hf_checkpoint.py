@@ -117,6 +117,25 @@ def test_gguf_export_agrees_with_torch(hf_checkpoint: Path, tmp_path: Path) -> N
         llama.close()
 
 
+@pytest.mark.parametrize("hf_checkpoint", ["llama", "qwen2"], indirect=True)
+def test_gguf_loads_back_into_the_torch_model_exactly(hf_checkpoint: Path, tmp_path: Path) -> None:
+    # f32 export -> load_gguf: the same parameters bit for bit (llama's rotary rows un-permuted, qwen2's
+    # biases and tied head kept), and the vocabulary rebuilt from the file tokenizes as tokenizer.json does
+    from edgeweave.models.gguf_checkpoint import load_gguf
+
+    reference = TorchBackend.load(hf_checkpoint)
+    model, tokenizer = load_gguf(_export(hf_checkpoint, "gguf", tmp_path / "model.gguf"))
+    original = reference.model.state_dict()
+    assert model.config == reference.model.config.with_(tokenizer=None)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+    for text in SAMPLES:
+        assert tokenizer.encode(text) == reference.tokenizer.encode(text), text
+    messages = [ChatMessage("user", "dim the kitchen lights")]
+    assert tokenizer.render_chat(messages) == reference.tokenizer.render_chat(messages)
+    assert tokenizer.stop_ids == reference.tokenizer.stop_ids
+
+
 # The ExecuTorch export of a real checkpoint is the slow one (~20 s an architecture): both run in
 # `make test-all`; `make test` keeps the ExecuTorch export of the weave-home models (tests/backends, the
 # same exporter) and both real layouts through torch and GGUF above.
