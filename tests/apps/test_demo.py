@@ -55,8 +55,8 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     proc = run_cli("demo", timeout=600, COLUMNS="250")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "all 3 devices discovered" in out and "API key" in out
-    for device in ("phone-1", "pi-1", "jetson-1"):
+    assert "all 4 devices discovered" in out and "API key" in out
+    for device in ("phone-1", "pi-1", "jetson-1", "laptop-1"):
         assert device in out
     for call in ("lights.dim(", "door.lock(", "thermostat.set(", "speaker.play("):
         assert call in out, out
@@ -67,6 +67,10 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     assert re.search(r"device-to-cloud migration: the answer began on device:jetson-1 and moved to cloud:cloud", out)
     assert re.search(r"cloud-to-device migration: the answer began on cloud:cloud and moved to device:\w+-1", out)
     assert 'prefer "cloud": answered by cloud:cloud start to end' in out
+    # the real model on both tiers, escalated on the device's p(True)
+    assert re.search(
+        r"capital of France\?\s+0\.\d+\s+(kept|escalated)\s+(device:laptop-1|cloud:cloud-smollm2)\s+[^\n]*Paris", out
+    ), out
 
 
 def _descendants_alive(pid: int) -> list[psutil.Process]:
@@ -137,7 +141,7 @@ def test_circinus_plans_and_the_traffic_app_runs_on_the_demo_cluster(served: Ser
 
 def test_serve_stops_every_process_on_sigterm(served: Served) -> None:
     children = _descendants_alive(served.proc.pid)
-    assert len(children) >= 5  # the cloud service, the coordinator and three daemons
+    assert len(children) >= 7  # two cloud services, the coordinator and four daemons
     served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(60) == 0
     gone, alive = psutil.wait_procs(children, timeout=30)
