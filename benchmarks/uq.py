@@ -11,8 +11,8 @@ Runs (model on the tier that serves it, sampled through that tier's real sampler
 Per question: the greedy answer, judged (:mod:`edgeweave.data.uq_questions`); then one
 :class:`~edgeweave.uncertainty.samples.SampleSet` via :func:`edgeweave.uncertainty.scoring.collect`
 as the paper sets it: the original and 9 GAAP perturbations, 5 answers each at T = 0.7, MiniLM
-embeddings (each sample at most 40 tokens: enough to tell answers apart, and the greedy answer that
-is judged is not cut); p(True) of the greedy answer; every measure on that one set.  Metrics: AUROC of -U
+embeddings (each sample long enough to hold a whole answer, :data:`ANSWER_TOKENS`); p(True) of
+the greedy answer; every measure on that one set.  Metrics: AUROC of -U
 against correctness, PRR and the cross-fitted isotonic Brier, with 95% intervals from a paired
 bootstrap (100 resamples of (score, label) pairs).  TSU: on the first questions of each run, the
 samples drawn again at every temperature of the ladder 0.1..1.5 and each measure's Spearman
@@ -35,9 +35,10 @@ escalation rate of 0.5, mean of the two question sets), ``escalation_cost_ratio_
 points of always-cloud's; NaN if never), ``score_latency_s`` (median wall time of one Inv-Entropy
 score: perturbation, 50 samples, embeddings, the measure).
 
-``--quick``: 10 capitals, 8 commands per weave-home set, TSU on 2 questions (full: 60, 40, 6).
+``--quick``: 4 capitals, 4 commands per weave-home set, TSU on 1 question, and a lighter sample set
+(the original and 4 perturbations, 3 answers each); the full run: 60, 40, 6 and the paper's 10 x 5.
 
-    python -m benchmarks.uq [--quick] [--questions N] [--seed S]
+    python -m benchmarks.uq [--quick] [--questions N] [--commands N] [--tsu N] [--seed S]
 """
 
 from __future__ import annotations
@@ -79,12 +80,15 @@ from edgeweave.wire.uncertainty import UncertaintyRequest
 
 SMOLLM2 = "smollm2-135m-instruct"
 PAPER = UncertaintyRequest(method="inv_entropy", samples=5, perturbations=9, temperature=0.7, bootstrap=20)
+LIGHT = PAPER.model_copy(update={"samples": 3, "perturbations": 4})  # --quick: 15 answers a score, not 50
 VARIANTS: dict[str, Callable[[SampleSet], float]] = {
     "inv_entropy_mean_answer": inv_entropy_mean_answer,
     "inv_entropy_full_rows": lambda s: inv_entropy_full_rows(s, 20, 0),
 }
 RATES = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
-SAMPLE_TOKENS = 40  # per sample: enough to tell answers apart (a tool call's first call and its room)
+# tokens of the judged greedy answer, and of each sample (enough to hold a whole answer: SmolLM2's
+# capital sentence; a weave-home tool-call list is one byte per token, two calls ~100 bytes)
+ANSWER_TOKENS = {"smollm2-135m-instruct": (24, 24), "weave-home-device": (256, 160), "weave-home-cloud": (256, 160)}
 WITHIN = 0.02  # the escalation goal: within 2 points of always-cloud accuracy
 
 
@@ -127,13 +131,14 @@ def _messages(prompt: str) -> list[Message]:
 
 
 async def score_question(
-    q: uq_questions.Question, sampler: Sampler, embedder: Embedder, max_tokens: int, seed: int
-) -> Scored:
-    """``max_tokens``: of the judged greedy answer; the samples stop at :data:`SAMPLE_TOKENS`."""
+    q: uq_questions.Question, sampler: Sampler, embedder: Embedder, tokens: tuple[int, int], seed: int,
+    paper: UncertaintyRequest,
+) -> Scored:  # fmt: skip
+    """``tokens``: the judged greedy answer's and each sample's max_tokens; ``paper``: the sample set's shape."""
     messages = _messages(q.prompt)
-    greedy = await sampler.sample(messages, 1, 0.0, max_tokens, seed)
+    greedy = await sampler.sample(messages, 1, 0.0, tokens[0], seed)
     answer = greedy.answers[0].text
-    req = PAPER.model_copy(update={"max_tokens": min(max_tokens, SAMPLE_TOKENS), "seed": seed})
+    req = paper.model_copy(update={"max_tokens": tokens[1], "seed": seed})
     started = time.perf_counter()
     s = await collect(messages, req, sampler, embedder)
     scores: dict[str, float] = {"inv_entropy": measure("inv_entropy", s, seed)}
@@ -149,15 +154,15 @@ async def score_question(
 
 
 async def temperature_sensitivity(
-    qs: Sequence[uq_questions.Question], sampler: Sampler, embedder: Embedder, max_tokens: int, seed: int
-) -> tuple[dict[str, float], dict[str, float]]:
+    qs: Sequence[uq_questions.Question], sampler: Sampler, embedder: Embedder, max_tokens: int, seed: int,
+    paper: UncertaintyRequest,
+) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """``max_tokens``: each sample's."""
     per: dict[str, list[list[float]]] = {m: [] for m in (*MEASURES, *VARIANTS) if m != "p_true"}
     for q in qs:
         rows: dict[str, list[float]] = {m: [] for m in per}
         for t in LADDER:
-            req = PAPER.model_copy(
-                update={"temperature": t, "max_tokens": min(max_tokens, SAMPLE_TOKENS), "seed": seed}
-            )
+            req = paper.model_copy(update={"temperature": t, "max_tokens": max_tokens, "seed": seed})
             s = await collect(_messages(q.prompt), req, sampler, embedder)
             for m in per:
                 rows[m].append(VARIANTS[m](s) if m in VARIANTS else measure(m, s, seed))  # type: ignore[arg-type]
@@ -169,14 +174,15 @@ async def temperature_sensitivity(
 
 async def run_one(
     model: str, dataset: DataSet, tier: str, sampler: Sampler, embedder: Embedder, n: int, n_tsu: int, seed: int,
-    max_tokens: int, jpt: Callable[[], float], tick: Callable[[], None],
+    jpt: Callable[[], float], tick: Callable[[], None], paper: UncertaintyRequest = PAPER,
 ) -> Run:  # fmt: skip
     qs = uq_questions.questions(dataset, n, seed)
+    tokens = ANSWER_TOKENS[model]
     rows = []
     for i, q in enumerate(qs):
-        rows.append(await score_question(q, sampler, embedder, max_tokens, seed + i))
+        rows.append(await score_question(q, sampler, embedder, tokens, seed + i, paper))
         tick()
-    rho, positive = await temperature_sensitivity(qs[:n_tsu], sampler, embedder, max_tokens, seed)
+    rho, positive = await temperature_sensitivity(qs[:n_tsu], sampler, embedder, tokens[1], seed, paper)
     tick()
     return Run(model, dataset, tier, jpt(), tuple(rows), rho, positive)
 
@@ -325,8 +331,10 @@ def plot(runs: Sequence[Run], pairs: Sequence[tuple[Pair, dict[str, list[Point]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(__doc__ or "", "10 capitals, 8 commands per weave-home set, TSU on 2 questions")
+    ap = parser(__doc__ or "", "4 capitals, 4 commands per weave-home set, TSU on 1 question, 5 inputs x 3 answers")
     ap.add_argument("--questions", type=int, default=None, help="questions per run (default: 60 capitals, 40 commands)")
+    ap.add_argument("--commands", type=int, default=None, help="commands per weave-home run (default: --questions)")
+    ap.add_argument("--tsu", type=int, default=None, help="questions per run for TSU (default: 6)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     from rich.console import Console
@@ -334,12 +342,15 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     say = console.print
-    n_caps, n_cmd, n_tsu = (10, 8, 2) if args.quick else (60, 40, 6)
-    if args.questions is not None:
-        if args.questions < 4:
-            print(f"--questions: need at least 4 per run (got {args.questions})", file=sys.stderr)
+    n_caps, n_cmd, n_tsu = (4, 4, 1) if args.quick else (60, 40, 6)
+    paper = LIGHT if args.quick else PAPER
+    n_tsu = n_tsu if args.tsu is None else args.tsu
+    for flag, value in (("--questions", args.questions), ("--commands", args.commands)):
+        if value is not None and value < 4:
+            print(f"{flag}: need at least 4 per run (got {value})", file=sys.stderr)
             return 2
-        n_caps = n_cmd = args.questions
+    n_caps = args.questions or n_caps
+    n_cmd = args.commands or args.questions or n_cmd
     try:
         gguf = smollm2_gguf()
     except UsageError as e:
@@ -356,19 +367,19 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[Run] = []
         smol = device_worker(SMOLLM2, "llamacpp", threads)
         runs.append(await run_one(SMOLLM2, "capitals", "device", WorkerSampler(smol), embedder, n_caps, n_tsu,
-                                  args.seed, 16, lambda: smol.joules_per_token, tick))  # fmt: skip
+                                  args.seed, lambda: smol.joules_per_token, tick, paper))  # fmt: skip
         smol.close()
         home = device_worker("weave-home-device", "llamacpp", threads)
         for ds in ("weave-home", "households"):
             runs.append(await run_one("weave-home-device", ds, "device", WorkerSampler(home), embedder, n_cmd,
-                                      n_tsu, args.seed, 96, lambda: home.joules_per_token, tick))  # fmt: skip
+                                      n_tsu, args.seed, lambda: home.joules_per_token, tick, paper))  # fmt: skip
         home.close()
         engine = AsyncEngine(LLMEngine.load("weave-home-cloud", EngineOptions(kv_cache_mb=64, max_num_seqs=64)))
         engine.start()
         try:
             for ds in ("weave-home", "households"):
                 runs.append(await run_one("weave-home-cloud", ds, "cloud", EngineSampler(engine), embedder, n_cmd,
-                                          n_tsu, args.seed, 96, lambda: 0.0, tick))  # fmt: skip
+                                          n_tsu, args.seed, lambda: 0.0, tick, paper))  # fmt: skip
         finally:
             engine.stop()
         return runs
@@ -421,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             [min(cost_ratio_within(c, f"gate:{m}") for m in MEASURES) for _, c in pairs]
         ),
         "score_latency_s": statistics.median(r.score_s for run in runs for r in run.rows),
+        "answers_per_score": float(paper.inputs * paper.samples),
         "wall_s": time.time() - started,
     }
     say(
