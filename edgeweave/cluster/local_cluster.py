@@ -82,16 +82,27 @@ class LocalCluster:
         name: str = "cloud",
     ) -> ServiceProcess:
         """A cloud service (``edgeweave cloud serve``) serving ``model``; a coordinator started after it
-        lists it as ``cloud:<name>`` (one service per model: start several under different names)."""
+        lists it as ``cloud:<name>``."""
+        (svc,) = self.start_clouds({name: model}, env, timeout_s)
+        return svc
+
+    def start_clouds(
+        self, models: dict[str, str], env: dict[str, str] | None = None, timeout_s: float = 180.0
+    ) -> list[ServiceProcess]:
+        """One cloud service per ``name -> model`` (a service serves one model), started together."""
         from edgeweave.serving.api_keys import new_api_key
 
-        key = new_api_key()
-        path = write(self.workdir / f"{name}.toml", cloud_toml(model, key))
-        svc = spawn(name, ["cloud", "serve", "--config", str(path)], self.workdir / f"{name}.log", env=env)
-        self.clouds[name] = svc
-        svc.wait_ready(timeout_s)
-        self._upstream = (*self._upstream, (name, svc.url + "/v1", key, model))
-        return svc
+        started = []
+        for name, model in models.items():
+            key = new_api_key()
+            path = write(self.workdir / f"{name}.toml", cloud_toml(model, key))
+            svc = spawn(name, ["cloud", "serve", "--config", str(path)], self.workdir / f"{name}.log", env=env)
+            self.clouds[name] = svc
+            started.append((name, model, key, svc))
+        for name, model, key, svc in started:
+            svc.wait_ready(timeout_s)
+            self._upstream = (*self._upstream, (name, svc.url + "/v1", key, model))
+        return [svc for *_, svc in started]
 
     def start_coordinator(
         self,

@@ -71,6 +71,8 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     assert re.search(
         r"capital of France\?\s+0\.\d+\s+(kept|escalated)\s+(device:laptop-1|cloud:cloud-smollm2)\s+[^\n]*Paris", out
     ), out
+    cloud = r'with prefer "cloud" \(the same GGUF in the torch engine\): answered by cloud:cloud-smollm2: [^\n]*Paris'
+    assert re.search(cloud, out), out
 
 
 def _descendants_alive(pid: int) -> list[psutil.Process]:
@@ -107,6 +109,9 @@ def served() -> Iterator[Served]:
             proc.kill()
 
 
+# The demo cluster kept up (``--serve``) costs a second start of every process (~45 s with its two tests):
+# `make test-all`; `make test` runs the demo itself above, on the same cluster code.
+@pytest.mark.slow
 def test_serve_answers_through_the_openai_client(served: Served) -> None:
     client = openai.OpenAI(base_url=served.url + "/v1", api_key=served.key, max_retries=0)
     r = client.chat.completions.create(
@@ -139,6 +144,7 @@ def test_circinus_plans_and_the_traffic_app_runs_on_the_demo_cluster(served: Ser
     assert bad.returncode == 2 and "--tier: edge=nowhere: the coordinator lists no such endpoint" in bad.stderr
 
 
+@pytest.mark.slow
 def test_serve_stops_every_process_on_sigterm(served: Served) -> None:
     children = _descendants_alive(served.proc.pid)
     assert len(children) >= 7  # two cloud services, the coordinator and four daemons

@@ -15,6 +15,10 @@ from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.models.bundled import SMOLLM2
 
+# ~30 s: `make test-all`.  `make test` runs the real model on both tiers through the coordinator in the demo
+# (tests/apps/test_demo.py: the device answers with its p(True) gate score, the cloud service answers too).
+pytestmark = pytest.mark.slow
+
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 # predictive entropy of 2 short samples is >= 0: a threshold of -1 escalates every answer
 ESCALATION = (

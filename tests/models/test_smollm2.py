@@ -72,7 +72,8 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-@pytest.mark.parametrize("question", QUESTIONS)
+# one prompt in `make test`, all three in `make test-all`
+@pytest.mark.parametrize("question", [QUESTIONS[0], *(pytest.param(q, marks=pytest.mark.slow) for q in QUESTIONS[1:])])
 def test_logits_agree_within_llama_cpps_activation_rounding(
     tiers: tuple[Transformer, Tokenizer, LlamaCppBackend], question: str
 ) -> None:

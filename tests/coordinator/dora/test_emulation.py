@@ -21,6 +21,7 @@ AP_MBIT = 20.0
 PAYLOAD = 1 << 20
 
 
+@pytest.mark.slow  # ~24 s; the emulated link's delays and retransmits stay in `make test` (below)
 def test_transfers_share_the_access_point_and_quotas_slow_devices(tmp_path: Path) -> None:
     secret = new_secret()
     key = ClusterKey(secret.encode())
