@@ -21,6 +21,10 @@ import torch
 # be set before any kernel module is imported.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Ray's driver keeps a metrics-export thread running in this process after ray.shutdown() (there is no
+# metrics agent to reach: it logs a failure every 10 s); a fresh-clone run aborted minutes after the Ray
+# tests with nothing on stderr, so the tests turn metrics collection off before Ray is imported.
+os.environ.setdefault("RAY_enable_metrics_collection", "0")
 
 from edgeweave.cluster.processes import ServiceProcess
 from edgeweave.models.registry import resolve_checkpoint
