@@ -68,7 +68,7 @@ from edgeweave.data import uq_questions
 from edgeweave.data.uq_questions import DataSet
 from edgeweave.errors import UsageError
 from edgeweave.generation.backends import load_backend
-from edgeweave.models.bundled import smollm2_gguf
+from edgeweave.models.bundled import SMOLLM2, smollm2_gguf
 from edgeweave.uncertainty.embedder import load_embedder
 from edgeweave.uncertainty.measures import MEASURES, inv_entropy_full_rows, inv_entropy_mean_answer, measure
 from edgeweave.uncertainty.metrics import Interval, auroc, brier_isotonic, paired_bootstrap, prr
@@ -78,7 +78,6 @@ from edgeweave.uncertainty.tsu import LADDER, tsu
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.uncertainty import UncertaintyRequest
 
-SMOLLM2 = "smollm2-135m-instruct"
 PAPER = UncertaintyRequest(method="inv_entropy", samples=5, perturbations=9, temperature=0.7, bootstrap=20)
 LIGHT = PAPER.model_copy(update={"samples": 3, "perturbations": 4})  # --quick: 15 answers a score, not 50
 VARIANTS: dict[str, Callable[[SampleSet], float]] = {
@@ -88,7 +87,7 @@ VARIANTS: dict[str, Callable[[SampleSet], float]] = {
 RATES = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 # tokens of the judged greedy answer, and of each sample (enough to hold a whole answer: SmolLM2's
 # capital sentence; a weave-home tool-call list is one byte per token, two calls ~100 bytes)
-ANSWER_TOKENS = {"smollm2-135m-instruct": (24, 24), "weave-home-device": (256, 160), "weave-home-cloud": (256, 160)}
+ANSWER_TOKENS = {SMOLLM2: (24, 24), "weave-home-device": (256, 160), "weave-home-cloud": (256, 160)}
 WITHIN = 0.02  # the escalation goal: within 2 points of always-cloud accuracy
 
 
@@ -188,10 +187,9 @@ async def run_one(
 
 
 def device_worker(model: str, backend: str, threads: int) -> ModelWorker:
-    path = str(smollm2_gguf()) if model == SMOLLM2 else model
-    spec = ModelSpec(model=path, backend=backend, threads=threads, slots=8 if backend == "llamacpp" else 1,
-                     max_queue=256, served_name=model)  # fmt: skip
-    worker = ModelWorker(spec, load_backend(backend, path, threads, spec.slots), DEFAULT_POWER["phone"], threads)
+    spec = ModelSpec(model=model, backend=backend, threads=threads, slots=8 if backend == "llamacpp" else 1,
+                     max_queue=256)  # fmt: skip
+    worker = ModelWorker(spec, load_backend(backend, model, threads, spec.slots), DEFAULT_POWER["phone"], threads)
     worker.warm_up()
     return worker
 

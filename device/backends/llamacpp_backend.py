@@ -33,7 +33,7 @@ import numpy as np
 
 from edgeweave.errors import ModelFileError, UsageError
 from edgeweave.generation.backend import Backend, BatchRow
-from edgeweave.models.gguf_layout import header_field, open_gguf
+from edgeweave.models.gguf_layout import header_field, is_gguf, open_gguf
 from edgeweave.models.hf_tokenizer import render_template
 from edgeweave.models.tokenizer import ByteTokenizer, ChatMessage, IncrementalDetokenizer, Tokenizer
 
@@ -136,9 +136,8 @@ class LlamaCppBackend(Backend):
         path = Path(path)
         if not path.is_file():
             raise ModelFileError(str(path), "no such file")
-        with path.open("rb") as fh:
-            if fh.read(4) != b"GGUF":
-                raise ModelFileError(str(path), "not a GGUF file (bad magic)")
+        if not is_gguf(path):
+            raise ModelFileError(str(path), "not a GGUF file (bad magic)")
         arch, tokenizer, context_length = gguf_header(path)
         if arch not in SUPPORTED_GGUF_ARCHS:
             raise ModelFileError(

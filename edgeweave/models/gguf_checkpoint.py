@@ -50,14 +50,13 @@ def gguf_config(reader: gguf.GGUFReader, source: str) -> ModelConfig:
     if scaling not in (None, "none"):
         raise ModelFileError(source, f"unsupported rope scaling {scaling!r}")
     names = {t.name for t in reader.tensors}
-    tokens = field(reader, "tokenizer.ggml.tokens")
     n_heads, dim = int(key("attention.head_count")), int(key("embedding_length"))
     head_dim = int(key("attention.key_length", dim // n_heads))
     if int(key("rope.dimension_count", head_dim)) != head_dim:
         raise ModelFileError(source, "partial rotary embeddings are not supported")
     tokenizer = field(reader, "edgeweave.tokenizer")
     return ModelConfig(
-        vocab_size=int(key("vocab_size", len(tokens) if isinstance(tokens, list) else None)),
+        vocab_size=_vocabulary_size(reader, arch, source),
         dim=dim,
         n_layers=int(key("block_count")),
         n_heads=n_heads,
@@ -72,6 +71,18 @@ def gguf_config(reader: gguf.GGUFReader, source: str) -> ModelConfig:
         head_dim_override=head_dim if head_dim != dim // n_heads else None,
         tokenizer=str(tokenizer) if tokenizer is not None else None,
     )
+
+
+def _vocabulary_size(reader: gguf.GGUFReader, arch: str, source: str) -> int:
+    """``<arch>.vocab_size``, else the embedded vocabulary's length (read only then: tens of thousands of
+    strings, which the tokenizer reads again)."""
+    size = field(reader, f"{arch}.vocab_size")
+    if size is not None:
+        return int(size)
+    tokens = field(reader, "tokenizer.ggml.tokens")
+    if not isinstance(tokens, list):
+        raise ModelFileError(source, f"GGUF header has no {arch}.vocab_size")
+    return len(tokens)
 
 
 def _f32(value: object) -> float:
@@ -91,7 +102,7 @@ def _parameter_name(gguf_name: str) -> tuple[str, str | None]:
     """(Hugging Face name, the layer-local part or None for a global tensor)."""
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name], None
-    blk, idx, local = gguf_name.split(".", 2) if gguf_name.startswith("blk.") else ("", "", "")
+    _, idx, local = gguf_name.split(".", 2) if gguf_name.startswith("blk.") else ("", "", "")
     if local not in _LAYER_NAMES:
         return "", None
     return f"model.layers.{idx}.{_LAYER_NAMES[local]}", _LAYER_NAMES[local]

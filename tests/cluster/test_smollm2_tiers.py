@@ -14,17 +14,13 @@ import pytest
 from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.models.bundled import SMOLLM2
+from tests.coordinator.escalation.test_live import ESCALATION  # every answer escalates
 
 # ~30 s: `make test-all`.  `make test` runs the real model on both tiers through the coordinator in the demo
 # (tests/apps/test_demo.py: the device answers with its p(True) gate score, the cloud service answers too).
 pytestmark = pytest.mark.slow
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
-# predictive entropy of 2 short samples is >= 0: a threshold of -1 escalates every answer
-ESCALATION = (
-    '[coordinator.escalation]\ngate = "uncertainty"\nthreshold = -1.0\n'
-    'uncertainty = { method = "predictive_entropy", samples = 2, perturbations = 0, max_tokens = 4 }\n'
-)
 
 
 @pytest.fixture(scope="module")
