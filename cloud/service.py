@@ -37,12 +37,13 @@ from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.generation.tool_prompt import render_messages
 from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.operators.routes import OperatorService
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
-from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest, chat_messages
 from edgeweave.wire.protocol import PrefillRequest, PrefillResult
 from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO
 
@@ -210,8 +211,7 @@ def _prompt(
 ) -> tuple[list[int], str]:
     tok = state.engine.engine.tokenizer
     if isinstance(req, ChatCompletionRequest):
-        messages = [m.to_message() for m in req.messages]
-        return tok.render_chat([ChatMessage(m.role, m.content) for m in messages]), "messages"
+        return render_messages(tok, chat_messages(req.messages), req.output_spec), "messages"
     if isinstance(req, PrefillRequest) and req.messages is not None:
         return tok.render_chat([ChatMessage(m.role, m.content) for m in req.messages]), "messages"
     assert req.prompt is not None  # the request models require one of prompt and messages

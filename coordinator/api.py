@@ -40,7 +40,7 @@ from edgeweave.serving.embeddings import LazyEmbedder, embeddings_response
 from edgeweave.serving.http_errors import ApiError, error_middleware, parse_body
 from edgeweave.serving.openai_serving import respond
 from edgeweave.wire.embeddings import EmbeddingRequest
-from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest, chat_messages
 from edgeweave.wire.protocol import Message
 
 log = logging.getLogger("edgeweave.coordinator")
@@ -132,7 +132,7 @@ def _max_tokens(dispatcher: Dispatcher, model: str, asked: int | None) -> tuple[
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = await parse_body(request, ChatCompletionRequest)
-    return await _serve(request, _job(request, req, messages=[m.to_message() for m in req.messages]), req, chat=True)
+    return await _serve(request, _job(request, req, messages=chat_messages(req.messages)), req, chat=True)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -209,7 +209,7 @@ async def _serve(
             headers |= {PIN_HEADER: first.endpoint, TIER_HEADER: tier_of(first.endpoint), PLAN_HEADER: plan}
             return await respond(
                 request, answers, job.model, chat, req.stream, req.include_usage, on_token, headers,
-                req.return_token_ids,
+                req.return_token_ids, isinstance(req, ChatCompletionRequest) and req.parses_tool_calls,
             )  # fmt: skip
     finally:
         metrics.in_flight.dec()

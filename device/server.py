@@ -181,7 +181,7 @@ def _worker(state: DeviceState, model: str | None) -> ModelWorker:
 
 def _prompt_ids(worker: ModelWorker, req: GenerateRequest | PrefillRequest) -> list[int]:
     if req.messages is not None:
-        return worker.chat_ids(req.messages)
+        return worker.chat_ids(req.messages, req.sampling.output if isinstance(req, GenerateRequest) else None)
     if isinstance(req.prompt, str):
         return worker.backend.tokenizer.encode(req.prompt, add_bos=True)
     assert req.prompt is not None

@@ -36,8 +36,9 @@ from edgeweave.generation.backend import Backend
 from edgeweave.generation.batching import Step
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.models.tokenizer import ChatMessage
+from edgeweave.generation.tool_prompt import render_messages
 from edgeweave.wire.protocol import BackendLoad, Message, ModelInfo
+from edgeweave.wire.tools import OutputSpec
 
 EWMA = 0.3  # weight of the newest measurement in the moving averages
 WARMUP = SamplingParams(max_tokens=16, ignore_eos=True)
@@ -143,9 +144,9 @@ class ModelWorker:
             self.in_system -= ticket.places
 
     # --- generation ------------------------------------------------------------------
-    def chat_ids(self, messages: Sequence[Message]) -> list[int]:
-        """``messages`` rendered with the model's chat template, ready for a reply."""
-        return self.backend.tokenizer.render_chat([ChatMessage(m.role, m.content) for m in messages])
+    def chat_ids(self, messages: Sequence[Message], output: OutputSpec | None = None) -> list[int]:
+        """``messages`` rendered with the model's chat template (and ``output``'s tools), ready for a reply."""
+        return render_messages(self.backend.tokenizer, messages, output)
 
     def stream(
         self, ticket: Ticket, prompt: Sequence[int], params: SamplingParams, resume: Sequence[int]

@@ -37,8 +37,9 @@ from cloud.engine.sequence import SeqState, Sequence
 from cloud.engine.stats import EngineStats, StepSample
 from edgeweave.config import EngineOptions
 from edgeweave.errors import UsageError
+from edgeweave.generation.constrained import check_spec, sampler_for
 from edgeweave.generation.logprobs import TokenLogprob, token_logprob
-from edgeweave.generation.sampling import Sampler, SamplingParams
+from edgeweave.generation.sampling import SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
 from edgeweave.models.checkpoint import load_checkpoint
 from edgeweave.models.gguf_checkpoint import load_gguf
@@ -137,6 +138,8 @@ class LLMEngine:
     ) -> None:
         """Refuse what can never run, naming the field (before anything is queued)."""
         self._lora.check(lora_adapter)
+        if params.output is not None and params.output.constrained:
+            check_spec(params.output)
         if not prompt:
             raise UsageError("prompt", "must contain at least one token")
         vocab = self.tokenizer.vocab_size
@@ -177,7 +180,7 @@ class LLMEngine:
             tokens=tokens,
             prompt_len=len(tokens),
             params=params,
-            sampler=Sampler(params),
+            sampler=sampler_for(params, self.tokenizer, resume),
             output=Continuation(self.tokenizer, params, self.context_length, len(tokens)),
             arrival_s=time.monotonic() if arrival_s is None else arrival_s,
             slo=slo,

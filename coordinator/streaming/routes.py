@@ -206,6 +206,10 @@ def cloud_payload(job: Job, extensions: bool) -> tuple[str, dict[str, object]]:
         raise EndpointFailed("resume_tokens need an edgeweave cloud server (extensions = true)")
     if job.messages is not None and extensions:
         body["return_token_ids"] = True
+    if s.output is not None:
+        if not extensions:
+            raise EndpointFailed("tools and response_format need an edgeweave cloud server (extensions = true)")
+        body["output"] = s.output.model_dump(exclude_none=True, by_alias=True)
     if job.uncertainty is not None:
         if not extensions:
             raise EndpointFailed("uncertainty needs an edgeweave cloud server (extensions = true)")

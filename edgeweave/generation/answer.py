@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeweave.generation.constrained import sampler_for
 from edgeweave.generation.logprobs import TokenLogprob, token_logprob
 from edgeweave.generation.sampling import Sampler, SamplingParams
 from edgeweave.generation.stopping import Continuation, FinishReason
@@ -88,7 +89,8 @@ def peak_rss_mb() -> float:
 
 
 class Answer:
-    """``context``: prompt + resume tokens, already checked against the vocabulary and context.
+    """``context``: prompt + resume tokens, already checked against the vocabulary and context
+    (``resumed``: those resume tokens, which a constrained output's grammar replays first).
     ``generate=False``: a prefill only (warm the prompt cache), which ends without a token."""
 
     def __init__(
@@ -99,6 +101,7 @@ class Answer:
         context_length: int,
         cancel: threading.Event | None = None,
         generate: bool = True,
+        resumed: Sequence[int] = (),
     ) -> None:
         self.context = list(context)
         self.params = params
@@ -109,7 +112,7 @@ class Answer:
         self.last_token: int | None = None  # sampled, not yet evaluated (None: prompt not prefilled yet)
         self.finish_reason: FinishReason | None = None
         self.error: BaseException | None = None
-        self._sampler = Sampler(params)
+        self._sampler = sampler_for(params, tokenizer, resumed) if generate else Sampler(params)
         self._output = Continuation(tokenizer, params, context_length, len(self.context))
         self._token_bytes = tokenizer.token_bytes
         self._index = 0

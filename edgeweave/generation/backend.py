@@ -93,7 +93,9 @@ class Backend(ABC):
         context = [*prompt_ids, *resume_tokens]
         if len(context) >= self.context_length:
             raise UsageError("prompt", f"{len(context)} tokens do not fit the context of {self.context_length}")
-        return Answer(context, params or SamplingParams(), self.tokenizer, self.context_length, cancel, generate)
+        return Answer(
+            context, params or SamplingParams(), self.tokenizer, self.context_length, cancel, generate, resume_tokens
+        )
 
     def stream(
         self,

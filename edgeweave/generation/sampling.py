@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeweave.wire.tools import OutputSpec
+
 
 class SamplingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -25,6 +27,9 @@ class SamplingParams(BaseModel):
     # None: no log-probabilities; k >= 0: each token's own and its step's k most likely alternatives
     # (edgeweave.generation.logprobs; OpenAI's logprobs=true with top_logprobs=k)
     logprobs: int | None = Field(default=None, ge=0, le=20)
+    # tools offered and the output's constraint (edgeweave.generation.constrained): rendered into the
+    # prompt by the endpoint that decodes, and enforced there token by token
+    output: OutputSpec | None = None
 
     @property
     def greedy(self) -> bool:

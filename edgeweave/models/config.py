@@ -141,12 +141,15 @@ class Preset:
     batch_size: int
     lr: float
     seed: int = 0
+    corpus: Literal["smarthome", "agent-roles"] = "smarthome"  # edgeweave.data.smarthome / .agent_roles
+    init_from: str | None = None  # fine-tune this committed model instead of starting from scratch
 
 
 def _byte_config(**kw: Any) -> ModelConfig:
     from edgeweave.models.tokenizer import ByteTokenizer
 
-    return ModelConfig(vocab_size=ByteTokenizer.VOCAB_SIZE, tokenizer=ByteTokenizer.NAME, max_seq_len=512, **kw)
+    kw.setdefault("max_seq_len", 512)
+    return ModelConfig(vocab_size=ByteTokenizer.VOCAB_SIZE, tokenizer=ByteTokenizer.NAME, **kw)
 
 
 PRESETS: dict[str, Preset] = {
@@ -165,6 +168,26 @@ PRESETS: dict[str, Preset] = {
             train_steps=900,
             batch_size=32,
             lr=1.5e-3,
+        ),
+        # the agent roles (edgeweave.data.agent_roles), fine-tuned from the weave-home models, whose
+        # phrase -> call mapping they keep; a longer context for multi-turn tool use
+        Preset(
+            "weave-agent-device",
+            _byte_config(dim=128, n_layers=6, n_heads=4, n_kv_heads=2, ffn_dim=512, max_seq_len=1536),
+            train_steps=500,
+            batch_size=8,
+            lr=2e-3,
+            corpus="agent-roles",
+            init_from="weave-home-device",
+        ),
+        Preset(
+            "weave-agent-cloud",
+            _byte_config(dim=256, n_layers=8, n_heads=8, n_kv_heads=4, ffn_dim=640, max_seq_len=1536),
+            train_steps=300,
+            batch_size=8,
+            lr=1e-3,
+            corpus="agent-roles",
+            init_from="weave-home-cloud",
         ),
     )
 }

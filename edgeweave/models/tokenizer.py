@@ -78,6 +78,9 @@ class ByteTokenizer:
     PAD, BOS, EOS, UNK, SYSTEM, USER, ASSISTANT, END = range(8)
     BYTE_OFFSET = len(SPECIALS)
     VOCAB_SIZE = BYTE_OFFSET + 256
+    # its models learn the house's tools in training: a request's tools are not declared in the prompt
+    # (edgeweave.generation.tool_prompt), only enforced by the grammar
+    TOOLS_IN_PROMPT = False
     # Jinja chat template embedded in GGUF; render_chat() is its Python twin.
     CHAT_TEMPLATE = (
         "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from edgeweave.data.agent_roles import role_examples
 from edgeweave.data.smarthome import Example, examples
 from edgeweave.models.config import Preset
 from edgeweave.models.llama import Transformer
@@ -36,7 +37,7 @@ class TrainReport:
 
 def encode_example(tok: ByteTokenizer, ex: Example) -> tuple[list[int], list[int]]:
     """Token ids and labels (loss only on the assistant reply and its end marker)."""
-    prompt = tok.render_chat([ChatMessage("user", ex.prompt)])
+    prompt = tok.render_chat(list(ex.context) or [ChatMessage("user", ex.prompt)])
     reply = [*tok.encode(ex.target), tok.END]
     ids = prompt + reply
     labels = [IGNORE] * len(prompt) + reply
@@ -79,9 +80,17 @@ def train(preset: Preset, steps: int | None = None, show_progress: bool = True) 
     torch.manual_seed(preset.seed)
     tok = ByteTokenizer()
     model = Transformer(preset.config)
+    if preset.init_from is not None:  # fine-tune a committed model of this shape (its context may be longer)
+        from edgeweave.models.checkpoint import load_state_dict
+        from edgeweave.models.registry import checkpoint_dir
+
+        missing = model.load_state_dict(load_state_dict(checkpoint_dir(preset.init_from)), strict=False).missing_keys
+        if [k for k in missing if "rotary" not in k]:
+            raise ValueError(f"{preset.init_from} does not fit {preset.name}: missing {missing[:3]}")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, betas=(0.9, 0.95), weight_decay=0.05)
-    batches = length_bucketed(examples(preset.seed, "train"), preset.batch_size, random.Random(preset.seed))
+    stream = role_examples(preset.seed) if preset.corpus == "agent-roles" else examples(preset.seed, "train")
+    batches = length_bucketed(stream, preset.batch_size, random.Random(preset.seed))
     start = time.perf_counter()
     ema = float("nan")
     progress = Progress(

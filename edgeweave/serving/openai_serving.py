@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from edgeweave.generation.logprobs import TokenLogprob
 from edgeweave.serving.http_errors import ApiError
+from edgeweave.serving.tool_stream import ToolCallStream, split_answer
 from edgeweave.wire import sse
 from edgeweave.wire.openai_api import (
     AssistantMessage,
@@ -42,6 +43,7 @@ from edgeweave.wire.openai_api import (
     new_id,
 )
 from edgeweave.wire.protocol import ErrorBody
+from edgeweave.wire.tools import FunctionCallDelta, ToolCallDelta
 from edgeweave.wire.uncertainty import UncertaintyScore
 
 log = logging.getLogger("edgeweave.openai")
@@ -91,14 +93,16 @@ async def respond(
     on_token: OnToken,
     headers: dict[str, str] | None = None,
     token_ids: bool = False,
+    tools: bool = False,
 ) -> web.StreamResponse:
     """The aiohttp response for ``answer`` (or one answer per choice): a JSON body, or SSE chunks
-    as they come (chat chunks with each token's id if ``token_ids``)."""
+    as they come (chat chunks with each token's id if ``token_ids``); with ``tools``, calls come back
+    as ``tool_calls`` (:mod:`edgeweave.serving.tool_stream`)."""
     if not stream:
-        return web.json_response(await collect(answer, model, chat, on_token), headers=headers)
+        return web.json_response(await collect(answer, model, chat, on_token, tools), headers=headers)
     resp = await sse.open_stream(request, headers or {})
     try:
-        async for chunk in sse_chunks(answer, model, chat, include_usage, on_token, token_ids):
+        async for chunk in sse_chunks(answer, model, chat, include_usage, on_token, token_ids, tools):
             await resp.write(chunk)
     except ConnectionResetError:
         log.info("client left a stream on %s: cancelling it there", _choices(answer)[0].endpoint)
@@ -170,7 +174,14 @@ class _Text:
         self.length += len(delta.text)
 
 
-async def collect(answer: Answers, model: str, chat: bool, on_token: OnToken) -> dict[str, object]:
+def _message(text: str, tools: bool, finish: str | None) -> tuple[AssistantMessage, str | None]:
+    if not tools:
+        return AssistantMessage(content=text), finish
+    content, calls = split_answer(text)
+    return AssistantMessage(content=content, tool_calls=calls or None), "tool_calls" if calls else finish
+
+
+async def collect(answer: Answers, model: str, chat: bool, on_token: OnToken, tools: bool = False) -> dict[str, object]:
     """The whole answer (one choice per answer) as a ``chat.completion`` / ``text_completion`` body."""
     answers = _choices(answer)
     texts = [_Text() for _ in answers]
@@ -187,15 +198,11 @@ async def collect(answer: Answers, model: str, chat: bool, on_token: OnToken) ->
     usage, endpoint, score = _usage(answers), answers[0].endpoint, answers[0].uncertainty
     body: BaseModel
     if chat:
-        choices = [
-            ChatChoice(
-                index=i,
-                message=AssistantMessage(content="".join(t.parts)),
-                finish_reason=a.finish_reason,
-                logprobs=ChatLogprobs.of(t.logprobs) if t.logprobs else None,
-            )
-            for i, (a, t) in enumerate(zip(answers, texts, strict=True))
-        ]
+        choices = []
+        for i, (a, t) in enumerate(zip(answers, texts, strict=True)):
+            message, finish = _message("".join(t.parts), tools, a.finish_reason)
+            lp = ChatLogprobs.of(t.logprobs) if t.logprobs else None
+            choices.append(ChatChoice(index=i, message=message, finish_reason=finish, logprobs=lp))
         body = ChatCompletion(
             id=new_id("chatcmpl"),
             model=model,
@@ -226,13 +233,21 @@ async def collect(answer: Answers, model: str, chat: bool, on_token: OnToken) ->
 
 
 async def sse_chunks(
-    answer: Answers, model: str, chat: bool, include_usage: bool, on_token: OnToken, token_ids: bool = False
+    answer: Answers,
+    model: str,
+    chat: bool,
+    include_usage: bool,
+    on_token: OnToken,
+    token_ids: bool = False,
+    tools: bool = False,
 ) -> AsyncIterator[bytes]:
     """The answer (one choice per answer) as encoded SSE events: a role chunk per choice, the choices'
-    content deltas as they come, a finish chunk per choice (the last one with choice 0's ``uncertainty``),
-    usage, ``[DONE]`` (or an ``error`` event if a producer breaks off)."""
+    content deltas (or, with ``tools``, ``tool_calls`` deltas) as they come, a finish chunk per choice
+    (the last one with choice 0's ``uncertainty``), usage, ``[DONE]`` (or an ``error`` event if a
+    producer breaks off)."""
     answers = _choices(answer)
     cid = new_id("chatcmpl" if chat else "cmpl")
+    splitters = [ToolCallStream() for _ in answers] if tools and chat else None
 
     def chunk(
         index: int,
@@ -243,11 +258,12 @@ async def sse_chunks(
         logprob: TokenLogprob | None = None,
         offset: int = 0,
         score: UncertaintyScore | None = None,
+        calls: list[ToolCallDelta] | None = None,
     ) -> bytes:
         body: BaseModel
         endpoint = answers[index].endpoint  # read per chunk: an answer that moved is served from elsewhere
         if chat:
-            delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids)
+            delta = ChunkDelta(role="assistant" if role else None, content=text, token_ids=ids, tool_calls=calls)
             lp = None if logprob is None else ChatLogprobs.of([logprob], with_ids=token_ids)
             body = ChatCompletionChunk(
                 id=cid,
@@ -278,17 +294,26 @@ async def sse_chunks(
             async for i, delta in deltas:
                 if delta is None:
                     running -= 1
+                    finish = answers[i].finish_reason
+                    if splitters is not None:
+                        if rest := splitters[i].flush():
+                            yield chunk(i, rest)
+                        finish = "tool_calls" if splitters[i].calls else finish
                     # the last choice to finish carries the score: choice 0 has ended by then, so it is set
-                    yield chunk(
-                        i, None, finish=answers[i].finish_reason, score=None if running else answers[0].uncertainty
-                    )
+                    yield chunk(i, None, finish=finish, score=None if running else answers[0].uncertainty)
                     continue
                 on_token(first)
                 first = False
                 ids = [delta.token_id] if token_ids and chat and delta.token_id is not None else None
+                text, made = (delta.text, []) if splitters is None else splitters[i].push(delta.text)
                 # even an empty text (a partial UTF-8 character) carries a token's id or logprob
-                if delta.text or ids is not None or delta.logprob is not None:
-                    yield chunk(i, delta.text, ids=ids, logprob=delta.logprob, offset=lengths[i])
+                if text or ids is not None or delta.logprob is not None:
+                    yield chunk(i, text, ids=ids, logprob=delta.logprob, offset=lengths[i])
+                first_index = splitters[i].calls - len(made) if splitters is not None else 0
+                for k, call in enumerate(made):
+                    fn = FunctionCallDelta(name=call.function.name, arguments=call.function.arguments)
+                    delta_k = ToolCallDelta(index=first_index + k, id=call.id, type="function", function=fn)
+                    yield chunk(i, None, calls=[delta_k])
                 lengths[i] += len(delta.text)
         if include_usage:
             usage = _usage(answers)

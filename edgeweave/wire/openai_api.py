@@ -31,6 +31,7 @@ from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLog
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.slo import Slo
+from edgeweave.wire.tools import OutputSpec, ResponseFormat, ToolCall, ToolCallDelta, ToolChoice, ToolDef, call_text
 from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 MAX_STOP_SEQUENCES = 4
@@ -82,7 +83,13 @@ class _Request(BaseModel):
             stop=list(self.stop or []),
             ignore_eos=self.ignore_eos,
             logprobs=self.top_logprobs_asked,
+            output=self.output_spec,
         )
+
+    @property
+    def output_spec(self) -> OutputSpec | None:
+        """The tools offered and the output's constraint, for the endpoint that decodes (None: free text)."""
+        return None
 
     @property
     def top_logprobs_asked(self) -> int | None:
@@ -102,13 +109,49 @@ class TextPart(BaseModel):
 
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant: the calls it made
+    tool_call_id: str | None = None  # tool: the call this message answers
+
+    @model_validator(mode="after")
+    def _shape(self) -> ChatMessageIn:
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only an assistant message carries tool_calls")
+        if self.content is None and not self.tool_calls:
+            raise ValueError("content is required (an assistant message may give tool_calls instead)")
+        return self
+
+    @property
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
 
     def to_message(self) -> Message:
-        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return Message(role="system" if self.role == "developer" else self.role, content=text)
+        """As the model reads it: calls and tool results in the Hermes format the grammar writes
+        (:mod:`edgeweave.generation.constrained`), a tool result as the user's turn."""
+        if self.role == "tool":
+            return Message(role="user", content=f"<tool_response>{self.text}</tool_response>")
+        if self.tool_calls:
+            calls = "\n".join(call_text(c.function.name, c.function.arguments) for c in self.tool_calls)
+            return Message(role="assistant", content=f"{self.text}\n{calls}" if self.text else calls)
+        return Message(role="system" if self.role == "developer" else self.role, content=self.text)
+
+
+def chat_messages(messages: Sequence[ChatMessageIn]) -> list[Message]:
+    """The conversation as the model reads it, consecutive tool results in one turn."""
+    out: list[Message] = []
+    for m, prev in zip(messages, [None, *messages[:-1]], strict=True):
+        msg = m.to_message()
+        if m.role == "tool" and prev is not None and prev.role == "tool":
+            out[-1] = Message(role="user", content=out[-1].content + msg.content)
+        else:
+            out.append(msg)
+    return out
 
 
 class ChatCompletionRequest(_Request):
@@ -124,9 +167,51 @@ class ChatCompletionRequest(_Request):
             raise ValueError("requires logprobs=true")
         return v
 
+    tools: list[ToolDef] | None = Field(default=None, max_length=128)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+    # extension (a coordinator to its endpoints): constrain the output but answer plain text, which the
+    # coordinator parses (so that an answer moved mid-stream continues the same text)
+    output: OutputSpec | None = None
+
     @property
     def top_logprobs_asked(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    @property
+    def output_spec(self) -> OutputSpec | None:
+        if self.output is not None:
+            return self.output
+        fmt = self.response_format if self.response_format and self.response_format.type != "text" else None
+        if not self.tools and fmt is None:
+            return None
+        return OutputSpec(
+            tools=self.tools or [],
+            tool_choice=self.tool_choice or "auto",
+            response_format=fmt,
+            parallel_tool_calls=self.parallel_tool_calls,
+        )
+
+    @property
+    def parses_tool_calls(self) -> bool:
+        """Answers are returned as ``tool_calls`` when they are calls (OpenAI's function calling)."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    @model_validator(mode="after")
+    def _tools(self) -> ChatCompletionRequest:
+        if self.tool_choice is not None and not self.tools:
+            raise ValueError("tool_choice needs tools")
+        if self.tools:
+            names = [t.function.name for t in self.tools]
+            if len(set(names)) != len(names):
+                raise ValueError("tools: function names must be unique")
+            choice = self.tool_choice
+            if choice is not None and not isinstance(choice, str) and choice.function.name not in names:
+                raise ValueError(f"tool_choice: {choice.function.name!r} is not among tools")
+        if self.output is not None and (self.tools or self.response_format):
+            raise ValueError("output replaces tools and response_format: give one or the other")
+        return self
 
     @model_validator(mode="after")
     def _one_limit(self) -> ChatCompletionRequest:
@@ -205,7 +290,8 @@ def now() -> int:
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ChatTopLogprob(BaseModel):
@@ -291,6 +377,7 @@ class ChatCompletion(_Response):
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
     token_ids: list[int] | None = None  # extension, when the request asked (return_token_ids)
 
 
