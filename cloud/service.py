@@ -37,12 +37,12 @@ from edgeweave.config import CloudServerConfig
 from edgeweave.data.traces import TraceWriter
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.generation.tool_prompt import render_messages
 from edgeweave.models.lora import LoraAdapter
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.operators.routes import OperatorService
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.openai_serving import Answer, AnswerFailed, Delta
+from edgeweave.serving.tool_prompt import render_messages
 from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest, chat_messages
 from edgeweave.wire.protocol import PrefillRequest, PrefillResult
 from edgeweave.wire.slo import SLO_TYPES, AnySlo, LatencySLO

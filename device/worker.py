@@ -36,9 +36,9 @@ from edgeweave.generation.backend import Backend
 from edgeweave.generation.batching import Step
 from edgeweave.generation.chat import chat_prompt
 from edgeweave.generation.sampling import SamplingParams
-from edgeweave.generation.tool_prompt import render_messages
+from edgeweave.generation.tools import OutputSpec
+from edgeweave.serving.tool_prompt import render_messages
 from edgeweave.wire.protocol import BackendLoad, Message, ModelInfo
-from edgeweave.wire.tools import OutputSpec
 
 EWMA = 0.3  # weight of the newest measurement in the moving averages
 WARMUP = SamplingParams(max_tokens=16, ignore_eos=True)

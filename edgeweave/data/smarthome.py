@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edgeweave.models.tokenizer import ChatMessage
-
 Split = Literal["train", "test"]
 
 ROOMS = (
@@ -48,8 +46,8 @@ FAN_SPEEDS = ("low", "medium", "high")
 class Example:
     prompt: str
     target: str
-    # a conversation to answer instead of the lone user turn ``prompt`` (the agent-role corpus)
-    context: tuple[ChatMessage, ...] = ()
+    # (role, content) turns to answer instead of the lone user turn ``prompt`` (the agent-role corpus)
+    context: tuple[tuple[str, str], ...] = ()
 
 
 Call = dict[str, Any]

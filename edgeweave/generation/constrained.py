@@ -1,6 +1,6 @@
 """Constrained decoding: tool calls and JSON output held to their schemas, token by token.
 
-An :class:`~edgeweave.wire.tools.OutputSpec` becomes a Lark grammar for llguidance (the library
+An :class:`~edgeweave.generation.tools.OutputSpec` becomes a Lark grammar for llguidance (the library
 behind guidance and llama.cpp's and vLLM's structured output): ``tool_choice: auto`` allows plain
 text (not starting with ``<``) or one or more calls, ``required`` only calls, a named function only
 that one; each call is ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` with the arguments
@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import Sampler, SamplingParams
-from edgeweave.wire.tools import CALL_CLOSE, CALL_OPEN, OutputSpec, ToolDef
+from edgeweave.generation.tools import CALL_CLOSE, CALL_OPEN, OutputSpec, ToolDef
 
 if TYPE_CHECKING:
     from edgeweave.models.tokenizer import Tokenizer

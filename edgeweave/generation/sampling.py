@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeweave.wire.tools import OutputSpec
+from edgeweave.generation.tools import OutputSpec
 
 
 class SamplingParams(BaseModel):

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeweave.data.smarthome import ACTIONS, DOORS, JOINERS, ROOMS, SPEAKER_ROOMS, THERMOSTAT_ROOMS
 from edgeweave.home.state import OCCUPANTS, HomeState, random_home
-from edgeweave.home.tools import SCENES, call_tool
+from edgeweave.home.tools import call_tool, devices_of
 
 Split = Literal["train", "test", "hidden"]
 Feature = Literal["conditional", "schedule", "scene", "preference", "ambiguous", "cross-room"]
@@ -70,28 +70,9 @@ def split_of(request: str) -> Split:
     return "test" if b < 26 else "hidden" if b < 52 else "train"
 
 
-_GROUP = {
-    "lights": "lights", "thermostat": "thermostats", "door": "doors", "blinds": "blinds",
-    "fan": "fans", "speaker": "speakers",
-}  # fmt: skip
-
-
-def _device(name: str, args: Args) -> str:
-    group = _GROUP[name.split("_")[0]]
-    return f"{group}.{args.get('room', args.get('door', args.get('name')))}"
-
-
 def _step(text: str, calls: list[Call], feature: Feature | None = None) -> Step:
-    devices = frozenset(
-        _device(n, a) for c in calls for n, a in _expanded(c) if n not in ("home_read", "preferences_get", "ask_user")
-    )
+    devices = frozenset(d for c in calls for d in devices_of(c.name, dict(c.arguments)))
     return Step(text=text, calls=tuple(calls), feature=feature, devices=devices)
-
-
-def _expanded(call: Call) -> list[tuple[str, Args]]:
-    if call.name == "scene_activate":
-        return [(n, a) for n, a in SCENES[str(call.arguments["name"])]]
-    return [(call.name, call.arguments)]
 
 
 def _action(rng: random.Random, state: HomeState) -> Step:

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeweave.data.smarthome import BLIND_ROOMS, COLORS, DOORS, GENRES, ROOMS, SPEAKER_ROOMS, THERMOSTAT_ROOMS
+from edgeweave.generation.tools import FunctionDef, ToolDef
 from edgeweave.home.state import OCCUPANTS, FanSpeed, HomeState, ScheduledCall
-from edgeweave.wire.tools import FunctionDef, ToolDef
 
 Room = Literal[ROOMS]  # type: ignore[valid-type]
 ThermostatRoom = Literal[THERMOSTAT_ROOMS]  # type: ignore[valid-type]
@@ -247,6 +247,20 @@ TOOLS: dict[str, Tool] = {
         Tool("ask_user", "Ask the occupants a question when the request is ambiguous.", "ask", AskArgs),
     )
 }
+
+
+_GROUPS = {"lights": "lights", "thermostat": "thermostats", "door": "doors", "blinds": "blinds", "fan": "fans",
+           "speaker": "speakers"}  # fmt: skip
+
+
+def devices_of(name: str, arguments: dict[str, object]) -> set[str]:
+    """The devices an act call changes (``lights.kitchen``; a scene's calls' devices); none for the others."""
+    if name == "scene_activate":
+        return {d for n, a in SCENES.get(str(arguments.get("name")), ()) for d in devices_of(n, dict(a))}
+    tool = TOOLS.get(name)
+    if tool is None or tool.kind != "act":
+        return set()
+    return {f"{_GROUPS[name.split('_')[0]]}.{arguments.get('room', arguments.get('door'))}"}
 
 
 def tool_definitions() -> list[ToolDef]:

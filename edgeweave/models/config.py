@@ -141,7 +141,7 @@ class Preset:
     batch_size: int
     lr: float
     seed: int = 0
-    corpus: Literal["smarthome", "agent-roles"] = "smarthome"  # edgeweave.data.smarthome / .agent_roles
+    corpus: Literal["smarthome", "agent-roles"] = "smarthome"  # edgeweave.data.smarthome / edgeweave.home.role_corpus
     init_from: str | None = None  # fine-tune this committed model instead of starting from scratch
 
 
@@ -169,7 +169,7 @@ PRESETS: dict[str, Preset] = {
             batch_size=32,
             lr=1.5e-3,
         ),
-        # the agent roles (edgeweave.data.agent_roles), fine-tuned from the weave-home models, whose
+        # the agent roles (edgeweave.home.role_corpus), fine-tuned from the weave-home models, whose
         # phrase -> call mapping they keep; a longer context for multi-turn tool use
         Preset(
             "weave-agent-device",

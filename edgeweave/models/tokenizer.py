@@ -79,7 +79,7 @@ class ByteTokenizer:
     BYTE_OFFSET = len(SPECIALS)
     VOCAB_SIZE = BYTE_OFFSET + 256
     # its models learn the house's tools in training: a request's tools are not declared in the prompt
-    # (edgeweave.generation.tool_prompt), only enforced by the grammar
+    # (edgeweave.serving.tool_prompt), only enforced by the grammar
     TOOLS_IN_PROMPT = False
     # Jinja chat template embedded in GGUF; render_chat() is its Python twin.
     CHAT_TEMPLATE = (

@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from edgeweave.data.agent_roles import role_examples
 from edgeweave.data.smarthome import Example, examples
 from edgeweave.models.config import Preset
 from edgeweave.models.llama import Transformer
@@ -37,7 +36,8 @@ class TrainReport:
 
 def encode_example(tok: ByteTokenizer, ex: Example) -> tuple[list[int], list[int]]:
     """Token ids and labels (loss only on the assistant reply and its end marker)."""
-    prompt = tok.render_chat(list(ex.context) or [ChatMessage("user", ex.prompt)])
+    turns = [ChatMessage(role, content) for role, content in ex.context]  # type: ignore[arg-type]
+    prompt = tok.render_chat(turns or [ChatMessage("user", ex.prompt)])
     reply = [*tok.encode(ex.target), tok.END]
     ids = prompt + reply
     labels = [IGNORE] * len(prompt) + reply
@@ -75,7 +75,10 @@ def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(preset: Preset, steps: int | None = None, show_progress: bool = True) -> tuple[Transformer, TrainReport]:
+def train(
+    preset: Preset, steps: int | None = None, show_progress: bool = True, corpus: Iterator[Example] | None = None
+) -> tuple[Transformer, TrainReport]:
+    """``corpus``: the example stream (default: the smart-home corpus's train split)."""
     steps = steps or preset.train_steps
     torch.manual_seed(preset.seed)
     tok = ByteTokenizer()
@@ -89,7 +92,7 @@ def train(preset: Preset, steps: int | None = None, show_progress: bool = True) 
             raise ValueError(f"{preset.init_from} does not fit {preset.name}: missing {missing[:3]}")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=preset.lr, betas=(0.9, 0.95), weight_decay=0.05)
-    stream = role_examples(preset.seed) if preset.corpus == "agent-roles" else examples(preset.seed, "train")
+    stream = corpus if corpus is not None else examples(preset.seed, "train")
     batches = length_bucketed(stream, preset.batch_size, random.Random(preset.seed))
     start = time.perf_counter()
     ema = float("nan")

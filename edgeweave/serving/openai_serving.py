@@ -25,6 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from edgeweave.generation.logprobs import TokenLogprob
+from edgeweave.generation.tools import FunctionCallDelta, ToolCallDelta
 from edgeweave.serving.http_errors import ApiError
 from edgeweave.serving.tool_stream import ToolCallStream, split_answer
 from edgeweave.wire import sse
@@ -43,7 +44,6 @@ from edgeweave.wire.openai_api import (
     new_id,
 )
 from edgeweave.wire.protocol import ErrorBody
-from edgeweave.wire.tools import FunctionCallDelta, ToolCallDelta
 from edgeweave.wire.uncertainty import UncertaintyScore
 
 log = logging.getLogger("edgeweave.openai")

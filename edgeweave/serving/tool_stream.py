@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgeweave.generation.tools import CALL_CLOSE, FunctionCall, ToolCall, parse_calls
 from edgeweave.wire.openai_api import new_id
-from edgeweave.wire.tools import CALL_CLOSE, FunctionCall, ToolCall, parse_calls
 
 
 def tool_call(call: FunctionCall) -> ToolCall:

@@ -29,9 +29,17 @@ from pydantic import (
 
 from edgeweave.generation.logprobs import MAX_TOP_LOGPROBS, TokenLogprob, TopLogprob
 from edgeweave.generation.sampling import SamplingParams
+from edgeweave.generation.tools import (
+    OutputSpec,
+    ResponseFormat,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolDef,
+    call_text,
+)
 from edgeweave.wire.protocol import Message
 from edgeweave.wire.slo import Slo
-from edgeweave.wire.tools import OutputSpec, ResponseFormat, ToolCall, ToolCallDelta, ToolChoice, ToolDef, call_text
 from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 MAX_STOP_SEQUENCES = 4

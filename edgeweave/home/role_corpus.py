@@ -22,13 +22,12 @@ import random
 from collections.abc import Iterator
 
 from edgeweave.data.smarthome import Example
+from edgeweave.generation.tools import FunctionCall, ToolCall
 from edgeweave.home.checker import describe_changes
 from edgeweave.home.state import HomeState
 from edgeweave.home.tasks import Step, Task, make_task
 from edgeweave.home.tools import call_tool
-from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.wire.openai_api import ChatMessageIn, chat_messages
-from edgeweave.wire.tools import FunctionCall, ToolCall
 
 AGENT_SYSTEM = "role: agent"
 PLANNER_SYSTEM = "role: planner"
@@ -84,7 +83,7 @@ def _samples(conversation: list[ChatMessageIn]) -> Iterator[Example]:
     """One example per assistant turn: the conversation so far as context, that turn as the target."""
     for i, m in enumerate(conversation):
         if m.role == "assistant":
-            context = tuple(ChatMessage(x.role, x.content) for x in chat_messages(conversation[:i]))
+            context = tuple((x.role, x.content) for x in chat_messages(conversation[:i]))
             yield Example(prompt="", target=m.to_message().content, context=context)
 
 
@@ -132,12 +131,12 @@ def role_examples(seed: int) -> Iterator[Example]:
             step = rng.choice(task.steps)
             yield from _samples(agent_dialogue(step.text, (step,), task.initial))
         elif r < 0.85:
-            context = (ChatMessage("system", PLANNER_SYSTEM), ChatMessage("user", task.request))
+            context = (("system", PLANNER_SYSTEM), ("user", task.request))
             yield Example(prompt="", target=planner_target(task.steps), context=context)
         else:
             ok = rng.random() < 0.5
             after = task.goal if ok else _corrupted(rng, task)
             ok = after.flat() == task.goal.flat()
             prompt = verifier_prompt(task.request, task.initial, after)
-            context = (ChatMessage("system", VERIFIER_SYSTEM), ChatMessage("user", prompt))
+            context = (("system", VERIFIER_SYSTEM), ("user", prompt))
             yield Example(prompt="", target=verdict(ok), context=context)

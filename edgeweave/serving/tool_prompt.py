@@ -13,9 +13,9 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from edgeweave.generation.tools import OutputSpec
 from edgeweave.models.tokenizer import ChatMessage
 from edgeweave.wire.protocol import Message
-from edgeweave.wire.tools import OutputSpec
 
 if TYPE_CHECKING:
     from edgeweave.models.tokenizer import Tokenizer
