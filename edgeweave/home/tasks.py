@@ -6,7 +6,7 @@ The level is the reference's number of tool calls, 1 to 8.  Clauses are plain ac
 smart-home corpus's phrasings), conditionals ("if the garage door is open, close it": a read, then
 an action only if the house says so), schedules ("at 22:30, ..."), scenes, occupants' preferences
 (a read of the preference, then the action) and ambiguous references ("turn on the lights": the
-right answer is a question back, and no change).  No two clauses touch one device, so the goal does
+right answer is a question back, and no change to what it might mean).  No two clauses touch one device, so the goal does
 not depend on their order.
 
 Splits come from a salted hash of the request text (80% train, 10% test, 10% hidden): the
@@ -166,7 +166,7 @@ AMBIGUOUS = (
 )
 
 
-def _ambiguous(rng: random.Random) -> Step:
+def _ambiguous(rng: random.Random, state: HomeState) -> Step:
     text, question = rng.choice(AMBIGUOUS)
     return _step(text, [Call(name="ask_user", arguments={"question": question})], "ambiguous")
 
@@ -178,6 +178,7 @@ CLAUSES: tuple[tuple[ClauseMaker, float], ...] = (
     (_schedule, 0.12),
     (_preference, 0.13),
     (_scene, 0.1),
+    (_ambiguous, 0.05),  # beside clear clauses: do those, and ask about this one
 )
 
 
@@ -190,13 +191,14 @@ def make_task(seed: int, level: int) -> Task:
     rng = random.Random(seed * 7919 + level)
     initial = random_home(rng)
     if level == 1 and rng.random() < 0.2:
-        steps = [_ambiguous(rng)]
+        steps = [_ambiguous(rng, initial)]
     else:
         steps, touched, calls = [], set(), 0
         makers, weights = zip(*CLAUSES, strict=True)
         while calls < level:
             step = rng.choices(makers, weights)[0](rng, initial)
-            if step.devices & touched or len(step.calls) > level - calls:
+            asked = step.feature == "ambiguous" and any(s.feature == "ambiguous" for s in steps)
+            if step.devices & touched or len(step.calls) > level - calls or asked:
                 continue
             steps.append(step)
             touched |= step.devices

@@ -91,7 +91,7 @@ class SceneArgs(_Act):
 
 class ReadArgs(_Args):
     kind: Literal["door", "motion", "temperature", "lights"]
-    place: str = Field(min_length=1, description="a room, or a door's name for kind door")
+    place: str = Field(min_length=1, max_length=32, description="a room, or a door's name for kind door")
 
 
 class PersonArgs(_Args):
@@ -99,7 +99,7 @@ class PersonArgs(_Args):
 
 
 class AskArgs(_Args):
-    question: str = Field(min_length=3)
+    question: str = Field(min_length=3, max_length=120)
 
 
 class ToolError(ValueError):
