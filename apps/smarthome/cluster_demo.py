@@ -22,7 +22,10 @@ cloud service (the same file in the torch engine), answering questions with
 ``prefer: "escalate"``: the device answers, the coordinator gates on the
 device's p(True) for that answer (Inv-Entropy's cheapest baseline; the gate is
 ``[coordinator.escalation]``) and re-answers on the cloud when it is low;
-then one question with ``prefer: "cloud"``, answered by the torch engine.
+then one question with ``prefer: "cloud"``, answered by the torch engine.  Last, the agents
+(:mod:`apps.smarthome.agents_demo`): a "hub" daemon and two cloud services serve the weave-agent
+models, and one household request runs through the cascade: who ran where, the tool calls, the
+house's changes, the checker's verdict and the cost.
 ``--serve`` keeps the cluster up until SIGTERM; its first stdout line
 is ``coordinator: <URL> api-key: <KEY>``.
 """
@@ -43,6 +46,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from apps.smarthome.agents_demo import run_household
 from apps.smarthome.demo import describe
 from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, runtime_exports
@@ -63,6 +67,8 @@ DISCOVERY_TIMEOUT_S = 60.0
 # the cloud may take up to 90% of the prompt tokens (the default is half): the longest commands race
 DISCO = "budget = 0.9\n"
 REAL_DEVICE = LocalDevice("laptop-1", "laptop", "llamacpp", threads=1, max_queue=2, model=SMOLLM2)
+AGENT_DEVICE = LocalDevice("hub-1", "jetson", "torch", threads=1, max_queue=4, model="weave-agent-device")
+AGENT_CLOUDS = {"cloud-agents-small": "weave-agent-device", "cloud-agents": "weave-agent-cloud"}
 # escalate an answer whose p(True), asked of the device's model, is under one half
 ESCALATION = (
     '[coordinator.escalation]\ngate = "uncertainty"\nthreshold = 0.5\n'
@@ -234,6 +240,7 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
         live.update(Group(_devices_table(await asyncio.to_thread(cluster.devices_view)), _answers_table(answers)))
     await _cooperate(client, console)
     await _escalate(client, console)
+    await run_household(client, console)
     await client.close()
 
 
@@ -278,16 +285,16 @@ def run_cluster_demo(serve: bool = False) -> int:
     console = Console(stderr=serve)  # --serve keeps stdout for the attach line
     console.print(
         "[bold]edgeweave demo[/]: a smart-home cluster on this machine: the cloud service, a coordinator and "
-        + ", ".join(f"{p.id} ({p.backend})" for p in (*DEMO_PROFILES, REAL_DEVICE))
+        + ", ".join(f"{p.id} ({p.backend})" for p in (*DEMO_PROFILES, REAL_DEVICE, AGENT_DEVICE))
         + ", each its own process on 127.0.0.1"
     )
     with tempfile.TemporaryDirectory(prefix="edgeweave-demo-") as tmp, LocalCluster(Path(tmp)) as cluster:
         _export_models(console)
-        with console.status(f"starting the cloud services ({MODEL}, {SMOLLM2}) and the coordinator"):
-            cluster.start_clouds({"cloud": MODEL, "cloud-smollm2": SMOLLM2})
+        with console.status(f"starting the cloud services ({MODEL}, {SMOLLM2}, the agents') and the coordinator"):
+            cluster.start_clouds({"cloud": MODEL, "cloud-smollm2": SMOLLM2, **AGENT_CLOUDS})
             cluster.start_coordinator(disco=DISCO, tables=ESCALATION)
         console.print(f"coordinator on [bold]{cluster.url}[/] (mDNS on 127.0.0.1)")
-        profiles = (*DEMO_PROFILES, REAL_DEVICE)
+        profiles = (*DEMO_PROFILES, REAL_DEVICE, AGENT_DEVICE)
         with console.status(f"starting {len(profiles)} device daemons: " + ", ".join(p.id for p in profiles)):
             cluster.start_devices(profiles)
             t = cluster.wait_until(lambda up: len(up) == len(profiles), DISCOVERY_TIMEOUT_S)

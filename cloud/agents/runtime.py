@@ -40,7 +40,9 @@ PLAN_FORMAT = ResponseFormat(
         name="plan",
         schema={
             "type": "object",
-            "properties": {"steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": 12}},
+            "properties": {
+                "steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": 12}
+            },
             "required": ["steps"],
             "additionalProperties": False,
         },

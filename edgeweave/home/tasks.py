@@ -6,8 +6,8 @@ The level is the reference's number of tool calls, 1 to 8.  Clauses are plain ac
 smart-home corpus's phrasings), conditionals ("if the garage door is open, close it": a read, then
 an action only if the house says so), schedules ("at 22:30, ..."), scenes, occupants' preferences
 (a read of the preference, then the action) and ambiguous references ("turn on the lights": the
-right answer is a question back, and no change to what it might mean).  No two clauses touch one device, so the goal does
-not depend on their order.
+right answer is a question back, and no change to what it might mean).  No two clauses touch one
+device, so the goal does not depend on their order.
 
 Splits come from a salted hash of the request text (80% train, 10% test, 10% hidden): the
 role corpus trains on train only, the benchmark reports test, and the hidden split is for runs

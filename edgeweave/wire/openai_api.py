@@ -206,20 +206,30 @@ class ChatCompletionRequest(_Request):
         """Answers are returned as ``tool_calls`` when they are calls (OpenAI's function calling)."""
         return bool(self.tools) and self.tool_choice != "none"
 
-    @model_validator(mode="after")
-    def _tools(self) -> ChatCompletionRequest:
-        if self.tool_choice is not None and not self.tools:
-            raise ValueError("tool_choice needs tools")
-        if self.tools:
-            names = [t.function.name for t in self.tools]
-            if len(set(names)) != len(names):
-                raise ValueError("tools: function names must be unique")
-            choice = self.tool_choice
-            if choice is not None and not isinstance(choice, str) and choice.function.name not in names:
-                raise ValueError(f"tool_choice: {choice.function.name!r} is not among tools")
-        if self.output is not None and (self.tools or self.response_format):
-            raise ValueError("output replaces tools and response_format: give one or the other")
-        return self
+    @field_validator("tools")
+    @classmethod
+    def _unique_names(cls, v: list[ToolDef] | None) -> list[ToolDef] | None:
+        names = [t.function.name for t in v or []]
+        if len(set(names)) != len(names):
+            raise ValueError("function names must be unique")
+        return v
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_among_tools(cls, v: ToolChoice | None, info: ValidationInfo) -> ToolChoice | None:
+        tools = info.data.get("tools")
+        if v is not None and not tools:
+            raise ValueError("needs tools")
+        if v is not None and not isinstance(v, str) and v.function.name not in [t.function.name for t in tools]:
+            raise ValueError(f"{v.function.name!r} is not among tools")
+        return v
+
+    @field_validator("output")
+    @classmethod
+    def _output_alone(cls, v: OutputSpec | None, info: ValidationInfo) -> OutputSpec | None:
+        if v is not None and (info.data.get("tools") or info.data.get("response_format")):
+            raise ValueError("replaces tools and response_format: give one or the other")
+        return v
 
     @model_validator(mode="after")
     def _one_limit(self) -> ChatCompletionRequest:

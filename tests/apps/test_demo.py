@@ -55,8 +55,8 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     proc = run_cli("demo", timeout=600, COLUMNS="250")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "all 4 devices discovered" in out and "API key" in out
-    for device in ("phone-1", "pi-1", "jetson-1", "laptop-1"):
+    assert "all 5 devices discovered" in out and "API key" in out
+    for device in ("phone-1", "pi-1", "jetson-1", "laptop-1", "hub-1"):
         assert device in out
     for call in ("lights.dim(", "door.lock(", "thermostat.set(", "speaker.play("):
         assert call in out, out

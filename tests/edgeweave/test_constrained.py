@@ -27,7 +27,9 @@ PLAN = ResponseFormat(
         name="plan",
         schema={
             "type": "object",
-            "properties": {"steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": 3}},
+            "properties": {
+                "steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": 3}
+            },
             "required": ["steps"],
             "additionalProperties": False,
         },
@@ -116,7 +118,8 @@ def test_a_resumed_answer_continues_the_same_grammar() -> None:
 def test_bad_specs_are_refused_by_field() -> None:
     bad = OutputSpec(
         response_format=ResponseFormat(
-            type="json_schema", json_schema=JsonSchemaFormat(name="x", schema={"type": "object", "minProperties": "two"})
+            type="json_schema",
+            json_schema=JsonSchemaFormat(name="x", schema={"type": "object", "minProperties": "two"}),
         )
     )
     with pytest.raises(UsageError) as err:
