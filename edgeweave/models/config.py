@@ -174,7 +174,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "weave-agent-device",
             _byte_config(dim=128, n_layers=6, n_heads=4, n_kv_heads=2, ffn_dim=512, max_seq_len=1536),
-            train_steps=500,
+            train_steps=350,
             batch_size=8,
             lr=2e-3,
             corpus="agent-roles",
@@ -183,7 +183,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "weave-agent-cloud",
             _byte_config(dim=256, n_layers=8, n_heads=8, n_kv_heads=4, ffn_dim=640, max_seq_len=1536),
-            train_steps=300,
+            train_steps=200,
             batch_size=8,
             lr=1e-3,
             corpus="agent-roles",

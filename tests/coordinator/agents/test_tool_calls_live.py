@@ -1,6 +1,6 @@
 """OpenAI function calling and structured output through the coordinator, on real processes.
 
-A torch device daemon and a cloud service both serve the agent model; the official ``openai``
+A torch device daemon and a cloud service both serve the agent model (``conftest.py``); the official ``openai``
 client sends ``tools`` / ``tool_choice`` / ``tool`` messages / ``response_format``, streaming and
 not, and gets OpenAI's shapes back; an answer moved mid-stream from the device to the cloud
 continues the same constrained call (the cloud's grammar replays the resumed tokens); the
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import openai
 import pytest
 
-from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.home.tools import TOOLS, tool_definitions
 
 MODEL = "weave-agent-device"
-DEVICE = LocalDevice("torch-a", "jetson", "torch", threads=1, model=MODEL)
-PIN = {"X-Edgeweave-Endpoint": "device:torch-a"}
+PIN = {"X-Edgeweave-Endpoint": "device:hub-1"}
 TOOL_LIST = [t.model_dump(exclude_none=True) for t in tool_definitions()]
 AGENT = [{"role": "system", "content": "role: agent"}]
 VERDICT = {
@@ -32,16 +29,6 @@ VERDICT = {
         "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]},
     },
 }
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("tools")) as c:
-        c.start_cloud(MODEL)
-        (device,) = c.start_devices((DEVICE,))
-        c.start_coordinator(mdns=False, static=(device.url,))
-        c.wait_until(lambda up: up == {DEVICE.id}, timeout_s=30)
-        yield c
 
 
 def client(cluster: LocalCluster) -> openai.OpenAI:
@@ -129,7 +116,7 @@ def test_a_constrained_answer_moved_mid_stream_to_the_cloud(cluster: LocalCluste
         for c in chunk.choices:
             for d in c.delta.tool_calls or []:
                 calls[d.index] = (d.function.name, json.loads(d.function.arguments))
-    assert {"device:torch-a", "cloud:cloud"} <= ends
+    assert {"device:hub-1", "cloud:cloud-small"} <= ends
     assert list(calls.values()) == [(c.function.name, json.loads(c.function.arguments)) for c in alone]
 
 
