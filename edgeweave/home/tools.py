@@ -154,8 +154,14 @@ def _scene(state: HomeState, a: BaseModel) -> HomeState:
     return state
 
 
-def _room(group: str, **changes: object) -> Apply:
-    return lambda s, a: _set(s, group, a.room, **changes)  # type: ignore[attr-defined]
+def _room(group: str, copy: dict[str, str] | None = None, **fixed: object) -> Apply:
+    """Set a room's device: ``fixed`` values, and ``copy`` (device field -> argument) from the call."""
+
+    def apply(state: HomeState, a: BaseModel) -> HomeState:
+        copied = {field: getattr(a, arg) for field, arg in (copy or {}).items()}
+        return _set(state, group, a.room, **fixed, **copied)  # type: ignore[attr-defined]
+
+    return apply
 
 
 def _door(**changes: object) -> Apply:
@@ -179,65 +185,27 @@ class Tool:
 _ACT_TOOLS = (
     Tool("lights_on", "Turn a room's lights on.", "act", RoomArgs, _room("lights", on=True)),
     Tool("lights_off", "Turn a room's lights off.", "act", RoomArgs, _room("lights", on=False)),
-    Tool(
-        "lights_dim",
-        "Set a room's lights to a brightness (0-100).",
-        "act",
-        DimArgs,
-        lambda s, a: _set(s, "lights", a.room, on=True, level=a.level),  # type: ignore[attr-defined]
-    ),
-    Tool(
-        "lights_color",
-        "Set a room's light colour.",
-        "act",
-        ColorArgs,
-        lambda s, a: _set(s, "lights", a.room, on=True, color=a.color),  # type: ignore[attr-defined]
-    ),
-    Tool(
-        "thermostat_set",
-        "Set a room's thermostat (Celsius).",
-        "act",
-        ThermostatArgs,
-        lambda s, a: _set(s, "thermostats", a.room, celsius=a.celsius),  # type: ignore[attr-defined]
-    ),
+    Tool("lights_dim", "Set a room's lights to a brightness (0-100).", "act", DimArgs,
+         _room("lights", {"level": "level"}, on=True)),
+    Tool("lights_color", "Set a room's light colour.", "act", ColorArgs, _room("lights", {"color": "color"}, on=True)),
+    Tool("thermostat_set", "Set a room's thermostat (Celsius).", "act", ThermostatArgs,
+         _room("thermostats", {"celsius": "celsius"})),
     Tool("door_lock", "Lock a door.", "act", DoorArgs, _door(locked=True)),
     Tool("door_unlock", "Unlock a door.", "act", DoorArgs, _door(locked=False)),
     Tool("door_close", "Close a door that is open (the garage door).", "act", DoorArgs, _door(open=False)),
     Tool("blinds_open", "Open a room's blinds.", "act", BlindArgs, _room("blinds", position=100)),
     Tool("blinds_close", "Close a room's blinds.", "act", BlindArgs, _room("blinds", position=0)),
-    Tool(
-        "blinds_set",
-        "Open a room's blinds to a position (0-100).",
-        "act",
-        BlindSetArgs,
-        lambda s, a: _set(s, "blinds", a.room, position=a.position),  # type: ignore[attr-defined]
-    ),
+    Tool("blinds_set", "Open a room's blinds to a position (0-100).", "act", BlindSetArgs,
+         _room("blinds", {"position": "position"})),
     Tool("fan_on", "Turn a room's fan on.", "act", RoomArgs, _room("fans", on=True)),
     Tool("fan_off", "Turn a room's fan off.", "act", RoomArgs, _room("fans", on=False)),
-    Tool(
-        "fan_speed",
-        "Run a room's fan at a speed.",
-        "act",
-        FanSpeedArgs,
-        lambda s, a: _set(s, "fans", a.room, on=True, speed=a.speed),  # type: ignore[attr-defined]
-    ),
-    Tool(
-        "speaker_play",
-        "Play a genre on a room's speaker.",
-        "act",
-        PlayArgs,
-        lambda s, a: _set(s, "speakers", a.room, playing=a.genre),  # type: ignore[attr-defined]
-    ),
-    Tool(
-        "speaker_volume",
-        "Set a room's speaker volume (0-100).",
-        "act",
-        VolumeArgs,
-        lambda s, a: _set(s, "speakers", a.room, volume=a.level),  # type: ignore[attr-defined]
-    ),
+    Tool("fan_speed", "Run a room's fan at a speed.", "act", FanSpeedArgs, _room("fans", {"speed": "speed"}, on=True)),
+    Tool("speaker_play", "Play a genre on a room's speaker.", "act", PlayArgs, _room("speakers", {"playing": "genre"})),
+    Tool("speaker_volume", "Set a room's speaker volume (0-100).", "act", VolumeArgs,
+         _room("speakers", {"volume": "level"})),
     Tool("speaker_stop", "Stop a room's speaker.", "act", SpeakerArgs, _room("speakers", playing=None)),
     Tool("scene_activate", "Activate a scene.", "act", SceneArgs, _scene),
-)
+)  # fmt: skip
 TOOLS: dict[str, Tool] = {
     t.name: t
     for t in (

@@ -14,27 +14,13 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from cloud.agents.runtime import PLAN_FORMAT
 from edgeweave.errors import UsageError
 from edgeweave.generation.constrained import ConstrainedSampler, check_spec, grammar
 from edgeweave.generation.sampling import SamplingParams
 from edgeweave.generation.tools import JsonSchemaFormat, OutputSpec, ResponseFormat, parse_calls
 from edgeweave.home.tools import TOOLS, tool_definitions
 from edgeweave.models.tokenizer import ByteTokenizer
-
-PLAN = ResponseFormat(
-    type="json_schema",
-    json_schema=JsonSchemaFormat(
-        name="plan",
-        schema={
-            "type": "object",
-            "properties": {
-                "steps": {"type": "array", "items": {"type": "string", "maxLength": 160}, "minItems": 1, "maxItems": 3}
-            },
-            "required": ["steps"],
-            "additionalProperties": False,
-        },
-    ),
-)
 
 
 def sample(spec: OutputSpec, tokenizer: object, seed: int, resumed: list[int] | None = None, n: int = 3000) -> str:
@@ -98,8 +84,8 @@ def test_auto_is_text_or_calls() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_response_format_json_schema_and_object(seed: int) -> None:
     tok = ByteTokenizer()
-    plan = json.loads(sample(OutputSpec(response_format=PLAN), tok, seed))
-    assert set(plan) == {"steps"} and 1 <= len(plan["steps"]) <= 3 and all(isinstance(s, str) for s in plan["steps"])
+    plan = json.loads(sample(OutputSpec(response_format=PLAN_FORMAT), tok, seed))
+    assert set(plan) == {"steps"} and 1 <= len(plan["steps"]) <= 12 and all(isinstance(s, str) for s in plan["steps"])
     obj = json.loads(sample(OutputSpec(response_format=ResponseFormat(type="json_object")), tok, seed))
     assert isinstance(obj, dict)
 
