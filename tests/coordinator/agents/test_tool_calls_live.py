@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Literal
 
 import openai
 import pytest
@@ -100,10 +101,13 @@ def test_tool_choice_none_named_and_response_format(cluster: LocalCluster) -> No
     assert call.function.name == "door_lock" and valid("door_lock", call.function.arguments)
     none = ask(cluster, "hello", tools=TOOL_LIST, tool_choice="none").choices[0]  # type: ignore[attr-defined]
     assert none.message.tool_calls is None and none.message.content
-    verdict = ask(cluster, "request: lock the back door\nchanges: none", response_format=VERDICT)
-    assert set(json.loads(verdict.choices[0].message.content)) == {"ok"}  # type: ignore[attr-defined]
-    obj = ask(cluster, "lock the back door", response_format={"type": "json_object"})
-    assert isinstance(json.loads(obj.choices[0].message.content), dict)  # type: ignore[attr-defined]
+    verify = [{"role": "system", "content": "role: verifier"},
+              {"role": "user", "content": "request: lock the back door\nchanges: doors.back.locked=true"}]  # fmt: skip
+    for fmt in (VERDICT, {"type": "json_object"}):
+        verdict = client(cluster).chat.completions.create(
+            model=MODEL, messages=verify, response_format=fmt, temperature=0, max_tokens=60  # type: ignore[arg-type]
+        )
+        assert json.loads(verdict.choices[0].message.content) == {"ok": True}  # type: ignore[arg-type]
 
 
 def test_a_constrained_answer_moved_mid_stream_to_the_cloud(cluster: LocalCluster) -> None:
@@ -144,7 +148,7 @@ def test_the_openai_agents_sdk_runs_a_tool_through_the_coordinator(cluster: Loca
     locked: list[str] = []
 
     @function_tool
-    def door_lock(door: str) -> str:
+    def door_lock(door: Literal["front", "back", "garage", "patio"]) -> str:
         """Lock a door."""
         locked.append(door)
         return '{"ok":true}'
