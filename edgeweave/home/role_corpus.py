@@ -33,7 +33,8 @@ AGENT_SYSTEM = "role: agent"
 PLANNER_SYSTEM = "role: planner"
 VERIFIER_SYSTEM = "role: verifier"
 DONE = "Done."
-SAS_MAX_LEVEL = 5
+SAS_MAX_LEVEL = 4
+MAX_CHARS = 640  # longer examples are left out: training time grows with the square of their length
 
 
 def planner_target(steps: tuple[Step, ...]) -> str:
@@ -114,7 +115,14 @@ def _corrupted(rng: random.Random, task: Task) -> HomeState:
 
 
 def role_examples(seed: int) -> Iterator[Example]:
-    """Endless training examples of the three roles, from train-split tasks only."""
+    """Endless training examples of the three roles, from train-split tasks only, each at most
+    :data:`MAX_CHARS` long."""
+    for ex in _role_examples(seed):
+        if sum(len(content) for _, content in ex.context) + len(ex.target) <= MAX_CHARS:
+            yield ex
+
+
+def _role_examples(seed: int) -> Iterator[Example]:
     rng = random.Random(seed)
     i = 0
     while True:
@@ -122,15 +130,15 @@ def role_examples(seed: int) -> Iterator[Example]:
         r = rng.random()
         # whole requests up to SAS_MAX_LEVEL calls (longer ones cost training time quadratically; the
         # planner splits them for the executors, and a single agent must generalise to them)
-        task = make_task(10_000_000 + seed * 1_000_003 + i, rng.randint(1, SAS_MAX_LEVEL if r < 0.4 else 8))
+        task = make_task(10_000_000 + seed * 1_000_003 + i, rng.randint(1, SAS_MAX_LEVEL if r < 0.25 else 8))
         if task.split != "train":
             continue
-        if r < 0.4:
+        if r < 0.25:
             yield from _samples(agent_dialogue(task.request, task.steps, task.initial))
-        elif r < 0.65:
+        elif r < 0.45:
             step = rng.choice(task.steps)
             yield from _samples(agent_dialogue(step.text, (step,), task.initial))
-        elif r < 0.85:
+        elif r < 0.8:
             context = (("system", PLANNER_SYSTEM), ("user", task.request))
             yield Example(prompt="", target=planner_target(task.steps), context=context)
         else:

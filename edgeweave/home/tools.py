@@ -256,8 +256,11 @@ def call_tool(state: HomeState, name: str, arguments: str | dict[str, object]) -
     try:
         raw = json.loads(arguments) if isinstance(arguments, str) else arguments
         args = tool.args.model_validate(raw)
-    except (json.JSONDecodeError, ValidationError) as e:
-        raise ToolError(f"{name}: bad arguments: {e}") from None
+    except json.JSONDecodeError as e:
+        raise ToolError(f"{name}: arguments are not JSON ({e})") from None
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'arguments'}: {err['msg']}" for err in e.errors())
+        raise ToolError(f"{name}: bad arguments: {problems}") from None
     if tool.kind == "ask":
         assert isinstance(args, AskArgs)
         return state.model_copy(update={"questions": (*state.questions, args.question)}), '{"asked":true}'

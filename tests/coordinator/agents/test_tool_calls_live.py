@@ -105,7 +105,11 @@ def test_tool_choice_none_named_and_response_format(cluster: LocalCluster) -> No
               {"role": "user", "content": "request: lock the back door\nchanges: doors.back.locked=true"}]  # fmt: skip
     for fmt in (VERDICT, {"type": "json_object"}):
         verdict = client(cluster).chat.completions.create(
-            model=MODEL, messages=verify, response_format=fmt, temperature=0, max_tokens=60  # type: ignore[arg-type]
+            model=MODEL,
+            messages=verify,
+            response_format=fmt,
+            temperature=0,
+            max_tokens=60,  # type: ignore[arg-type]
         )
         assert json.loads(verdict.choices[0].message.content) == {"ok": True}  # type: ignore[arg-type]
 

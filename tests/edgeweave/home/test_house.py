@@ -34,7 +34,7 @@ def test_an_act_changes_only_its_device(home) -> None:  # type: ignore[no-untype
         ("thermostat_set", {"room": "kitchen", "celsius": 20}, "room"),  # the kitchen has no thermostat
         ("lights_on", {"room": "kitchen", "colour": "red"}, "colour"),
         ("lights_on", {"room": "kitchen", "at": "25:00"}, "at"),
-        ("lights_on", "{not json", "bad arguments"),
+        ("lights_on", "{not json", "not JSON"),
         ("open_windows", {}, "unknown tool"),
         ("home_read", {"kind": "door", "place": "attic"}, "attic"),
     ],
