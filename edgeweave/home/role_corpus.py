@@ -13,6 +13,8 @@ Three roles, each named by its system turn (what the agent runtime sends, :mod:`
 
 Conversations are built as OpenAI messages and rendered with the serving path's own conversion
 (:func:`edgeweave.wire.openai_api.chat_messages`), so the models train on exactly what they serve.
+Whole requests for the agent role are of at most :data:`SAS_MAX_LEVEL` calls, and no example is
+over :data:`MAX_CHARS` characters (training time grows with the square of the length).
 """
 
 from __future__ import annotations
