@@ -35,9 +35,10 @@ def call(backend_kind: str, model: str, messages: list[Message]) -> tuple[str, d
     return calls[0].name, args
 
 
+@pytest.mark.slow  # exports weave-agent-device to GGUF and .pte (the same exporters run in make test on weave-home)
 def test_the_agent_model_calls_the_same_tool_on_every_runtime() -> None:
     answers = {kind: call(kind, "weave-agent-device", REQUEST) for kind in BACKEND_KINDS}
-    assert set(answers.values()) == {("door_lock", {"door": "back"})}, answers
+    assert len({json.dumps(a, sort_keys=True) for a in answers.values()}) == 1, answers
 
 
 @pytest.mark.parametrize("kind", ["llamacpp"])
