@@ -48,6 +48,7 @@ def test_sas_and_mas_leave_their_records(cluster: LocalCluster) -> None:
     assert {turn.endpoint for turn in cloud.turns} == {"cloud:cloud"}
 
 
+@pytest.mark.slow  # two multi-agent runs; the gate and the router are tested on a scripted model in make test
 def test_routing_and_the_cascade(cluster: LocalCluster) -> None:
     easy, hard = task(1), task(8)
     router = DifficultyRouter().fit([easy.request, hard.request, task(2).request, task(7).request],
