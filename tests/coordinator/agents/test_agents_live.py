@@ -9,16 +9,14 @@ import asyncio
 
 import networkx as nx
 import openai
+import pytest
 
 from cloud.agents.chat import OpenAIChatModel, TurnCache
 from cloud.agents.policy import DifficultyRouter
 from cloud.agents.runtime import Setup, run_cascade, run_mas, run_routed, run_sas
 from coordinator.agents.cascade import CascadeGate
-from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import LocalCluster
 from edgeweave.home.tasks import Task, suite
-
-DEVICE = LocalDevice("hub-1", "jetson", "torch", threads=1, max_queue=4, model="weave-agent-device")
 
 
 def setup(cluster: LocalCluster, **kw: object) -> Setup:
