@@ -41,6 +41,7 @@ def test_the_agent_model_calls_the_same_tool_on_every_runtime() -> None:
     assert len({json.dumps(a, sort_keys=True) for a in answers.values()}) == 1, answers
 
 
+@pytest.mark.slow  # its prompt declares 21 tools' schemas (~3,000 tokens to prefill); the BPE grammar runs in make test
 @pytest.mark.parametrize("kind", ["llamacpp"])
 def test_smollm2_answers_a_valid_call(kind: str) -> None:
     ask = [Message(role="user", content="Please lock the back door.")]
