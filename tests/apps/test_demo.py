@@ -73,6 +73,10 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     ), out
     cloud = r'with prefer "cloud" \(the same GGUF in the torch engine\): answered by cloud:cloud-smollm2: [^\n]*Paris'
     assert re.search(cloud, out), out
+    # the agents: one household request through the cascade, who ran where, the house's changes, the verdict
+    assert 'agents: "get the house ready for movie night' in out and "cascade: who ran where" in out
+    assert "weave-agent-device @ device:hub-1" in out and "house changes:" in out
+    assert re.search(r"checker: (passed|\d+ leaves wrong)[^\n]*; cost [\d.]+ µUSD over [123] run", out), out
 
 
 def _descendants_alive(pid: int) -> list[psutil.Process]:
