@@ -55,9 +55,6 @@ class Outcome:
     run: SystemRun
     passed: bool
 
-    def _turns(self) -> list:  # type: ignore[type-arg]
-        return [t for r in self.run.runs for t in r.turns if not t.cached]
-
     @property
     def prefill(self) -> int:
         return sum(r.prefill_tokens for r in self.run.runs)
@@ -68,7 +65,7 @@ class Outcome:
 
     @property
     def cost_usd(self) -> float:
-        return sum(t.cost_usd or 0.0 for t in self._turns())
+        return self.run.cost_usd
 
     @property
     def seconds(self) -> float:

@@ -103,14 +103,15 @@ async def _complete(state: CloudState, req: ChatCompletionRequest | CompletionRe
     scorer = uq_api.scorer_for(state.uq, req, adapter_of(state, req.model))
     answers = await open_answers(state, req, scorer)
     chat = isinstance(req, ChatCompletionRequest)
-    tools = isinstance(req, ChatCompletionRequest) and req.parses_tool_calls
     if not req.stream:
         try:
-            return _json(await collect(answers, req.model, chat, lambda first: None, tools))
+            return _json(await collect(answers, req.model, chat, lambda first: None, req.parses_tool_calls))
         finally:
             for answer in answers:
                 await answer.close()
-    chunks = sse_chunks(answers, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids, tools)
+    chunks = sse_chunks(
+        answers, req.model, chat, req.include_usage, lambda first: None, req.return_token_ids, req.parses_tool_calls
+    )
     return HttpResponse(_closing(answers, chunks), content_type=SSE_HEADERS["Content-Type"], headers=SSE_HEADERS)
 
 

@@ -209,7 +209,7 @@ async def _serve(
             headers |= {PIN_HEADER: first.endpoint, TIER_HEADER: tier_of(first.endpoint), PLAN_HEADER: plan}
             return await respond(
                 request, answers, job.model, chat, req.stream, req.include_usage, on_token, headers,
-                req.return_token_ids, isinstance(req, ChatCompletionRequest) and req.parses_tool_calls,
+                req.return_token_ids, req.parses_tool_calls,
             )  # fmt: skip
     finally:
         metrics.in_flight.dec()

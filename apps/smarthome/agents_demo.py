@@ -80,6 +80,5 @@ async def run_household(client: AsyncOpenAI, console: Console, request: str = RE
         console.print(f"plan: {last.agents[0].turns[0].message.text}")
     console.print("house changes:\n  " + describe_changes(home, run.final).replace("\n", "\n  "))
     verdict = check(home, run.final, goal)
-    cost = sum(t.cost_usd or 0.0 for r in run.runs for t in r.turns if not t.cached)
-    console.print(f"checker: {verdict.summary()}; cost {cost * 1e6:.2f} µUSD over {len(run.runs)} run(s)")
+    console.print(f"checker: {verdict.summary()}; cost {run.cost_usd * 1e6:.2f} µUSD over {len(run.runs)} run(s)")
     return run

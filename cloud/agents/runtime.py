@@ -179,6 +179,11 @@ class SystemRun:
     def final(self) -> HomeState:
         return self.runs[-1].final
 
+    @property
+    def cost_usd(self) -> float:
+        """What its endpoints reported spending (turns answered from the cache cost nothing again)."""
+        return sum(t.cost_usd or 0.0 for r in self.runs for t in r.turns if not t.cached)
+
 
 async def run_cascade(request: str, home: HomeState, setup: Setup, gate: Gate, upgrade: bool = False) -> SystemRun:
     name = "cascade+upgrade" if upgrade else "cascade"

@@ -14,7 +14,7 @@ from cloud.uq.runtime import AnswerScorer, UqRuntime
 from edgeweave.serving.embeddings import embeddings_response
 from edgeweave.serving.http_errors import ApiError, parse_json
 from edgeweave.wire.embeddings import EmbeddingRequest, EmbeddingResponse
-from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest
+from edgeweave.wire.openai_api import ChatCompletionRequest, CompletionRequest, chat_messages
 
 EMBEDDINGS = "/v1/embeddings"
 
@@ -41,4 +41,4 @@ def scorer_for(
             "uncertainty: scores need chat messages (their last user turn is perturbed): use /v1/chat/completions",
             param="uncertainty",
         )
-    return uq.scorer([m.to_message() for m in req.messages], req.uncertainty, req.seed, lora_adapter)
+    return uq.scorer(chat_messages(req.messages), req.uncertainty, req.seed, lora_adapter)

@@ -105,12 +105,16 @@ def ll_tokenizer(tokenizer: Tokenizer) -> llguidance.LLTokenizer:
     return ll
 
 
+def _field(spec: OutputSpec) -> str:
+    """The request field a spec's grammar comes from (what its errors name)."""
+    return "tools" if spec.calls_tools else "response_format"
+
+
 def check_spec(spec: OutputSpec) -> None:
     """Refuse a spec whose grammar llguidance cannot build (a bad JSON schema), naming the field."""
-    field = "response_format" if not spec.calls_tools else "tools"
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar(spec))
     if is_error:
-        raise UsageError(field, f"schema cannot be enforced: {'; '.join(messages)[:300]}")
+        raise UsageError(_field(spec), f"schema cannot be enforced: {'; '.join(messages)[:300]}")
 
 
 class Constraint:
@@ -119,6 +123,7 @@ class Constraint:
     def __init__(self, spec: OutputSpec, tokenizer: Tokenizer, resumed: Sequence[int] = ()) -> None:
         self._vocab = tokenizer.vocab_size
         self._stops = sorted(tokenizer.stop_ids)
+        self._field = _field(spec)
         self.matcher = llguidance.LLMatcher(ll_tokenizer(tokenizer), grammar(spec), log_level=0)
         if resumed and not self.matcher.consume_tokens(list(resumed)):
             raise UsageError("resume_tokens", f"do not follow the output's grammar: {self.matcher.get_error()}")
@@ -126,20 +131,18 @@ class Constraint:
 
     def _check(self) -> None:
         if self.matcher.is_error():
-            raise UsageError("response_format", self.matcher.get_error())
+            raise UsageError(self._field, self.matcher.get_error())
 
     def mask(self, logits: np.ndarray) -> np.ndarray:
         """``logits`` with every token the grammar forbids at this step set to -inf."""
-        if self.matcher.is_stopped():
-            allowed = np.zeros(logits.shape[-1], dtype=bool)
-            allowed[self._stops] = True
-        else:
+        allowed = np.zeros(logits.shape[-1], dtype=bool)  # logits past the tokenizer's vocabulary: padding
+        stopped = self.matcher.is_stopped()
+        if not stopped:
             bits = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8), bitorder="little")
-            allowed = np.zeros(logits.shape[-1], dtype=bool)  # logits past the tokenizer's vocabulary: padding
             n = min(self._vocab, allowed.size)
             allowed[:n] = bits[:n].astype(bool)
-            if self.matcher.is_accepting():
-                allowed[self._stops] = True
+        if stopped or self.matcher.is_accepting():
+            allowed[self._stops] = True
         return np.where(allowed, logits, -np.inf).astype(logits.dtype, copy=False)
 
     def accept(self, token: int) -> None:

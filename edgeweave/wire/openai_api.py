@@ -100,6 +100,11 @@ class _Request(BaseModel):
         return None
 
     @property
+    def parses_tool_calls(self) -> bool:
+        """Answers are returned as ``tool_calls`` when they are calls (chat's function calling)."""
+        return False
+
+    @property
     def top_logprobs_asked(self) -> int | None:
         """None: no logprobs; k: each token's logprob and its step's k most likely alternatives."""
         return None
@@ -203,7 +208,6 @@ class ChatCompletionRequest(_Request):
 
     @property
     def parses_tool_calls(self) -> bool:
-        """Answers are returned as ``tool_calls`` when they are calls (OpenAI's function calling)."""
         return bool(self.tools) and self.tool_choice != "none"
 
     @field_validator("tools")
