@@ -16,7 +16,9 @@ answer the same paths the same way.
   :mod:`edgeweave.operators.routes`);
 - ``POST /v1/embeddings`` with the configured sentence embedder, and the ``uncertainty``
   extension of chat requests (:mod:`cloud.uq.api`);
-- with ``[cloud.tlora]``, the fine-tuning API under ``/v1/fine_tuning/jobs`` (:mod:`cloud.tlora.api`).
+- with ``[cloud.tlora]``, the fine-tuning API under ``/v1/fine_tuning/jobs`` (:mod:`cloud.tlora.api`);
+- ``POST /v1/audio/generations`` and ``GET /v1/audio/files/{id}``: text-to-audio served by
+  SoundWeaver (:mod:`cloud.soundweaver.api`), unless ``[cloud.soundweaver] enabled = false``.
 
 A framework hands :func:`handle` an :class:`HttpRequest` and writes the :class:`HttpResponse`
 it gets back (a streamed body is an async iterator of SSE events; closing it, when the client
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cloud.service import CloudState, EngineAnswer, adapter_of, open_answers, prefill, served_models
+from cloud.soundweaver import api as sound_api
 from cloud.tlora import api as fine_tuning_api
 from cloud.uq import api as uq_api
 from edgeweave.errors import UsageError
@@ -145,6 +148,13 @@ async def fine_tuning(state: CloudState, req: HttpRequest) -> HttpResponse:
     return HttpResponse(answer.model_dump_json().encode())
 
 
+async def audio(state: CloudState, req: HttpRequest) -> HttpResponse:
+    """``/v1/audio/...`` (SoundWeaver)."""
+    assert state.sound is not None
+    reply = await sound_api.answer(state.sound, req.method, req.path.rstrip("/"), req.body)
+    return HttpResponse(reply.body, content_type=reply.content_type, headers=reply.headers)
+
+
 ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health"): health,
     ("GET", "/metrics"): metrics,
@@ -161,6 +171,8 @@ def _route(state: CloudState, method: str, path: str) -> Handler:
         return fine_tuning
     if uq_api.owns(state.uq, method, path):
         return embeddings
+    if sound_api.owns(state.sound, method, path):
+        return audio
     handler = ROUTES.get((method, path))
     if handler is None:
         if any(p == path for _, p in ROUTES):
@@ -180,6 +192,6 @@ async def handle(state: CloudState, api_keys: list[str] | None, req: HttpRequest
     except UsageError as e:
         resp = _json({"error": ApiError(400, str(e), param=e.field).body.model_dump()}, 400)
     if path.startswith("/v1/"):
-        label = fine_tuning_api.metric_path(path) if fine_tuning_api.owns(path) else path
+        label = fine_tuning_api.metric_path(path) if fine_tuning_api.owns(path) else sound_api.metric_path(path)
         state.metrics.requests.labels(label, str(resp.status)).inc()
     return resp

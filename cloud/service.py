@@ -31,9 +31,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from cloud.engine.async_engine import AsyncEngine, EngineFailed
 from cloud.engine.engine import LLMEngine, TokenOutput
 from cloud.policies import check_config, make_policy
+from cloud.soundweaver.service import SoundService
 from cloud.tempo.gain import GainLedger
 from cloud.uq.runtime import AnswerScorer, UqRuntime
-from edgeweave.config import CloudServerConfig
+from edgeweave.config import CloudServerConfig, SoundOptions
 from edgeweave.data.traces import TraceWriter
 from edgeweave.errors import UsageError
 from edgeweave.generation.sampling import SamplingParams
@@ -85,6 +86,7 @@ class CloudState:
         default_slo: LatencySLO | None = None,
         request_log: TraceWriter | None = None,
         embedder: str | None = None,
+        sound: SoundOptions | None = None,
     ) -> None:
         self.engine = engine
         self.uq = UqRuntime(engine, embedder)  # /v1/embeddings and `uncertainty` scores
@@ -95,6 +97,8 @@ class CloudState:
         self.ledger = GainLedger()
         self.operators = OperatorService()  # Circinus operators placed on this tier
         self.tlora: FineTuningService | None = None  # the fine-tuning API, with [cloud.tlora] (cloud.server)
+        # text-to-audio (SoundWeaver), loaded on its first request; None: no such routes
+        self.sound = SoundService(sound, self.metrics.registry) if sound is not None and sound.enabled else None
 
     def metrics_text(self) -> bytes:
         """The Prometheus exposition, the engine's snapshot and the ledger's totals refreshed."""
@@ -122,7 +126,7 @@ def load_state(cfg: CloudServerConfig) -> CloudState:
         llm.add_adapter(ref.name, LoraAdapter.load(ref.path))
     engine = AsyncEngine(llm)
     log_to = TraceWriter(cfg.request_log) if cfg.request_log else None
-    return CloudState(engine, cfg.name, cfg.default_slo, log_to, cfg.embedder)
+    return CloudState(engine, cfg.name, cfg.default_slo, log_to, cfg.embedder, cfg.soundweaver)
 
 
 def served_models(state: CloudState) -> list[str]:

@@ -280,6 +280,20 @@ class TloraOptions(_Strict):
     serve_finished: bool = True  # a succeeded job's adapter is served by this engine at once
 
 
+class SoundOptions(_Strict):
+    """``[cloud.soundweaver]``: text-to-audio at ``/v1/audio/generations`` (SoundWeaver), loaded on the
+    first request."""
+
+    enabled: bool = True
+    model: str = "weave-sound"  # a bundled sound model or a directory (ours, or a diffusers AudioLDM pipeline)
+    judges: str = "weave-sound-judges"  # the online quality judge (bundled name or directory)
+    policy: Literal["soundweaver", "soundweaver-lru", "nirvana", "none"] = "soundweaver"
+    cache_entries: int = Field(default=1000, ge=1, le=1_000_000)
+    half_life_s: float = Field(default=600.0, gt=0.0)
+    refine_when_idle: bool = True
+    files_kept: int = Field(default=64, ge=1, le=10_000)  # generated files kept for GET /v1/audio/files/{id}
+
+
 class CloudServerConfig(_Strict):
     """``edgeweave cloud serve``: the engine behind an OpenAI-compatible API."""
 
@@ -296,6 +310,7 @@ class CloudServerConfig(_Strict):
     ray: RayOptions | None = None  # [cloud.ray]: scale out on Ray Serve instead of one process
     adapters: list[AdapterRef] = Field(default_factory=list)  # LoRA adapters served as <name>:<adapter>
     tlora: TloraOptions | None = None  # [cloud.tlora]: the fine-tuning API; without it, no such routes
+    soundweaver: SoundOptions = Field(default_factory=SoundOptions)  # [cloud.soundweaver]: text-to-audio
     # /v1/embeddings and `uncertainty` scores: load_embedder's name (the bundled MiniLM or a model directory);
     # "none" (TOML has no null): neither
     embedder: str | None = "all-minilm-l6-v2"
