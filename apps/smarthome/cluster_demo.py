@@ -48,6 +48,7 @@ from rich.table import Table
 
 from apps.smarthome.agents_demo import run_household
 from apps.smarthome.demo import describe
+from apps.smarthome.sounds_demo import door_sounds
 from edgeweave.cluster.cluster_files import LocalDevice
 from edgeweave.cluster.local_cluster import DEMO_PROFILES, LocalCluster, runtime_exports
 from edgeweave.models.bundled import SMOLLM2
@@ -68,6 +69,7 @@ DISCOVERY_TIMEOUT_S = 60.0
 DISCO = "budget = 0.9\n"
 REAL_DEVICE = LocalDevice("laptop-1", "laptop", "llamacpp", threads=1, max_queue=2, model=SMOLLM2)
 AGENT_DEVICE = LocalDevice("hub-1", "jetson", "torch", threads=1, max_queue=4, model="weave-agent-device")
+SOUNDS_DIR = Path("edgeweave-demo-sounds")  # the door chimes the demo saves (in the working directory)
 AGENT_CLOUDS = {"cloud-agents-small": "weave-agent-device", "cloud-agents": "weave-agent-cloud"}
 # escalate an answer whose p(True), asked of the device's model, is under one half
 ESCALATION = (
@@ -242,6 +244,7 @@ async def _converse(cluster: LocalCluster, console: Console) -> None:
     await _escalate(client, console)
     await run_household(client, console)
     await client.close()
+    await door_sounds(*cluster.cloud_endpoint("cloud"), SOUNDS_DIR, console)
 
 
 def _wait_for_sigterm() -> None:

@@ -41,7 +41,7 @@ class GaterOptions:
     alpha: float = 0.3  # exploration width
     ridge: float = 1.0
     quality_weight: float = 3.0
-    prior_skip: float = 0.6  # before any reward, each arm's estimate leans toward skipping this much
+    prior_skip: float = 0.6  # before any reward, an arm's estimate is its skip, capped at this
 
 
 class QualityBar:
@@ -61,8 +61,8 @@ class SkipGater:
         self.options = o = options or GaterOptions()
         d = 5
         self._a = [np.eye(d) * o.ridge for _ in o.arms]
-        # the prior: an arm's expected reward before data is its skip, discounted past prior_skip
-        self._b = [np.eye(d)[0] * o.ridge * (s - 2 * max(s - o.prior_skip, 0.0)) for s in o.arms]
+        # the prior: an arm's expected reward before data is its skip, capped (deeper is not assumed free)
+        self._b = [np.eye(d)[0] * o.ridge * min(s, o.prior_skip) for s in o.arms]
         self.pulls = [0] * len(o.arms)
 
     def choose(self, ctx: GateContext) -> int:

@@ -19,9 +19,7 @@ import numpy as np
 
 from cloud.soundweaver.policy import CachePolicy, Outcome, Plan, SoundJob
 from edgeweave.audio.judges import Judges
-from edgeweave.models.sound import SampleResult, SoundDiffusion
-
-StepCallback = Callable[[int, int], None]
+from edgeweave.models.sound import LatentSoundModel, SampleResult, StepCallback
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class GeneratedSound:
 
 class SoundRuntime:
     def __init__(
-        self, model: SoundDiffusion, judges: Judges, policy: CachePolicy, clock: Callable[[], float] = time.monotonic
+        self, model: LatentSoundModel, judges: Judges, policy: CachePolicy, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.model = model
         self.judges = judges
@@ -50,17 +48,19 @@ class SoundRuntime:
     def _run(self, job: SoundJob, plan: Plan, on_step: StepCallback | None) -> SampleResult:
         m = self.model
         if plan.state is not None:
-            return m.resume(job.embedding, plan.state.float(), plan.steps, plan.start, job.seed, plan.solver, on_step)
+            state = plan.state.float()
+            return m.resume(job.prompt, job.embedding, state, plan.steps, plan.start, job.seed, plan.solver, on_step)
         return m.sample(
-            job.embedding, job.duration, plan.steps, job.seed, plan.solver, plan.init, plan.start, plan.keep, on_step
-        )
+            job.prompt, job.embedding, job.duration, plan.steps, job.seed, plan.solver, plan.init, plan.start,
+            plan.keep, on_step,
+        )  # fmt: skip
 
     def execute(
         self, job: SoundJob, plan: Plan, now: float, on_step: StepCallback | None = None
     ) -> tuple[GeneratedSound, Outcome]:
         started = time.perf_counter()
         result = self._run(job, plan, on_step)
-        audio = self.model.vocode(result.mel, job.duration, job.seed)
+        audio = self.model.decode(result.mel, job.duration, job.seed)
         _, _, score = self.judges.judge(audio, job.embedding)
         outcome = Outcome(result.mel, max(score, 0.0), result.steps_run, result.states)
         self.policy.observe(job, plan, outcome, now)

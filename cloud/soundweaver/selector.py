@@ -28,7 +28,7 @@ from edgeweave.audio.mel import frames_for
 
 @dataclass(frozen=True)
 class SelectorOptions:
-    min_similarity: float = 0.75
+    min_similarity: float = 0.7  # on the dev trace, every nearest earlier request above it was the same concept
     max_duration_ratio: float = 2.0
     duration_weight: float = 0.1
 

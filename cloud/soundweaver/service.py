@@ -23,12 +23,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from cloud.soundweaver.baselines import Nirvana, NoCache
 from cloud.soundweaver.cache import CacheOptions
 from cloud.soundweaver.policy import CachePolicy, SoundJob, SoundWeaver
-from cloud.soundweaver.runtime import GeneratedSound, SoundRuntime, StepCallback
+from cloud.soundweaver.runtime import GeneratedSound, SoundRuntime
 from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.audio.judges import Judges
 from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
-from edgeweave.models.sound import SoundDiffusion
+from edgeweave.models.sound import StepCallback, load_sound_model
 
 QUEUE_FOR_FULL_LOAD = 8  # requests waiting at which the gater's load feature reads 1
 
@@ -85,21 +85,21 @@ class SoundService:
         with self._load_lock:
             if self._runtime is None:
                 o = self.options
-                model = SoundDiffusion.load(_resolve(o.model))
+                model = load_sound_model(_resolve(o.model))
                 judges = Judges.load(_resolve(o.judges))
                 self._runtime = SoundRuntime(model, judges, make_policy(o))
             return self._runtime
 
     @property
     def default_steps(self) -> int:
-        return self.runtime().model.cfg.default_steps
+        return self.runtime().model.default_steps
 
     def _generate(
         self, prompt: str, duration: float, steps: int | None, seed: int, on_step: StepCallback | None
     ) -> GeneratedSound:
         rt = self.runtime()
         emb = rt.model.embed([prompt])[0]
-        job = SoundJob(prompt, emb, duration, steps or rt.model.cfg.default_steps, seed)
+        job = SoundJob(prompt, emb, duration, steps or rt.model.default_steps, seed)
         load = min(self._waiting / QUEUE_FOR_FULL_LOAD, 1.0)
         sound = rt.serve(job, load, on_step)
         m = self.metrics

@@ -26,7 +26,7 @@ N_FFT = 1024
 HOP = 640  # 40 ms: 25 frames a second (coarse, but the CPU-trained UNet's cost is per frame)
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP
 _LOG_FLOOR = 1e-5
-_LOG_LO, _LOG_HI = float(np.log(_LOG_FLOOR)), 4.0  # the log-mel range mapped to [-1, 1]
+LOG_LO, LOG_HI = float(np.log(_LOG_FLOOR)), 4.0  # the log-mel range mapped to [-1, 1]
 FRAME_MULTIPLE = 4  # the UNet halves the frames twice
 
 
@@ -59,7 +59,7 @@ def to_mel(audio: np.ndarray | torch.Tensor, frames: int | None = None) -> torch
     x = torch.as_tensor(audio, dtype=torch.float32)
     spec = torch.stft(x, N_FFT, HOP, window=_window(), center=True, return_complex=True).abs() ** 2
     mel = torch.log(torch.clamp(_mel_torch() @ spec, min=_LOG_FLOOR))
-    norm = (mel - _LOG_LO) / (_LOG_HI - _LOG_LO) * 2 - 1
+    norm = (mel - LOG_LO) / (LOG_HI - LOG_LO) * 2 - 1
     if frames is not None:
         have = norm.shape[-1]
         if have >= frames:
@@ -79,7 +79,7 @@ class GriffinLim:
         import librosa
 
         m = torch.as_tensor(mel, dtype=torch.float32).clamp(-1, 1).numpy()
-        power = np.exp((m + 1) / 2 * (_LOG_HI - _LOG_LO) + _LOG_LO) - _LOG_FLOOR
+        power = np.exp((m + 1) / 2 * (LOG_HI - LOG_LO) + LOG_LO) - _LOG_FLOOR
         linear = np.maximum(np.linalg.pinv(_mel_basis()) @ np.maximum(power, 0.0), 0.0)
         samples = int(round(seconds * SAMPLE_RATE))
         frames = samples // HOP + 1  # what librosa's STFT of `samples` has: the UNet's padding goes (or one repeats)

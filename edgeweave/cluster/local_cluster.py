@@ -104,6 +104,11 @@ class LocalCluster:
             self._upstream = (*self._upstream, (name, svc.url + "/v1", key, model))
         return [svc for *_, svc in started]
 
+    def cloud_endpoint(self, name: str) -> tuple[str, str]:
+        """A started cloud service's base URL and API key."""
+        url, key = next((u, k) for n, u, k, _ in self._upstream if n == name)
+        return url.removesuffix("/v1"), key
+
     def start_coordinator(
         self,
         timeout_s: float = 60.0,

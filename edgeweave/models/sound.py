@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,20 +97,143 @@ def time_channel(frames: int) -> torch.Tensor:
 
 @dataclass
 class SampleResult:
-    mel: torch.Tensor  # [N_MELS, frames], clean
+    mel: torch.Tensor  # clean, in the model's cache representation: [rows, frames] (time last)
     steps_run: int  # UNet evaluations of the schedule (guidance batches the two halves: one step each)
     states: dict[int, torch.Tensor] = field(default_factory=dict)  # schedule index -> the latent entering it
 
 
-class SoundDiffusion:
-    """The trained UNet, its embedder and vocoder; thread-safe (one sampling at a time)."""
+StepCallback = Callable[[int, int], None]
+
+
+class LatentSoundModel(ABC):
+    """What SoundWeaver needs of a text-to-audio diffusion model, and the sampling loop they share.
+
+    A model's latents are shown to the cache as 2-d tensors with time last (``to_rows``): the
+    mel image itself for :class:`SoundDiffusion`, the VAE latent's channels x frequency rows for an
+    AudioLDM pipeline (:mod:`edgeweave.models.audioldm`), so the selector aligns any of them alike.
+    Thread-safe: one sampling at a time.
+    """
+
+    name: str
+    default_steps: int
+    silence: float  # the representation's value for silence (padding an aligned reference)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def embed(self, prompts: Sequence[str]) -> np.ndarray:
+        """Unit caption embeddings (the cache's keys)."""
+
+    @abstractmethod
+    def scheduler(self, solver: Solver):  # type: ignore[no-untyped-def]
+        """A fresh diffusers scheduler of the model's noise schedule."""
+
+    @abstractmethod
+    def latent_shape(self, seconds: float) -> tuple[int, ...]:
+        """The UNet's input shape (batch 1) for a clip of ``seconds``."""
+
+    @abstractmethod
+    def condition(self, prompt: str, embedding: np.ndarray) -> object:
+        """What :meth:`predict` conditions on."""
+
+    @abstractmethod
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        """The guided model output for latent ``x`` at timestep ``t``."""
+
+    @abstractmethod
+    def to_rows(self, latent: torch.Tensor) -> torch.Tensor:
+        """A ``latent_shape`` latent as ``[rows, frames]``."""
+
+    @abstractmethod
+    def from_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`to_rows`."""
+
+    @abstractmethod
+    def decode(self, rows: torch.Tensor, seconds: float, seed: int) -> np.ndarray:
+        """Float32 samples at 16 kHz of a clean latent in rows form."""
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        prompt: str,
+        embedding: np.ndarray,
+        seconds: float,
+        steps: int,
+        seed: int,
+        solver: Solver = "ddim",
+        init: torch.Tensor | None = None,
+        start: int = 0,
+        keep: Sequence[int] = (),
+        on_step: StepCallback | None = None,
+    ) -> SampleResult:
+        """A clean latent for the caption over a ``steps``-step schedule.
+
+        ``init`` with ``start`` > 0 is a warm start: ``init``, a clean latent in rows form (an
+        aligned reference), is noised to the schedule's timestep at index ``start`` and only the
+        steps from there run.  ``keep``: schedule indices whose incoming latents are returned
+        (NIRVANA caches them).
+        """
+        shape = self.latent_shape(seconds)
+        gen = torch.Generator().manual_seed(seed)
+        noise = torch.randn(shape, generator=gen)
+        sched = self.scheduler(solver)
+        sched.set_timesteps(steps)
+        if init is not None and start > 0:
+            x0 = self.from_rows(_fit(init, self.to_rows(noise).shape[-1], self.silence))
+            x = sched.add_noise(x0, noise, sched.timesteps[start : start + 1])
+        else:
+            start, x = 0, noise * sched.init_noise_sigma
+        return self._run(sched, x, self.condition(prompt, embedding), start, keep, on_step, gen)
+
+    @torch.inference_mode()
+    def resume(
+        self,
+        prompt: str,
+        embedding: np.ndarray,
+        state: torch.Tensor,
+        steps: int,
+        start: int,
+        seed: int,
+        solver: Solver = "ddim",
+        on_step: StepCallback | None = None,
+    ) -> SampleResult:
+        """Continue a ``steps``-step schedule from a latent (rows form) that enters index ``start`` (NIRVANA)."""
+        gen = torch.Generator().manual_seed(seed)
+        sched = self.scheduler(solver)
+        sched.set_timesteps(steps)
+        x = self.from_rows(state.clone())
+        return self._run(sched, x, self.condition(prompt, embedding), start, (), on_step, gen)
+
+    def _run(self, sched, x, cond, start, keep, on_step, gen) -> SampleResult:  # type: ignore[no-untyped-def]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(start)
+        states: dict[int, torch.Tensor] = {}
+        timesteps = sched.timesteps[start:]
+        with self._lock:
+            for i, t in enumerate(timesteps):
+                if start + i in keep:
+                    states[start + i] = self.to_rows(x).clone()
+                out = self.predict(sched.scale_model_input(x, t), t.view(1), cond)
+                x = sched.step(out, t, x, generator=gen).prev_sample
+                if on_step is not None:
+                    on_step(i + 1, len(timesteps))
+        return SampleResult(self.to_rows(x), len(timesteps), states)
+
+
+class SoundDiffusion(LatentSoundModel):
+    """The mel UNet trained here, its MiniLM embedder and the Griffin-Lim vocoder."""
+
+    silence = -1.0
 
     def __init__(self, cfg: SoundModelConfig, unet: SoundUNet, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
+        super().__init__()
         self.cfg = cfg
+        self.name = cfg.name
+        self.default_steps = cfg.default_steps
         self.unet = unet.eval()
         self._embed = embed
         self.vocoder = GriffinLim()
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, directory: Path) -> SoundDiffusion:
@@ -137,82 +261,44 @@ class SoundDiffusion:
     def embed(self, prompts: Sequence[str]) -> np.ndarray:
         return self._embed(prompts)
 
-    def _predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
-        if guidance == 1.0:
+    def scheduler(self, solver: Solver):  # type: ignore[no-untyped-def]
+        return make_scheduler(solver)
+
+    def latent_shape(self, seconds: float) -> tuple[int, ...]:
+        return (1, 1, N_MELS, frames_for(seconds))
+
+    def condition(self, prompt: str, embedding: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(embedding, dtype=np.float32)).view(1, -1)
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, cond: object) -> torch.Tensor:
+        assert isinstance(cond, torch.Tensor)
+        g = self.cfg.guidance
+        if g == 1.0:
             return self.unet(x, t, cond)
         c, u = self.unet(torch.cat([x, x]), t, torch.cat([cond, torch.zeros_like(cond)])).chunk(2)
-        return u + guidance * (c - u)
+        return u + g * (c - u)
 
-    @torch.inference_mode()
-    def sample(
-        self,
-        embedding: np.ndarray,
-        seconds: float,
-        steps: int,
-        seed: int,
-        solver: Solver = "ddim",
-        init: torch.Tensor | None = None,
-        start: int = 0,
-        keep: Sequence[int] = (),
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> SampleResult:
-        """A clean mel for ``embedding`` over a ``steps``-step schedule.
+    def to_rows(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent[0, 0]
 
-        ``init`` with ``start`` > 0 is a warm start: ``init``, a clean mel (an aligned reference), is
-        noised to the schedule's timestep at index ``start`` and only the steps from there run.
-        ``keep``: schedule indices whose incoming latents are returned (NIRVANA caches them).
-        """
-        frames = frames_for(seconds)
-        gen = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1, 1, N_MELS, frames), generator=gen)
-        sched = make_scheduler(solver)
-        sched.set_timesteps(steps)
-        if init is not None and start > 0:
-            x0 = _fit(init, frames)[None, None]
-            x = sched.add_noise(x0, noise, sched.timesteps[start : start + 1])
-        else:
-            start, x = 0, noise
-        return self._run(sched, x, embedding, start, keep, on_step, gen)
+    def from_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows[None, None]
 
-    @torch.inference_mode()
-    def resume(
-        self,
-        embedding: np.ndarray,
-        state: torch.Tensor,
-        steps: int,
-        start: int,
-        seed: int,
-        solver: Solver = "ddim",
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> SampleResult:
-        """Continue a ``steps``-step schedule from a latent that enters index ``start`` (NIRVANA)."""
-        gen = torch.Generator().manual_seed(seed)
-        sched = make_scheduler(solver)
-        sched.set_timesteps(steps)
-        return self._run(sched, state[None, None].clone(), embedding, start, (), on_step, gen)
-
-    def _run(self, sched, x, embedding, start, keep, on_step, gen) -> SampleResult:  # type: ignore[no-untyped-def]
-        cond = torch.from_numpy(np.asarray(embedding, dtype=np.float32)).view(1, -1)
-        if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(start)
-        states: dict[int, torch.Tensor] = {}
-        timesteps = sched.timesteps[start:]
-        with self._lock:
-            for i, t in enumerate(timesteps):
-                if start + i in keep:
-                    states[start + i] = x[0, 0].clone()
-                out = self._predict(x, t.view(1), cond, self.cfg.guidance)
-                x = sched.step(out, t, x, generator=gen).prev_sample
-                if on_step is not None:
-                    on_step(i + 1, len(timesteps))
-        return SampleResult(x[0, 0].clamp(-1, 1), len(timesteps), states)
-
-    def vocode(self, mel: torch.Tensor, seconds: float, seed: int) -> np.ndarray:
-        return self.vocoder(mel, seconds, seed)
+    def decode(self, rows: torch.Tensor, seconds: float, seed: int) -> np.ndarray:
+        return self.vocoder(rows.clamp(-1, 1), seconds, seed)
 
 
-def _fit(mel: torch.Tensor, frames: int) -> torch.Tensor:
-    have = mel.shape[-1]
+def _fit(rows: torch.Tensor, frames: int, pad: float) -> torch.Tensor:
+    have = rows.shape[-1]
     if have >= frames:
-        return mel[..., :frames]
-    return torch.nn.functional.pad(mel, (0, frames - have), value=-1.0)
+        return rows[..., :frames]
+    return torch.nn.functional.pad(rows, (0, frames - have), value=pad)
+
+
+def load_sound_model(directory: Path) -> LatentSoundModel:
+    """Ours (``sound.json``) or a diffusers AudioLDM pipeline (``model_index.json``) from ``directory``."""
+    if (directory / "model_index.json").is_file():
+        from edgeweave.models.audioldm import AudioLdmSound
+
+        return AudioLdmSound.load(directory)
+    return SoundDiffusion.load(directory)

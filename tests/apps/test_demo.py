@@ -77,6 +77,9 @@ def test_cluster_demo_answers_through_the_openai_client() -> None:
     assert 'agents: "get the house ready for movie night' in out and "cascade: who ran where" in out
     assert "weave-agent-device @ device:hub-1" in out and "house changes:" in out
     assert re.search(r"checker: (passed|\d+ leaves wrong)[^\n]*; cost [\d.]+ µUSD over [123] run", out), out
+    # home sounds: the door opens, the cloud makes a chime; the second, worded otherwise, is warm-started
+    assert re.search(r'sound: front door opened -> "[^"]+": cache miss: all 50 steps ran', out), out
+    assert re.search(r'sound: front door opened again -> "[^"]+": cache hit: \d+ of 50 steps ran', out), out
 
 
 def _descendants_alive(pid: int) -> list[psutil.Process]:
