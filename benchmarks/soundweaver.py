@@ -38,7 +38,7 @@ from cloud.soundweaver.baselines import Nirvana, NoCache
 from cloud.soundweaver.cache import CacheOptions
 from cloud.soundweaver.policy import CachePolicy, SoundJob, SoundWeaver
 from cloud.soundweaver.runtime import GeneratedSound, SoundRuntime
-from cloud.soundweaver.service import encode
+from cloud.soundweaver.service import QUEUE_FOR_FULL_LOAD, encode
 from edgeweave.audio import traces
 from edgeweave.audio.corpus import CONCEPTS, render
 from edgeweave.audio.judges import Judges
@@ -67,10 +67,12 @@ class Method:
     refine_s: float = 0.0
     refinements: int = 0
 
-    def serve(self, job: SoundJob, arrival: float) -> None:
+    def serve(self, job: SoundJob, arrival: float, later: np.ndarray) -> None:
+        """``later``: the arrival times of the requests after this one (those already in have queued)."""
         start = max(arrival, self.free_at)
         self.runtime.clock = lambda: start
-        sound = self.runtime.serve(job)
+        waiting = int(np.searchsorted(later, start, side="right"))
+        sound = self.runtime.serve(job, min(waiting / QUEUE_FOR_FULL_LOAD, 1.0))
         self.served.append(Served(sound, start - arrival))
         self.free_at = start + sound.latency_s
 
@@ -112,6 +114,21 @@ def _judged(m: Method, rows: list[traces.SoundRequestRow], embeddings: np.ndarra
     return np.asarray(claps), np.asarray(correct), np.stack(embs)
 
 
+def equal_latency_steps(methods: dict[str, Method]) -> int:
+    """The steps at which fewer-step sampling costs SoundWeaver's mean service time: service time fitted
+    as a + b x steps run over the full-step and SoundWeaver requests of this run (least squares),
+    per second of audio, then solved at SoundWeaver's mean."""
+    served = [s for n in ("full", "soundweaver") for s in methods[n].served]
+    x = np.array([[1.0, s.sound.seconds, s.sound.steps_run * s.sound.seconds] for s in served])
+    y = np.array([s.sound.latency_s for s in served])
+    (a, per_second, per_step_second), *_ = np.linalg.lstsq(x, y, rcond=None)
+    sw = methods["soundweaver"].served
+    seconds = float(np.mean([s.sound.seconds for s in sw]))
+    target = float(np.mean([s.sound.latency_s for s in sw]))
+    steps = (target - a - per_second * seconds) / max(per_step_second * seconds, 1e-9)
+    return int(np.clip(round(steps), 1, FULL_STEPS))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = parser(__doc__ or "", "24 requests of a 30-concept trace")
     ap.add_argument("--trace", type=Path, default=None, help=f"a trace CSV ({', '.join(traces.COLUMNS)})")
@@ -141,23 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     methods = {n: _method(n, p, model, judges) for n, p in _policies(a.cache_entries).items()}
     with Progress(console=console) as bar:
         task = bar.add_task("serving the trace (full, soundweaver, lru, nirvana)", total=len(jobs))
+        arrivals = np.array([r.arrival_s for r in rows])
         for i, (job, row) in enumerate(zip(jobs, rows, strict=True)):
             nxt = rows[i + 1].arrival_s if i + 1 < len(rows) else float("inf")
             for m in methods.values():
-                m.serve(job, row.arrival_s)
+                m.serve(job, row.arrival_s, arrivals[i + 1 :])
                 m.idle_until(nxt)
             bar.advance(task)
-        sw = methods["soundweaver"]
-        sw_service = float(np.mean([s.sound.latency_s for s in sw.served]))
-        full_service = float(np.mean([s.sound.latency_s for s in methods["full"].served]))
-        # equal latency: the per-step cost is the same model's, so steps scale with the service time
-        per_step = full_service / FULL_STEPS
-        fewer = max(1, round(sw_service / per_step))
+        fewer = equal_latency_steps(methods)
         m = _method("fewer-steps", NoCache("fewer-steps", fewer, "dpm"), model, judges)
         methods["fewer-steps"] = m
         task = bar.add_task(f"serving the trace (fewer-steps: {fewer} DPM-Solver++ steps)", total=len(jobs))
-        for job, row in zip(jobs, rows, strict=True):
-            m.serve(job, row.arrival_s)
+        for i, (job, row) in enumerate(zip(jobs, rows, strict=True)):
+            m.serve(job, row.arrival_s, arrivals[i + 1 :])
             bar.advance(task)
         task = bar.add_task("judging", total=len(methods) + 1)
         gl = GriffinLim()

@@ -69,7 +69,7 @@ from edgeweave.data.uq_questions import DataSet
 from edgeweave.errors import UsageError
 from edgeweave.generation.backends import load_backend
 from edgeweave.models.bundled import SMOLLM2, smollm2_gguf
-from edgeweave.uncertainty.embedder import load_embedder
+from edgeweave.models.embedder import load_embedder
 from edgeweave.uncertainty.measures import MEASURES, inv_entropy_full_rows, inv_entropy_mean_answer, measure
 from edgeweave.uncertainty.metrics import Interval, auroc, brier_isotonic, paired_bootstrap, prr
 from edgeweave.uncertainty.samples import Embedder, Sampler, SampleSet

@@ -88,6 +88,8 @@ async def serve(c: CloudServerConfig, api_keys: list[str] | None, key_note: str)
     async def stop() -> None:
         if state.tlora is not None:
             state.tlora.close()
+        if state.sound is not None:
+            state.sound.close()
         engine.stop()
 
     await serve_until_signal(app, c.host, c.port, ready, stop)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
 from edgeweave.models.sound import StepCallback, load_sound_model
 
+log = logging.getLogger("edgeweave.cloud.soundweaver")
 QUEUE_FOR_FULL_LOAD = 8  # requests waiting at which the gater's load feature reads 1
 
 
@@ -113,8 +115,11 @@ class SoundService:
 
     def _refine_if_idle(self) -> None:
         if self.options.refine_when_idle and self._waiting == 0 and self._runtime is not None:
-            if self._runtime.refine():
-                self.metrics.refinements.inc()
+            try:
+                if self._runtime.refine():
+                    self.metrics.refinements.inc()
+            except Exception:  # a failed refinement loses nothing: the entry stays as it was
+                log.exception("refining a cached sound failed")
 
     async def generate(
         self, prompt: str, duration: float, steps: int | None, seed: int, on_step: StepCallback | None = None

@@ -23,7 +23,7 @@ from edgeweave.wire.uncertainty import UncertaintyRequest, UncertaintyScore
 
 
 class UqRuntime:
-    """``embedder``: :func:`~edgeweave.uncertainty.embedder.load_embedder`'s name (None: no embeddings,
+    """``embedder``: :func:`~edgeweave.models.embedder.load_embedder`'s name (None: no embeddings,
     no scores)."""
 
     def __init__(self, engine: AsyncEngine, embedder: str | None) -> None:

@@ -107,7 +107,7 @@ def train_judges(
 ) -> Judges:
     """Train both judges on Griffin-Lim round-tripped corpus clips (``clips`` of them)."""
     from edgeweave.audio.mel import GriffinLim
-    from edgeweave.models.sound_train import DURATIONS, build_pools
+    from edgeweave.audio.pools import DURATIONS, build_pools
 
     torch.manual_seed(seed)
     pools = build_pools(clips, seed, embed)
@@ -139,5 +139,5 @@ def train_judges(
                 task, advance=1, description=f"training the sound judges ce {ce.item():.3f} nce {nce.item():.3f}"
             )
     judges = Judges(clf, clap)
-    judges.save(out, {"steps": steps, "clips": clips, "seed": seed, "final_ce": round(float(ce), 4)})
+    judges.save(out, {"steps": steps, "clips": clips, "seed": seed, "final_ce": round(float(ce.detach()), 4)})
     return judges

@@ -19,6 +19,7 @@ on the same requests is judged on the paired bootstrap (:func:`paired_interval`)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,7 +34,9 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to the rows of ``a`` and ``b``."""
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    with warnings.catch_warnings():  # fewer sounds than dimensions: singular covariances, as FAD has at small n
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1 @ s2)
     if np.iscomplexobj(covmean):
         covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))

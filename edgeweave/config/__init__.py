@@ -147,7 +147,7 @@ class DeviceConfig(_Strict):
     interfaces: list[str] = Field(default_factory=lambda: ["127.0.0.1"])  # ["all"] for every interface
     power: PowerModel | None = None
     models: list[ModelSpec] = Field(min_length=1)
-    # the sentence embedder of uncertainty scores (edgeweave.uncertainty.embedder.load_embedder: the bundled
+    # the sentence embedder of uncertainty scores (edgeweave.models.embedder.load_embedder: the bundled
     # MiniLM or a sentence-transformers directory), loaded on the first request that asks; None: refuse them
     embedder: str | None = "all-minilm-l6-v2"
     _none = field_validator("embedder")(_none_word)

@@ -29,7 +29,7 @@ class AudioLdmSound(LatentSoundModel):
     silence = 0.0  # the latent's mean: padding a short reference adds no structure
 
     def __init__(self, pipe, name: str, guidance: float = 2.5, default_steps: int = 50) -> None:  # type: ignore[no-untyped-def]
-        from edgeweave.uncertainty.embedder import load_embedder
+        from edgeweave.models.embedder import load_embedder
 
         super().__init__()
         self.pipe = pipe

@@ -240,7 +240,7 @@ class SoundDiffusion(LatentSoundModel):
         from diffusers import UNet2DModel
         from safetensors.torch import load_file
 
-        from edgeweave.uncertainty.embedder import load_embedder
+        from edgeweave.models.embedder import load_embedder
 
         meta = directory / "sound.json"
         if not meta.is_file():

@@ -1,8 +1,7 @@
 """Training the text-to-audio model on the procedural home-sound corpus (:mod:`edgeweave.audio.corpus`).
 
-A pool of clips is synthesized from a seed (durations drawn from whole seconds 1-10 so that a
-batch holds one duration and needs no padding), each with three captions embedded by MiniLM;
-batches are drawn from one duration at a time, a timestep is drawn uniformly, and the UNet learns
+Clips come from :func:`edgeweave.audio.pools.build_pools` (one duration per batch, three captions
+per clip embedded by MiniLM); batches are drawn from one duration at a time, a timestep is drawn uniformly, and the UNet learns
 v-prediction (diffusers' ``DDPMScheduler.get_velocity``) with AdamW.  10% of captions are replaced
 by the zero embedding, the unconditional branch of classifier-free guidance.  Deterministic for a
 seed on one machine (torch's CPU kernels may differ across CPUs in the last bits).
@@ -10,45 +9,14 @@ seed on one machine (torch's CPU kernels may differ across CPUs in the last bits
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.progress import Progress
 
-from edgeweave.audio.corpus import CONCEPTS, caption, random_spec, render
-from edgeweave.audio.mel import frames_for, to_mel
+from edgeweave.audio.pools import CAPTIONS_PER_CLIP, DURATIONS, build_pools
 from edgeweave.models.sound import TRAIN_TIMESTEPS, SoundDiffusion, SoundModelConfig, SoundUNet
-
-CAPTIONS_PER_CLIP = 3
-DURATIONS = tuple(float(s) for s in range(1, 11))
-
-
-@dataclass
-class Pool:
-    """Clips of one duration: mels ``[n, N_MELS, frames]``, caption embeddings ``[n, k, 384]`` and
-    each clip's concept (its index in :data:`CONCEPTS`)."""
-
-    mels: torch.Tensor
-    embeddings: torch.Tensor
-    concepts: torch.Tensor
-
-
-def build_pools(clips: int, seed: int, embed: Callable[[Sequence[str]], np.ndarray]) -> dict[float, Pool]:
-    """About ``clips`` clips split evenly over :data:`DURATIONS`, synthesized from ``seed``."""
-    rng = np.random.default_rng(seed)
-    pools: dict[float, Pool] = {}
-    per = max(clips // len(DURATIONS), 1)
-    for d in DURATIONS:
-        specs = [random_spec(rng, duration=d) for _ in range(per)]
-        mels = torch.stack([to_mel(render(s, int(rng.integers(2**31))), frames_for(d)) for s in specs])
-        texts = [caption(s, rng, paraphrase=0) for s in specs for _ in range(CAPTIONS_PER_CLIP)]
-        emb = torch.from_numpy(embed(texts)).view(per, CAPTIONS_PER_CLIP, -1)
-        pools[d] = Pool(mels, emb, torch.tensor([CONCEPTS.index(s.concept) for s in specs]))
-    return pools
-
 
 def train_sound_model(
     out: Path,
@@ -61,7 +29,7 @@ def train_sound_model(
 ) -> SoundDiffusion:
     from diffusers import DDPMScheduler
 
-    from edgeweave.uncertainty.embedder import load_embedder
+    from edgeweave.models.embedder import load_embedder
 
     torch.manual_seed(seed)
     cfg = cfg or SoundModelConfig()
@@ -108,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from edgeweave.models.registry import checkpoint_dir
-    from edgeweave.uncertainty.embedder import load_embedder
+    from edgeweave.models.embedder import load_embedder
 
     ap = argparse.ArgumentParser(description="Train weave-sound and weave-sound-judges on the home-sound corpus")
     ap.add_argument("--out", type=Path, default=checkpoint_dir("weave-sound"))

@@ -1,7 +1,7 @@
 """``/v1/embeddings`` for every front door that serves it (cloud service, coordinator), and the lazy embedder.
 
 :class:`LazyEmbedder` loads a sentence embedder
-(:func:`edgeweave.uncertainty.embedder.load_embedder`) off the event loop on first use, once however
+(:func:`edgeweave.models.embedder.load_embedder`) off the event loop on first use, once however
 many requests arrive meanwhile; :func:`embeddings_response` answers an OpenAI embeddings request with
 it (``float`` lists or ``base64`` of little-endian float32, as OpenAI's clients decode; usage in
 the embedder's word pieces).
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeweave.serving.http_errors import ApiError
-from edgeweave.uncertainty.embedder import load_embedder
+from edgeweave.models.embedder import load_embedder
 from edgeweave.uncertainty.samples import Embedder
 from edgeweave.wire.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 

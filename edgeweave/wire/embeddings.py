@@ -1,7 +1,7 @@
 """OpenAI's ``/v1/embeddings``: request and response bodies.
 
 Served by the cloud service and the coordinator with the MiniLM sentence embedder
-(:mod:`edgeweave.uncertainty.embedder`), which the uncertainty measures use too.  ``input`` is a
+(:mod:`edgeweave.models.embedder`), which the uncertainty measures use too.  ``input`` is a
 string or a list of strings (token-id inputs are refused, naming the field); ``encoding_format`` is
 ``float`` or ``base64`` (little-endian float32, as OpenAI's clients decode it); ``dimensions`` is
 refused (MiniLM has no shortened embeddings).

@@ -42,13 +42,13 @@ async def test_a_wav_comes_back_with_how_it_was_made(cloud_server: ServiceProces
 
 async def test_flac_as_base64_a_url_to_fetch_and_a_reworded_request_warm_started(cloud_server: ServiceProcess) -> None:
     hits = metric(cloud_server.url, 'edgeweave_sound_generations_total{cache="hit"}')
-    first = {"prompt": "gentle rain on the window, soft and low", "duration": 2.0, "steps": 10, "seed": 1}
+    first = {"prompt": "gentle rain falling on the window", "duration": 2.0, "steps": 10, "seed": 1}
     status, body, _ = await post(cloud_server, {**first, "format": "flac", "response_format": "b64_json"})
     assert status == 200, body
     gen = json.loads(body)
     audio, rate = soundfile.read(io.BytesIO(base64.b64decode(gen["b64_json"])))
     assert gen["format"] == "flac" and rate == 16_000 and len(audio) == 32_000
-    reworded = {"prompt": "soft rainfall, low and gentle", "duration": 3.0, "steps": 10, "seed": 2}
+    reworded = {"prompt": "soft rain falling on a window", "duration": 3.0, "steps": 10, "seed": 2}
     status, body, _ = await post(cloud_server, {**reworded, "response_format": "url"})
     assert status == 200, body
     gen = json.loads(body)

@@ -17,7 +17,7 @@ from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.audio.judges import Clap, Judges, SoundClassifier
 from edgeweave.audio.mel import N_MELS, frames_for
 from edgeweave.models.sound import SoundDiffusion, SoundModelConfig, SoundUNet
-from edgeweave.uncertainty.embedder import load_embedder
+from edgeweave.models.embedder import load_embedder
 
 TINY = SoundModelConfig(name="tiny-sound", channels=(8, 16, 16), default_steps=12)
 

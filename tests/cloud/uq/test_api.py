@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from edgeweave.cluster.processes import ServiceProcess
-from edgeweave.uncertainty.embedder import MINILM
+from edgeweave.models.embedder import MINILM
 from tests.cloud.test_server import metric
 from tests.conftest import CLOUD_KEY, CLOUD_MODEL
 

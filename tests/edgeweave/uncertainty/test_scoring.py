@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from edgeweave.uncertainty.embedder import load_embedder
+from edgeweave.models.embedder import load_embedder
 from edgeweave.uncertainty.gaap import MIN_COS, GaapPerturber, keeps, protected_tokens, spread
 from edgeweave.uncertainty.perturb import RulePerturber
 from edgeweave.uncertainty.samples import SampleBatch, SampledAnswer
