@@ -130,7 +130,7 @@ def equal_latency_steps(methods: dict[str, Method]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = parser(__doc__ or "", "24 requests of a 30-concept trace")
+    ap = parser(__doc__ or "", "18 requests of a 20-concept trace")
     ap.add_argument("--trace", type=Path, default=None, help=f"a trace CSV ({', '.join(traces.COLUMNS)})")
     ap.add_argument("--requests", type=int, default=None, help="replay only the first N requests")
     ap.add_argument("--cache-entries", type=int, default=1000)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.trace is not None:
         rows = traces.read(a.trace)
     elif a.quick:
-        rows = traces.generate(24, seed=2, concepts=30, paraphrase=1)
+        rows = traces.generate(18, seed=2, concepts=20, paraphrase=1)
     else:
         rows = traces.read(TEST_TRACE)
     rows = rows[: a.requests] if a.requests else rows
@@ -234,24 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         "hit_rate": s["soundweaver"]["hit_rate"],
         "cache_entries": s["soundweaver"]["cache_entries"],
     }
-    table = Table(title=f"SoundWeaver on {len(rows)} requests")
-    cols = (
-        "service_p50_s",
-        "service_p95_s",
-        "latency_p95_s",
-        "capacity_rps",
-        "steps_run_mean",
-        "hit_rate",
-        "clap",
-        "accuracy",
-        "frechet",
-        "spectral_db",
-    )
+    table = Table(title=f"SoundWeaver on {len(rows)} requests (service times in s; +queue: with queueing)")
+    cols = {
+        "service_p50_s": "p50", "service_p95_s": "p95", "latency_p95_s": "p95+queue", "capacity_rps": "req/s",
+        "steps_run_mean": "steps", "hit_rate": "hits", "clap": "CLAP", "accuracy": "acc", "frechet": "FD",
+        "spectral_db": "spec dB",
+    }  # fmt: skip
     table.add_column("method")
-    for c in cols:
-        table.add_column(c, justify="right")
+    for label in cols.values():
+        table.add_column(label, justify="right")
     for name, r in s.items():
-        table.add_row(name, *(f"{r[c]:.3f}" for c in cols))
+        table.add_row(name, *(f"{r[c]:.3g}" for c in cols))
     console.print(table)
     for k, v in summary.items():
         console.print(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
@@ -268,6 +261,8 @@ def _examples(methods: dict[str, Method], rows: list[traces.SoundRequestRow], co
     """A few requests served as warm starts, each as every method made it (WAV files)."""
     out = RESULTS / "soundweaver_examples"
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():  # an earlier run's examples
+        old.unlink()
     sw = methods["soundweaver"].served
     picks = [i for i, s in enumerate(sw) if s.sound.hit][:count] or list(range(min(count, len(rows))))
     for i in picks:

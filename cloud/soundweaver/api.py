@@ -55,7 +55,7 @@ def _described(
     data = encode(sound.audio, req.format)
     service.keep(file_id, data, CONTENT_TYPES[req.format])
     return AudioGeneration(
-        id=file_id, model=service.options.model, format=req.format, duration=sound.seconds, sample_rate=SAMPLE_RATE,
+        id=file_id, model=service.model_name, format=req.format, duration=sound.seconds, sample_rate=SAMPLE_RATE,
         steps=sound.steps, steps_run=sound.steps_run, cache_hit=sound.hit, reference=sound.reference,
         similarity=round(sound.similarity, 4), quality=round(sound.quality, 4), latency_s=round(sound.latency_s, 4),
         url=f"{AUDIO_FILES}{file_id}" if req.response_format == "url" else None,
@@ -64,8 +64,8 @@ def _described(
 
 
 def _check(service: SoundService, req: AudioGenerationRequest) -> None:
-    if req.model is not None and req.model != service.options.model:
-        raise ApiError(404, f"model {req.model!r} is not served here (serving {service.options.model})", param="model")
+    if req.model is not None and req.model != service.model_name:
+        raise ApiError(404, f"model {req.model!r} is not served here (serving {service.model_name})", param="model")
     if req.stream and req.response_format == "audio":
         raise ApiError(
             400, "response_format: a stream carries JSON events: use url or b64_json with stream",

@@ -55,6 +55,8 @@ def encode(audio: np.ndarray, fmt: str) -> bytes:
 class SoundMetrics:
     def __init__(self, r: CollectorRegistry) -> None:
         self.requests = Counter("edgeweave_sound_generations", "Sound generations", ["cache"], registry=r)
+        for outcome in ("hit", "miss"):
+            self.requests.labels(outcome)  # both series exist (at 0) before the first generation
         self.latency = Histogram(
             "edgeweave_sound_latency_seconds", "Generation latency (sampling, vocoding, judging)",
             buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64), registry=r,
@@ -82,6 +84,11 @@ class SoundService:
         self._waiting = 0
         self.files: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
 
+    @property
+    def model_name(self) -> str:
+        """The id requests name (``model``): the configured model's name, or its directory's."""
+        return Path(self.options.model).name
+
     def runtime(self) -> SoundRuntime:
         """The model, judge and policy, loaded once (on the worker thread, off the event loop)."""
         with self._load_lock:
@@ -91,10 +98,6 @@ class SoundService:
                 judges = Judges.load(_resolve(o.judges))
                 self._runtime = SoundRuntime(model, judges, make_policy(o))
             return self._runtime
-
-    @property
-    def default_steps(self) -> int:
-        return self.runtime().model.default_steps
 
     def _generate(
         self, prompt: str, duration: float, steps: int | None, seed: int, on_step: StepCallback | None

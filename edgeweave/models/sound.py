@@ -33,7 +33,6 @@ from edgeweave.audio.mel import FRAMES_PER_SECOND, N_MELS, GriffinLim, frames_fo
 from edgeweave.errors import ModelFileError
 
 Solver = Literal["ddim", "dpm"]
-SOLVERS: tuple[Solver, ...] = ("ddim", "dpm")
 TRAIN_TIMESTEPS = 1000
 EMBED_DIM = 384  # all-MiniLM-L6-v2
 

@@ -18,6 +18,7 @@ from rich.progress import Progress
 from edgeweave.audio.pools import CAPTIONS_PER_CLIP, DURATIONS, build_pools
 from edgeweave.models.sound import TRAIN_TIMESTEPS, SoundDiffusion, SoundModelConfig, SoundUNet
 
+
 def train_sound_model(
     out: Path,
     steps: int = 3000,

@@ -29,9 +29,8 @@ async def post(svc: ServiceProcess, body: object) -> tuple[int, bytes, dict[str,
 
 
 async def test_a_wav_comes_back_with_how_it_was_made(cloud_server: ServiceProcess) -> None:
-    status, body, headers = await post(
-        cloud_server, {"prompt": "a loud fast beeping alarm", "duration": 1.5, "steps": 8}
-    )
+    ask = {"model": "weave-sound", "prompt": "a loud fast beeping alarm", "duration": 1.5, "steps": 8}
+    status, body, headers = await post(cloud_server, ask)
     assert status == 200, body
     assert headers["Content-Type"] == "audio/wav" and body[:4] == b"RIFF"
     audio, rate = soundfile.read(io.BytesIO(body))
