@@ -1,7 +1,7 @@
 """Training the text-to-audio model on the procedural home-sound corpus (:mod:`edgeweave.audio.corpus`).
 
 Clips come from :func:`edgeweave.audio.pools.build_pools` (one duration per batch, three captions
-per clip embedded by MiniLM); batches are drawn from one duration at a time, a timestep is drawn uniformly, and the UNet learns
+per clip embedded by MiniLM); a batch is one duration, a timestep is drawn uniformly, and the UNet learns
 v-prediction (diffusers' ``DDPMScheduler.get_velocity``) with AdamW.  10% of captions are replaced
 by the zero embedding, the unconditional branch of classifier-free guidance.  Deterministic for a
 seed on one machine (torch's CPU kernels may differ across CPUs in the last bits).
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m edgeweave.models.sound_train``: train the sound model and its judges."""
     import argparse
 
-    from edgeweave.models.registry import checkpoint_dir
     from edgeweave.models.embedder import load_embedder
+    from edgeweave.models.registry import checkpoint_dir
 
     ap = argparse.ArgumentParser(description="Train weave-sound and weave-sound-judges on the home-sound corpus")
     ap.add_argument("--out", type=Path, default=checkpoint_dir("weave-sound"))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeweave.serving.http_errors import ApiError
 from edgeweave.models.embedder import load_embedder
+from edgeweave.serving.http_errors import ApiError
 from edgeweave.uncertainty.samples import Embedder
 from edgeweave.wire.embeddings import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
 

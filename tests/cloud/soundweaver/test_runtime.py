@@ -16,8 +16,8 @@ from cloud.soundweaver.runtime import SoundRuntime
 from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.audio.judges import Clap, Judges, SoundClassifier
 from edgeweave.audio.mel import N_MELS, frames_for
-from edgeweave.models.sound import SoundDiffusion, SoundModelConfig, SoundUNet
 from edgeweave.models.embedder import load_embedder
+from edgeweave.models.sound import SoundDiffusion, SoundModelConfig, SoundUNet
 
 TINY = SoundModelConfig(name="tiny-sound", channels=(8, 16, 16), default_steps=12)
 
