@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ def _check(service: SoundService, req: AudioGenerationRequest) -> None:
 
 
 async def _stream(service: SoundService, req: AudioGenerationRequest, file_id: str) -> AsyncIterator[bytes]:
+    """Progress events, then the generation (or an ``error`` event: the 200 was already sent)."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[AudioProgress] = asyncio.Queue()
 
@@ -81,6 +83,7 @@ async def _stream(service: SoundService, req: AudioGenerationRequest, file_id: s
         loop.call_soon_threadsafe(events.put_nowait, AudioProgress(step=step, total=total))
 
     task = asyncio.ensure_future(service.generate(req.prompt, req.duration, req.steps, req.seed, on_step))
+    getter: asyncio.Future[AudioProgress] | None = None
     try:
         while not task.done() or not events.empty():
             getter = asyncio.ensure_future(events.get())
@@ -89,12 +92,18 @@ async def _stream(service: SoundService, req: AudioGenerationRequest, file_id: s
                 yield sse_event(getter.result().model_dump_json(), "progress")
             else:
                 getter.cancel()
-        yield sse_event(
-            _described(req, service, task.result(), file_id).model_dump_json(exclude_none=True), "generation"
-        )
+        try:
+            gen = _described(req, service, task.result(), file_id)
+        except Exception as e:  # noqa: BLE001 - any failure of the generation becomes the stream's last event
+            yield sse_event(
+                json.dumps({"error": {"message": f"the generation failed: {e}", "type": "server_error"}}), "error"
+            )
+            return
+        yield sse_event(gen.model_dump_json(exclude_none=True), "generation")
         yield sse_event("[DONE]")
     finally:
-        task.cancel()
+        if getter is not None:
+            getter.cancel()
 
 
 async def answer(service: SoundService, method: str, path: str, body: bytes) -> AudioReply:

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -51,10 +53,12 @@ class NoCache:
 class Nirvana:
     name = "nirvana"
 
-    def __init__(self, capacity: int = 1000) -> None:
+    def __init__(self, capacity: int = 1000, frames: Callable[[float], int] = frames_for) -> None:
         self.capacity = capacity
+        self.frames = frames
         self.entries: dict[int, CacheEntry] = {}
         self._saved: dict[int, int] = {}  # key -> steps it has saved so far (benefit x frequency)
+        self._schedule: dict[int, tuple[int, Solver]] = {}  # key -> the (steps, solver) its latents came from
         self._next = 0
 
     def _levels(self, steps: int) -> tuple[int, ...]:
@@ -62,8 +66,12 @@ class Nirvana:
 
     def plan(self, job: SoundJob, now: float, load: float) -> Plan:
         keep = self._levels(job.steps)
-        frames = frames_for(job.duration)
-        fits = [e for e in self.entries.values() if next(iter(e.states.values())).shape[-1] >= frames]
+        frames = self.frames(job.duration)
+        fits = [
+            e
+            for e in self.entries.values()
+            if self._schedule[e.key] == (job.steps, job.solver) and next(iter(e.states.values())).shape[-1] >= frames
+        ]  # fmt: skip
         if not fits:
             return Plan(job.steps, job.solver, keep=keep)
         sims = np.stack([e.embedding for e in fits]) @ job.embedding
@@ -88,7 +96,7 @@ class Nirvana:
         if len(self.entries) >= self.capacity:
             # LCBFU: the least computational benefit x frequency, i.e. the fewest steps saved, oldest first
             victim = min(self.entries.values(), key=lambda e: (self._saved[e.key], e.last_used))
-            del self.entries[victim.key], self._saved[victim.key]
+            del self.entries[victim.key], self._saved[victim.key], self._schedule[victim.key]
         states = {k: v.to(torch.float16) for k, v in outcome.states.items()}
         self.entries[self._next] = CacheEntry(
             key=self._next, prompt=job.prompt, embedding=job.embedding, duration=job.duration,
@@ -96,6 +104,7 @@ class Nirvana:
             states=states,
         )  # fmt: skip
         self._saved[self._next] = 0
+        self._schedule[self._next] = (plan.steps, plan.solver)
         self._next += 1
 
     def idle(self, now: float) -> tuple[SoundJob, Plan] | None:

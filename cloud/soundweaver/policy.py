@@ -22,7 +22,7 @@ import torch
 
 from cloud.soundweaver.cache import CacheEntry, CacheManager, CacheOptions
 from cloud.soundweaver.gater import GateContext, GaterOptions, QualityBar, SkipGater
-from cloud.soundweaver.selector import SelectorOptions, align, select
+from cloud.soundweaver.selector import MEL, Layout, SelectorOptions, align, select
 from edgeweave.models.sound import Solver
 
 
@@ -95,6 +95,7 @@ class SoundWeaver:
         gater: GaterOptions | None = None,
         name: str = "soundweaver",
         refine_steps: int = 50,
+        layout: Layout = MEL,
     ) -> None:
         self.cache = CacheManager(cache)
         self.selector = selector or SelectorOptions()
@@ -102,6 +103,7 @@ class SoundWeaver:
         self.bar = QualityBar()
         self.name = name
         self.refine_steps = refine_steps
+        self.layout = layout
 
     def plan(self, job: SoundJob, now: float, load: float) -> Plan:
         ref = select(self.cache, job.embedding, job.duration, self.selector)
@@ -110,8 +112,10 @@ class SoundWeaver:
         ctx = GateContext(ref.similarity, ref.duration_ratio, ref.entry.quality, load)
         arm = self.gater.choose(ctx)
         start = min(round(self.gater.options.arms[arm] * job.steps), job.steps - 1)
+        if start == 0:  # the gater chose to ignore the reference: it was not used
+            return Plan(job.steps, job.solver, arm=arm, context=ctx, similarity=ref.similarity)
         self.cache.touch(ref.entry.key, now)
-        init = align(ref.entry.mel.float(), ref.entry.duration, job.duration)
+        init = align(ref.entry.mel.float(), ref.entry.duration, job.duration, self.layout)
         return Plan(
             job.steps, job.solver, start, init, reference=ref.entry.key, reference_prompt=ref.entry.prompt,
             similarity=ref.similarity, arm=arm, context=ctx,

@@ -17,6 +17,7 @@ Griffin-Lim vocoder after denoising, so a phase-vocoder's phase bookkeeping woul
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,20 @@ def select(cache: CacheManager, embedding: np.ndarray, duration: float, options:
 STATIONARY_SPREAD = 0.08  # normalized log-mel units: frame-energy std below it reads as stationary
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a model's latent rows relate to time: frames per clip length, and the value of silence.
+    ``mel``: the rows are our normalized log-mel, where loudness (and so stationarity) can be read;
+    another model's latent (AudioLDM's VAE) is always stretched, never looped."""
+
+    frames: Callable[[float], int] = frames_for
+    silence: float = -1.0
+    mel: bool = True
+
+
+MEL = Layout()
+
+
 def is_stationary(mel: torch.Tensor) -> bool:
     """Whether the sound's loudness holds steady over time (the spread of its per-frame mean level)."""
     level = mel.mean(0)
@@ -67,17 +82,17 @@ def is_stationary(mel: torch.Tensor) -> bool:
     return bool(active.numel() > 4 and float(active.std()) < STATIONARY_SPREAD)
 
 
-def align(mel: torch.Tensor, from_seconds: float, to_seconds: float) -> torch.Tensor:
-    """``mel`` (a clip of ``from_seconds``) fitted to ``to_seconds``: looped/cropped when stationary,
-    else stretched in time; ``[N_MELS, frames_for(to_seconds)]``."""
-    frames = frames_for(to_seconds)
-    used = min(mel.shape[-1], max(frames_for(from_seconds), 1))
-    clip = mel[:, :used]
-    if is_stationary(clip):
+def align(rows: torch.Tensor, from_seconds: float, to_seconds: float, layout: Layout = MEL) -> torch.Tensor:
+    """``rows`` (a clip of ``from_seconds``) fitted to ``to_seconds``: looped/cropped when a stationary
+    mel, else stretched in time; ``[rows, layout.frames(to_seconds)]``."""
+    frames = layout.frames(to_seconds)
+    used = min(rows.shape[-1], max(layout.frames(from_seconds), 1))
+    clip = rows[:, :used]
+    if layout.mel and is_stationary(clip):
         reps = -(-frames // used)
         return clip.repeat(1, reps)[:, :frames]
     target = max(round(used * to_seconds / from_seconds), 1)
     stretched = torch.nn.functional.interpolate(clip[None], size=target, mode="linear", align_corners=False)[0]
     if stretched.shape[-1] >= frames:
         return stretched[:, :frames]
-    return torch.nn.functional.pad(stretched, (0, frames - stretched.shape[-1]), value=-1.0)
+    return torch.nn.functional.pad(stretched, (0, frames - stretched.shape[-1]), value=layout.silence)

@@ -25,22 +25,24 @@ from cloud.soundweaver.baselines import Nirvana, NoCache
 from cloud.soundweaver.cache import CacheOptions
 from cloud.soundweaver.policy import CachePolicy, SoundJob, SoundWeaver
 from cloud.soundweaver.runtime import GeneratedSound, SoundRuntime
+from cloud.soundweaver.selector import Layout
 from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.audio.judges import Judges
 from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
-from edgeweave.models.sound import StepCallback, load_sound_model
+from edgeweave.models.sound import LatentSoundModel, SoundDiffusion, StepCallback, load_sound_model
 
 log = logging.getLogger("edgeweave.cloud.soundweaver")
 QUEUE_FOR_FULL_LOAD = 8  # requests waiting at which the gater's load feature reads 1
 
 
-def make_policy(o: SoundOptions) -> CachePolicy:
+def make_policy(o: SoundOptions, model: LatentSoundModel) -> CachePolicy:
     cache = CacheOptions(capacity=o.cache_entries, half_life_s=o.half_life_s, lru=o.policy == "soundweaver-lru")
     if o.policy in ("soundweaver", "soundweaver-lru"):
-        return SoundWeaver(cache, name=o.policy)
+        layout = Layout(model.frames, model.silence, isinstance(model, SoundDiffusion))
+        return SoundWeaver(cache, name=o.policy, refine_steps=model.default_steps, layout=layout)
     if o.policy == "nirvana":
-        return Nirvana(o.cache_entries)
+        return Nirvana(o.cache_entries, model.frames)
     return NoCache("full")
 
 
@@ -96,7 +98,7 @@ class SoundService:
                 o = self.options
                 model = load_sound_model(_resolve(o.model))
                 judges = Judges.load(_resolve(o.judges))
-                self._runtime = SoundRuntime(model, judges, make_policy(o))
+                self._runtime = SoundRuntime(model, judges, make_policy(o, model))
             return self._runtime
 
     def _generate(
@@ -105,7 +107,7 @@ class SoundService:
         rt = self.runtime()
         emb = rt.model.embed([prompt])[0]
         job = SoundJob(prompt, emb, duration, steps or rt.model.default_steps, seed)
-        load = min(self._waiting / QUEUE_FOR_FULL_LOAD, 1.0)
+        load = min((self._waiting - 1) / QUEUE_FOR_FULL_LOAD, 1.0)  # the others waiting behind this one
         sound = rt.serve(job, load, on_step)
         m = self.metrics
         m.requests.labels("hit" if sound.hit else "miss").inc()

@@ -5,8 +5,9 @@ The diffusion model works on a ``[n_mels, frames]`` image of log-mel energies sc
 autoencoder: at 40 mel bands and 25 frames a second the image is already small).  The vocoder is
 Griffin-Lim (librosa's fast variant, momentum 0.99) on the mel's pseudo-inverse: it needs no
 training, is deterministic given its seed, and costs every serving method the same per second of
-audio, so it moves no ratio between them; its phase artifacts are heard, but every quality metric
-re-extracts the mel from the waveform, so they count equally against every method too.  A small
+audio (a fixed cost that shrinks every speed-up ratio, and favours none); its phase artifacts are
+heard, but every quality metric re-extracts the mel from the waveform, so they count equally
+against every method too.  A small
 trained vocoder would sound better; the repository's CPU training budget went to the diffusion
 model instead.
 """

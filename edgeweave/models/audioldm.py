@@ -67,6 +67,9 @@ class AudioLdmSound(LatentSoundModel):
         height = int(np.ceil(seconds / self._seconds_per_frame / self._scale)) * self._scale
         return (1, self._channels, height // self._scale, self._bins)
 
+    def frames(self, seconds: float) -> int:
+        return self.latent_shape(seconds)[2]
+
     def condition(self, prompt: str, embedding: np.ndarray) -> torch.Tensor:
         return self.pipe._encode_prompt(prompt, torch.device("cpu"), 1, self.guidance > 1.0)
 

@@ -133,6 +133,10 @@ class LatentSoundModel(ABC):
         """The UNet's input shape (batch 1) for a clip of ``seconds``."""
 
     @abstractmethod
+    def frames(self, seconds: float) -> int:
+        """Frames (the rows' last axis) of a clip of ``seconds``."""
+
+    @abstractmethod
     def condition(self, prompt: str, embedding: np.ndarray) -> object:
         """What :meth:`predict` conditions on."""
 
@@ -265,6 +269,9 @@ class SoundDiffusion(LatentSoundModel):
 
     def latent_shape(self, seconds: float) -> tuple[int, ...]:
         return (1, 1, N_MELS, frames_for(seconds))
+
+    def frames(self, seconds: float) -> int:
+        return frames_for(seconds)
 
     def condition(self, prompt: str, embedding: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.asarray(embedding, dtype=np.float32)).view(1, -1)

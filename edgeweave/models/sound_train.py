@@ -21,7 +21,7 @@ from edgeweave.models.sound import TRAIN_TIMESTEPS, SoundDiffusion, SoundModelCo
 
 def train_sound_model(
     out: Path,
-    steps: int = 3000,
+    steps: int = 2000,
     batch: int = 16,
     clips: int = 2000,
     seed: int = 0,
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train weave-sound and weave-sound-judges on the home-sound corpus")
     ap.add_argument("--out", type=Path, default=checkpoint_dir("weave-sound"))
     ap.add_argument("--judges-out", type=Path, default=checkpoint_dir("weave-sound-judges"))
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--judge-steps", type=int, default=600)
     ap.add_argument("--clips", type=int, default=2000)
     ap.add_argument("--only", choices=("model", "judges"), default=None)

@@ -156,3 +156,34 @@ def test_nirvana_picks_the_depth_by_similarity_and_evicts_by_lcbfu() -> None:
 def test_no_cache_plans_from_noise_at_its_own_steps_and_solver() -> None:
     plan = NoCache("fewer", 12, "dpm").plan(SoundJob("a", unit(1, 0), 3.0, 50, 0), 0.0, 0.0)
     assert (plan.steps, plan.solver, plan.start, plan.hit) == (12, "dpm", 0, False)
+
+
+def test_the_reward_is_time_saved_minus_quality_lost_against_the_full_step_bar() -> None:
+    g, bar = SkipGater(), QualityBar()
+    for score in (0.7, 0.9):
+        bar.observe(score)
+    assert bar.mean == pytest.approx(0.8)
+    deep = g.options.arms.index(0.9)
+    assert g.reward(deep, 0.85, bar) == pytest.approx(0.9)  # better than the bar: nothing lost
+    assert g.reward(deep, 0.6, bar) == pytest.approx(0.9 - 3.0 * 0.25)  # a quarter of the bar lost
+
+
+def test_an_ignored_reference_is_not_counted_as_used() -> None:
+    sw = SoundWeaver()
+    job = SoundJob("a chime", unit(1, 0, 0), 3.0, 50, 1)
+    sw.observe(job, sw.plan(job, 0.0, 0.0), Outcome(torch.zeros(N_MELS, frames_for(3.0)), 0.8, 50), 0.0)
+    (entry,) = sw.cache.entries.values()
+    sw.gater.choose = lambda ctx: 0  # type: ignore[method-assign]  # the gater says: do not skip
+    plan = sw.plan(SoundJob("a chime", unit(1, 0, 0), 3.0, 50, 2), 1.0, 0.0)
+    assert not plan.hit and plan.start == 0 and plan.arm == 0 and entry.uses == 0
+
+
+def test_nirvana_resumes_only_a_latent_of_the_same_schedule() -> None:
+    n = Nirvana()
+    job = SoundJob("a", unit(1, 0, 0), 3.0, 50, 0)
+    keep = n.plan(job, 0.0, 0.0).keep
+    states = {k: torch.zeros(N_MELS, frames_for(3.0)) for k in keep}
+    n.observe(job, n.plan(job, 0.0, 0.0), Outcome(torch.zeros(1), 0.8, 50, states), 0.0)
+    assert n.plan(SoundJob("a", unit(1, 0, 0), 3.0, 50, 1), 1.0, 0.0).hit
+    assert not n.plan(SoundJob("a", unit(1, 0, 0), 3.0, 8, 1), 1.0, 0.0).hit  # another step count
+    assert not n.plan(SoundJob("a", unit(1, 0, 0), 3.0, 50, 1, "dpm"), 1.0, 0.0).hit  # another solver

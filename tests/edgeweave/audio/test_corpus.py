@@ -56,7 +56,7 @@ def test_mel_round_trip_through_griffin_lim_keeps_the_spectrum() -> None:
     # distance to an unrelated sound; a noise sound comes back almost exactly (deterministic: seeded)
     same = spectral_distance_db(back, audio)
     other = spectral_distance_db(render(SoundSpec("rain", duration=2.0), 0), audio)
-    assert same < 16.0 and other > 1.8 * same
+    assert same < 16.0 and other > 1.5 * same
     rain = render(SoundSpec("rain", duration=2.0), 0)
     assert spectral_distance_db(GriffinLim()(to_mel(rain, frames_for(2.0)), 2.0, 0), rain) < 3.0
 
