@@ -34,16 +34,16 @@ from rich.progress import Progress
 from rich.table import Table
 
 from benchmarks.results_io import RESULTS, parser, save_result
-from cloud.soundweaver.baselines import Nirvana, NoCache
-from cloud.soundweaver.cache import CacheOptions
-from cloud.soundweaver.policy import CachePolicy, SoundJob, SoundWeaver
+from cloud.soundweaver.baselines import NoCache
+from cloud.soundweaver.policy import CachePolicy, SoundJob
 from cloud.soundweaver.runtime import GeneratedSound, SoundRuntime
-from cloud.soundweaver.service import QUEUE_FOR_FULL_LOAD, encode
+from cloud.soundweaver.service import QUEUE_FOR_FULL_LOAD, encode, make_policy
 from edgeweave.audio import traces
 from edgeweave.audio.corpus import CONCEPTS, render
 from edgeweave.audio.judges import Judges
 from edgeweave.audio.mel import GriffinLim, frames_for, to_mel
 from edgeweave.audio.quality import frechet, frechet_interval, interval, paired_interval, spectral_distance_db
+from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
 from edgeweave.models.sound import LatentSoundModel, load_sound_model
 
@@ -94,12 +94,16 @@ def _method(name: str, policy: CachePolicy, model: LatentSoundModel, judges: Jud
     return Method(name, policy, SoundRuntime(model, judges, policy))
 
 
-def _policies(capacity: int) -> dict[str, CachePolicy]:
+def _policies(capacity: int, model: LatentSoundModel) -> dict[str, CachePolicy]:
+    """The served policies, built as the cloud service builds them (:func:`cloud.soundweaver.service.make_policy`)."""
     return {
-        "full": NoCache("full"),
-        "soundweaver": SoundWeaver(CacheOptions(capacity=capacity), refine_steps=FULL_STEPS),
-        "soundweaver-lru": SoundWeaver(CacheOptions(capacity=capacity, lru=True), name="soundweaver-lru"),
-        "nirvana": Nirvana(capacity),
+        name: make_policy(SoundOptions(policy=kind, cache_entries=capacity), model)
+        for name, kind in (
+            ("full", "none"),
+            ("soundweaver", "soundweaver"),
+            ("soundweaver-lru", "soundweaver-lru"),
+            ("nirvana", "nirvana"),
+        )
     }
 
 
@@ -155,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     judges = Judges.load(a.judges)
     embeddings = model.embed([r.prompt for r in rows])
     jobs = [SoundJob(r.prompt, e, r.duration, FULL_STEPS, r.seed) for r, e in zip(rows, embeddings, strict=True)]
-    methods = {n: _method(n, p, model, judges) for n, p in _policies(a.cache_entries).items()}
+    methods = {n: _method(n, p, model, judges) for n, p in _policies(a.cache_entries, model).items()}
     with Progress(console=console) as bar:
         task = bar.add_task("serving the trace (full, soundweaver, lru, nirvana)", total=len(jobs))
         # one throwaway generation first: librosa's compiled kernels and torch's first-call setup are paid here

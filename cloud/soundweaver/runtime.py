@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,28 +55,24 @@ class SoundRuntime:
             plan.keep, on_step,
         )  # fmt: skip
 
-    def execute(
-        self, job: SoundJob, plan: Plan, now: float, on_step: StepCallback | None = None
-    ) -> tuple[GeneratedSound, Outcome]:
-        started = time.perf_counter()
+    def _execute(
+        self, job: SoundJob, plan: Plan, now: float, started: float, on_step: StepCallback | None
+    ) -> GeneratedSound:
         result = self._run(job, plan, on_step)
         audio = self.model.decode(result.mel, job.duration, job.seed)
         _, _, score = self.judges.judge(audio, job.embedding)
         outcome = Outcome(result.mel, max(score, 0.0), result.steps_run, result.states)
         self.policy.observe(job, plan, outcome, now)
-        sound = GeneratedSound(
+        return GeneratedSound(
             audio, job.duration, plan.steps, result.steps_run, plan.hit, plan.reference_prompt if plan.hit else None,
             plan.similarity, outcome.quality, time.perf_counter() - started, plan.solver,
         )  # fmt: skip
-        return sound, outcome
 
     def serve(self, job: SoundJob, load: float = 0.0, on_step: StepCallback | None = None) -> GeneratedSound:
         """``job`` generated per the policy's plan (``load``: the queue, scaled into [0, 1])."""
         started = time.perf_counter()
         now = self.clock()
-        plan = self.policy.plan(job, now, load)
-        sound, _ = self.execute(job, plan, now, on_step)
-        return replace(sound, latency_s=time.perf_counter() - started)
+        return self._execute(job, self.policy.plan(job, now, load), now, started, on_step)
 
     def refine(self) -> bool:
         """Run the policy's idle job (regenerate a popular, poor cached sound); False: none to run."""
@@ -84,5 +80,5 @@ class SoundRuntime:
         work = self.policy.idle(now)
         if work is None:
             return False
-        self.execute(*work, now)
+        self._execute(*work, now, time.perf_counter(), None)
         return True
