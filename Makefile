@@ -40,9 +40,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/edgeweave demo
 
-# pytest exits 5 when it collects no tests: that is a failure here.
+# pytest exits 5 when it collects no tests: that is a failure here.  `make test` runs a test
+# file per worker on TEST_WORKERS processes (most tests wait on processes and sockets, so two
+# workers on two cores overlap that waiting); a file's tests stay together, in order, on one
+# worker, as its module-scoped clusters are shared by them.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" --durations=15; rc=$$?; \
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-all: $(STAMP)
