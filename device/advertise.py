@@ -1,8 +1,12 @@
 """mDNS advertisement of a device daemon (zeroconf, ``_edgeweave._tcp.local.``).
 
 The TXT record carries id, kind, version, port and the cluster key
-fingerprint; never the secret.  The service is unregistered on shutdown so
-coordinators drop the device at once rather than after the record's TTL.
+fingerprint; never the secret.  The instance and host names carry the
+fingerprint's first 8 hex digits, so that two clusters on one network (two
+homes, or two test runs on one machine) can each have a ``phone-1``: mDNS
+refuses a second registration of the same name.  The service is unregistered
+on shutdown so coordinators drop the device at once rather than after the
+record's TTL.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ class Advertiser:
     def __init__(
         self, device_id: str, kind: str, host: str, port: int, fingerprint: str, interfaces: list[str]
     ) -> None:
+        instance = f"{device_id}-{fingerprint[:8]}"
         self.info = AsyncServiceInfo(
             SERVICE_TYPE,
-            f"{device_id}.{SERVICE_TYPE}",
+            f"{instance}.{SERVICE_TYPE}",
             parsed_addresses=_ipv4_addresses(host),
             port=port,
             properties={
@@ -43,7 +48,7 @@ class Advertiser:
                 "port": str(port),
                 "fp": fingerprint,
             },
-            server=f"{device_id}.local.",
+            server=f"{instance}.local.",
         )
         self._interfaces = interfaces
         self._zc: AsyncZeroconf | None = None

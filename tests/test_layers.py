@@ -1,11 +1,12 @@
 """The layer rules of docs/architecture.md, read from every import in the source (inside functions and
 under TYPE_CHECKING too): a module imports its own floor and the floors below, never above; device
 and cloud do not import each other; and no two packages (folders) import each other, directly or
-round a longer cycle."""
+round a longer cycle; and no top-level package shadows another installed distribution."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 from collections import defaultdict
 from pathlib import Path
 
@@ -78,3 +79,12 @@ def test_no_two_packages_import_each_other() -> None:
         edges = [(a, b) for a in cycle for b in cycle if (a, b) in why]
         report.append(" <-> ".join(sorted(cycle)) + "".join(f"\n  {w}" for e in edges for w in why[e][:2]))
     assert not cycles, "\n".join(report)
+
+
+def test_no_top_level_package_shadows_an_installed_distribution() -> None:
+    """Our top-level packages are importable from the checkout, so one named like another installed
+    distribution's package hides it: transformers 5.25 requires Hugging Face's ``kernels``, and
+    every transformers import then failed on our ``kernels/`` (a fresh install, in CI)."""
+    owners = importlib.metadata.packages_distributions()
+    shadowed = {top: others for top in FLOORS if (others := set(owners.get(top, [])) - {"edgeweave"})}
+    assert not shadowed, f"top-level packages that other installed distributions also ship: {shadowed}"
