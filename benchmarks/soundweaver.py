@@ -1,10 +1,12 @@
 """SoundWeaver against its baselines on one sound-request trace: latency, quality, hit rate, steps.
 
-``python -m benchmarks.soundweaver [--quick] [--trace PATH]``.  Every method serves the same trace
-with the same model (the committed ``weave-sound``) through :class:`cloud.soundweaver.runtime.SoundRuntime`,
-the code the cloud's ``/v1/audio/generations`` runs:
+``python -m benchmarks.soundweaver [--quick] [--trace PATH] [--steps N --solver ddim|dpm]``.  Every
+method serves the same trace with the same model (the committed ``weave-sound``) through
+:class:`cloud.soundweaver.runtime.SoundRuntime`, the code the cloud's ``/v1/audio/generations`` runs:
 
-- ``full``: every request from noise at the full schedule (50 DDIM steps);
+- ``full``: every request from noise at the full schedule (``--steps`` of ``--solver``: 50 DDIM
+  steps unless told otherwise; every method's requests ask for this schedule, so with
+  ``--solver dpm`` SoundWeaver's warm starts skip part of a DPM-Solver++ schedule);
 - ``soundweaver``: the paper's selector, contextual-bandit gater and importance/quality cache, with
   refinement when the server is idle;
 - ``soundweaver-lru``: the same with an LRU cache (no quality-aware eviction, no refinement);
@@ -27,6 +29,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from rich.console import Console
@@ -43,9 +46,11 @@ from edgeweave.audio.corpus import CONCEPTS, render
 from edgeweave.audio.judges import Judges
 from edgeweave.audio.mel import GriffinLim, frames_for, to_mel
 from edgeweave.audio.quality import frechet, frechet_interval, interval, paired_interval, spectral_distance_db
+from edgeweave.audio.solvers import Solver
 from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
 from edgeweave.models.sound import LatentSoundModel, load_sound_model
+from edgeweave.wire.audio import MAX_STEPS
 
 TEST_TRACE = Path(__file__).parent / "traces" / "sound_requests_test.csv"
 FULL_STEPS = 50
@@ -118,7 +123,7 @@ def _judged(m: Method, rows: list[traces.SoundRequestRow], embeddings: np.ndarra
     return np.asarray(claps), np.asarray(correct), np.stack(embs)
 
 
-def equal_latency_steps(methods: dict[str, Method]) -> int:
+def equal_latency_steps(methods: dict[str, Method], most: int) -> int:
     """The steps at which fewer-step sampling costs SoundWeaver's mean service time: service time fitted
     as a + b x steps run over the full-step and SoundWeaver requests of this run (least squares),
     per second of audio, then solved at SoundWeaver's mean."""
@@ -130,7 +135,7 @@ def equal_latency_steps(methods: dict[str, Method]) -> int:
     seconds = float(np.mean([s.sound.seconds for s in sw]))
     target = float(np.mean([s.sound.latency_s for s in sw]))
     steps = (target - a - per_second * seconds) / max(per_step_second * seconds, 1e-9)
-    return int(np.clip(round(steps), 1, FULL_STEPS))
+    return int(np.clip(round(steps), 1, most))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,9 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trace", type=Path, default=None, help=f"a trace CSV ({', '.join(traces.COLUMNS)})")
     ap.add_argument("--requests", type=int, default=None, help="replay only the first N requests")
     ap.add_argument("--cache-entries", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=FULL_STEPS, help="the full schedule's length")
+    ap.add_argument("--solver", choices=get_args(Solver), default="ddim", help="the full schedule's sampler")
     ap.add_argument("--model", type=Path, default=checkpoint_dir("weave-sound"))
     ap.add_argument("--judges", type=Path, default=checkpoint_dir("weave-sound-judges"))
     a = ap.parse_args(argv)
+    if not 2 <= a.steps <= MAX_STEPS:
+        ap.error(f"--steps must be 2-{MAX_STEPS}")
     if a.requests is not None and a.requests < 2:
         ap.error("--requests must be at least 2")
     if a.trace is not None and not a.trace.is_file():
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_sound_model(a.model)
     judges = Judges.load(a.judges)
     embeddings = model.embed([r.prompt for r in rows])
-    jobs = [SoundJob(r.prompt, e, r.duration, FULL_STEPS, r.seed) for r, e in zip(rows, embeddings, strict=True)]
+    jobs = [SoundJob(r.prompt, e, r.duration, a.steps, r.seed, a.solver) for r, e in zip(rows, embeddings, strict=True)]
     methods = {n: _method(n, p, model, judges) for n, p in _policies(a.cache_entries, model).items()}
     with Progress(console=console) as bar:
         task = bar.add_task("serving the trace (full, soundweaver, lru, nirvana)", total=len(jobs))
@@ -172,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 m.serve(job, row.arrival_s, arrivals[i + 1 :])
                 m.idle_until(nxt)
             bar.advance(task)
-        fewer = equal_latency_steps(methods)
+        fewer = equal_latency_steps(methods, a.steps)
         m = _method("fewer-steps", NoCache("fewer-steps", fewer, "dpm"), model, judges)
         methods["fewer-steps"] = m
         task = bar.add_task(f"serving the trace (fewer-steps: {fewer} DPM-Solver++ steps)", total=len(jobs))
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     acc_full, acc_full_ci = paired_interval(judged["soundweaver"][1], judged["full"][1])
     summary = {
         "requests": len(rows),
+        "full_steps": a.steps,
+        "full_solver": a.solver,
         "latency_ratio_vs_full": s["full"]["service_mean_s"] / s["soundweaver"]["service_mean_s"],
         "latency_p50_ratio_vs_full": s["full"]["service_p50_s"] / s["soundweaver"]["service_p50_s"],
         "quality_delta_vs_full": d_full,

@@ -57,8 +57,9 @@ def _described(
     service.keep(file_id, data, CONTENT_TYPES[req.format])
     return AudioGeneration(
         id=file_id, model=service.model_name, format=req.format, duration=sound.seconds, sample_rate=SAMPLE_RATE,
-        steps=sound.steps, steps_run=sound.steps_run, cache_hit=sound.hit, reference=sound.reference,
-        similarity=round(sound.similarity, 4), quality=round(sound.quality, 4), latency_s=round(sound.latency_s, 4),
+        steps=sound.steps, solver=sound.solver, steps_run=sound.steps_run, cache_hit=sound.hit,
+        reference=sound.reference, similarity=round(sound.similarity, 4), quality=round(sound.quality, 4),
+        latency_s=round(sound.latency_s, 4),
         url=f"{AUDIO_FILES}{file_id}" if req.response_format == "url" else None,
         b64_json=base64.b64encode(data).decode() if req.response_format == "b64_json" else None,
     )  # fmt: skip
@@ -82,7 +83,7 @@ async def _stream(service: SoundService, req: AudioGenerationRequest, file_id: s
     def on_step(step: int, total: int) -> None:
         loop.call_soon_threadsafe(events.put_nowait, AudioProgress(step=step, total=total))
 
-    task = asyncio.ensure_future(service.generate(req.prompt, req.duration, req.steps, req.seed, on_step))
+    task = asyncio.ensure_future(service.generate(req, on_step))
     getter: asyncio.Future[AudioProgress] | None = None
     try:
         while not task.done() or not events.empty():
@@ -120,13 +121,14 @@ async def answer(service: SoundService, method: str, path: str, body: bytes) -> 
     file_id = f"audio-{uuid.uuid4().hex[:16]}"
     if req.stream:
         return AudioReply(_stream(service, req, file_id), SSE_HEADERS["Content-Type"], SSE_HEADERS)
-    sound = await service.generate(req.prompt, req.duration, req.steps, req.seed)
+    sound = await service.generate(req)
     gen = _described(req, service, sound, file_id)
     if req.response_format == "audio":
         headers = {
             "X-Edgeweave-Cache-Hit": str(gen.cache_hit).lower(), "X-Edgeweave-Steps": str(gen.steps),
-            "X-Edgeweave-Steps-Run": str(gen.steps_run), "X-Edgeweave-Quality": str(gen.quality),
-            "X-Edgeweave-Latency-S": str(gen.latency_s), "X-Edgeweave-Audio-Id": gen.id,
+            "X-Edgeweave-Solver": gen.solver, "X-Edgeweave-Steps-Run": str(gen.steps_run),
+            "X-Edgeweave-Quality": str(gen.quality), "X-Edgeweave-Latency-S": str(gen.latency_s),
+            "X-Edgeweave-Audio-Id": gen.id,
         }  # fmt: skip
         return AudioReply(service.files[file_id][0], CONTENT_TYPES[req.format], headers)
     return AudioReply(gen.model_dump_json(exclude_none=True).encode(), "application/json")

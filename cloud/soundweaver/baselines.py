@@ -23,7 +23,7 @@ import torch
 from cloud.soundweaver.cache import CacheEntry
 from cloud.soundweaver.policy import Outcome, Plan, SoundJob
 from edgeweave.audio.mel import frames_for
-from edgeweave.models.sound import Solver
+from edgeweave.audio.solvers import Solver
 
 # (similarity at least, fraction of the schedule skipped): NIRVANA's K levels at 50 steps are 5-25; the
 # similarity floors are set for MiniLM on the dev trace as SoundWeaver's gate is (0.7: every nearest

@@ -23,7 +23,7 @@ import torch
 from cloud.soundweaver.cache import CacheEntry, CacheManager, CacheOptions
 from cloud.soundweaver.gater import GateContext, GaterOptions, QualityBar, SkipGater
 from cloud.soundweaver.selector import MEL, Layout, SelectorOptions, align, select
-from edgeweave.models.sound import Solver
+from edgeweave.audio.solvers import Solver
 
 
 @dataclass(frozen=True)

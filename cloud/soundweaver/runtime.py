@@ -19,6 +19,7 @@ import numpy as np
 
 from cloud.soundweaver.policy import CachePolicy, Outcome, Plan, SoundJob
 from edgeweave.audio.judges import Judges
+from edgeweave.audio.solvers import Solver
 from edgeweave.models.sound import LatentSoundModel, SampleResult, StepCallback
 
 
@@ -33,7 +34,7 @@ class GeneratedSound:
     similarity: float
     quality: float  # the online judge's text-audio score
     latency_s: float  # planning, sampling, vocoding and judging
-    solver: str
+    solver: Solver
 
 
 class SoundRuntime:

@@ -31,6 +31,7 @@ from edgeweave.audio.judges import Judges
 from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
 from edgeweave.models.sound import LatentSoundModel, SoundDiffusion, StepCallback, load_sound_model
+from edgeweave.wire.audio import AudioGenerationRequest
 
 log = logging.getLogger("edgeweave.cloud.soundweaver")
 QUEUE_FOR_FULL_LOAD = 8  # requests waiting at which the gater's load feature reads 1
@@ -101,12 +102,10 @@ class SoundService:
                 self._runtime = SoundRuntime(model, judges, make_policy(o, model))
             return self._runtime
 
-    def _generate(
-        self, prompt: str, duration: float, steps: int | None, seed: int, on_step: StepCallback | None
-    ) -> GeneratedSound:
+    def _generate(self, req: AudioGenerationRequest, on_step: StepCallback | None) -> GeneratedSound:
         rt = self.runtime()
-        emb = rt.model.embed([prompt])[0]
-        job = SoundJob(prompt, emb, duration, steps or rt.model.default_steps, seed)
+        emb = rt.model.embed([req.prompt])[0]
+        job = SoundJob(req.prompt, emb, req.duration, req.steps or rt.model.default_steps, req.seed, req.solver)
         load = min((self._waiting - 1) / QUEUE_FOR_FULL_LOAD, 1.0)  # the others waiting behind this one
         sound = rt.serve(job, load, on_step)
         m = self.metrics
@@ -126,14 +125,12 @@ class SoundService:
             except Exception:  # a failed refinement loses nothing: the entry stays as it was
                 log.exception("refining a cached sound failed")
 
-    async def generate(
-        self, prompt: str, duration: float, steps: int | None, seed: int, on_step: StepCallback | None = None
-    ) -> GeneratedSound:
+    async def generate(self, req: AudioGenerationRequest, on_step: StepCallback | None = None) -> GeneratedSound:
         loop = asyncio.get_running_loop()
         self._waiting += 1
         self.metrics.waiting.set(self._waiting)
         try:
-            sound = await loop.run_in_executor(self._worker, self._generate, prompt, duration, steps, seed, on_step)
+            sound = await loop.run_in_executor(self._worker, self._generate, req, on_step)
         finally:
             self._waiting -= 1
             self.metrics.waiting.set(self._waiting)

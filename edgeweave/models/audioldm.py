@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgeweave.audio.solvers import Solver
 from edgeweave.errors import ModelFileError
-from edgeweave.models.sound import LatentSoundModel, Solver
+from edgeweave.models.sound import LatentSoundModel
 
 SAMPLE_RATE = 16_000
 

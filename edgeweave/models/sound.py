@@ -23,16 +23,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from edgeweave.audio.mel import FRAMES_PER_SECOND, N_MELS, GriffinLim, frames_for
+from edgeweave.audio.solvers import Solver
 from edgeweave.errors import ModelFileError
 
-Solver = Literal["ddim", "dpm"]
 TRAIN_TIMESTEPS = 1000
 EMBED_DIM = 384  # all-MiniLM-L6-v2
 

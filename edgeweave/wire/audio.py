@@ -1,12 +1,13 @@
 """``POST /v1/audio/generations``: text-to-audio request and response bodies (SoundWeaver's front door).
 
 A request names a ``prompt`` (non-empty), a ``duration`` (1-10 s), the schedule's ``steps``
-(the model's default when absent), a ``seed``, the ``format`` (``wav`` or ``flac``) and how the
-audio comes back (``response_format``): ``audio`` (the file itself, its generation facts in
-``X-Edgeweave-*`` headers), ``url`` (JSON with a URL to ``GET /v1/audio/files/{id}``) or
-``b64_json`` (JSON with the file base64-encoded).  ``stream: true`` sends Server-Sent Events: one
-``progress`` event per denoising step, then the :class:`AudioGeneration` (which then cannot be
-``audio``: an SSE stream carries JSON).
+(the model's default when absent) and ``solver`` (``ddim``, or ``dpm``: DPM-Solver++), a
+``seed``, the ``format`` (``wav`` or ``flac``) and how the audio comes back
+(``response_format``): ``audio`` (the file itself, its generation facts in ``X-Edgeweave-*``
+headers), ``url`` (JSON with a URL to ``GET /v1/audio/files/{id}``) or ``b64_json`` (JSON with
+the file base64-encoded).  ``stream: true`` sends Server-Sent Events: one ``progress`` event per
+denoising step, then the :class:`AudioGeneration` (which then cannot be ``audio``: an SSE stream
+carries JSON).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edgeweave.audio.corpus import MAX_DURATION, MIN_DURATION
+from edgeweave.audio.solvers import Solver
 
 AudioFormat = Literal["wav", "flac"]
 MAX_STEPS = 200
@@ -31,6 +33,7 @@ class AudioGenerationRequest(BaseModel):
     prompt: str = Field(max_length=MAX_PROMPT_CHARS)
     duration: float = Field(default=5.0, ge=MIN_DURATION, le=MAX_DURATION)
     steps: int | None = Field(default=None, ge=1, le=MAX_STEPS)
+    solver: Solver = "ddim"
     seed: int = Field(default=0, ge=0, lt=2**31)
     format: AudioFormat = "wav"
     response_format: Literal["audio", "url", "b64_json"] = "audio"
@@ -54,6 +57,7 @@ class AudioGeneration(BaseModel):
     duration: float
     sample_rate: int
     steps: int  # the schedule's length
+    solver: Solver
     steps_run: int  # denoising steps actually run (a warm start skips the rest)
     cache_hit: bool
     reference: str | None = None  # the cached sound's caption it started from

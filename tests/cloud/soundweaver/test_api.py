@@ -36,6 +36,7 @@ async def test_a_wav_comes_back_with_how_it_was_made(cloud_server: ServiceProces
     audio, rate = soundfile.read(io.BytesIO(body))
     assert rate == 16_000 and len(audio) == 24_000
     assert headers["X-Edgeweave-Steps"] == "8" and headers["X-Edgeweave-Cache-Hit"] == "false"  # nothing like it yet
+    assert headers["X-Edgeweave-Solver"] == "ddim"
     assert headers["X-Edgeweave-Steps-Run"] == "8" and float(headers["X-Edgeweave-Quality"]) > 0.3
 
 
@@ -69,6 +70,7 @@ async def test_a_stream_reports_each_step_then_the_generation(cloud_server: Serv
         "prompt": "a slow low knock on the door",
         "duration": 1.0,
         "steps": 6,
+        "solver": "dpm",
         "stream": True,
         "response_format": "url",
     }
@@ -84,6 +86,7 @@ async def test_a_stream_reports_each_step_then_the_generation(cloud_server: Serv
     assert [p["step"] for p in progress] == list(range(1, gen["steps_run"] + 1))
     assert all(p["total"] == gen["steps_run"] for p in progress)
     assert names[-1] == "message" and datas[-1] == "[DONE]" and gen["url"].startswith("/v1/audio/files/")
+    assert gen["solver"] == "dpm" and gen["steps"] == 6
 
 
 @pytest.mark.parametrize(
@@ -94,6 +97,7 @@ async def test_a_stream_reports_each_step_then_the_generation(cloud_server: Serv
         ({"prompt": "a chime", "duration": 11}, 400, "duration"),
         ({"prompt": "a chime", "format": "mp3"}, 400, "format"),
         ({"prompt": "a chime", "steps": 0}, 400, "steps"),
+        ({"prompt": "a chime", "solver": "euler"}, 400, "solver"),
         ({"prompt": "a chime", "stream": True}, 400, "response_format"),
         ({"prompt": "a chime", "voice": "alloy"}, 400, "voice"),
         ({"prompt": "a chime", "model": "tts-1"}, 404, "model"),

@@ -16,6 +16,7 @@ from cloud.soundweaver.runtime import SoundRuntime
 from edgeweave.audio.corpus import SAMPLE_RATE, SoundSpec, render
 from edgeweave.audio.judges import Clap, Judges, SoundClassifier
 from edgeweave.audio.mel import N_MELS, frames_for, to_mel
+from edgeweave.audio.solvers import Solver
 from edgeweave.models.embedder import load_embedder
 from edgeweave.models.sound import SoundDiffusion, SoundModelConfig, SoundUNet
 
@@ -88,13 +89,17 @@ def test_a_saved_model_loads_and_samples_the_same(model: SoundDiffusion, tmp_pat
     assert audio.shape == (SAMPLE_RATE,) and audio.dtype == np.float32
 
 
-def test_soundweaver_serves_a_similar_request_as_a_warm_start(model: SoundDiffusion, judges: Judges) -> None:
+@pytest.mark.parametrize("solver", ["ddim", "dpm"])
+def test_soundweaver_serves_a_similar_request_as_a_warm_start(
+    model: SoundDiffusion, judges: Judges, solver: Solver
+) -> None:
     rt = SoundRuntime(model, judges, SoundWeaver(), clock=lambda: 0.0)
     emb = model.embed(["a soft two-note chime", "a gentle two-note chime"])
-    first = rt.serve(SoundJob("a soft two-note chime", emb[0], 2.0, 10, 1))
+    first = rt.serve(SoundJob("a soft two-note chime", emb[0], 2.0, 10, 1, solver))
     assert not first.hit and first.steps_run == 10 and first.reference is None
-    second = rt.serve(SoundJob("a gentle two-note chime", emb[1], 2.5, 10, 2))
+    second = rt.serve(SoundJob("a gentle two-note chime", emb[1], 2.5, 10, 2, solver))
     assert second.hit and second.steps_run < 10 and second.reference == "a soft two-note chime"
+    assert second.solver == solver
     assert second.similarity > 0.75 and len(second.audio) == int(2.5 * SAMPLE_RATE)
     assert rt.policy.cache_entries() == 2
 
