@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from cloud.soundweaver.service import SoundService, encode
 from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.serving.http_errors import ApiError, parse_json
 from edgeweave.wire.audio import AUDIO_FILES, AUDIO_GENERATIONS, AudioGeneration, AudioGenerationRequest, AudioProgress
+from edgeweave.wire.protocol import ErrorBody, ErrorEvent
 from edgeweave.wire.sse import SSE_HEADERS
 from edgeweave.wire.sse import encode as sse_event
 
@@ -96,9 +96,8 @@ async def _stream(service: SoundService, req: AudioGenerationRequest, file_id: s
         try:
             gen = _described(req, service, task.result(), file_id)
         except Exception as e:  # noqa: BLE001 - any failure of the generation becomes the stream's last event
-            yield sse_event(
-                json.dumps({"error": {"message": f"the generation failed: {e}", "type": "server_error"}}), "error"
-            )
+            failed = ErrorEvent(error=ErrorBody(message=f"the generation failed: {e}", type="server_error"))
+            yield sse_event(failed.model_dump_json(), failed.event)
             return
         yield sse_event(gen.model_dump_json(exclude_none=True), "generation")
         yield sse_event("[DONE]")

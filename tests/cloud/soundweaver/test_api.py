@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 import soundfile
 
+from cloud.soundweaver.api import _stream
 from edgeweave.cluster.processes import ServiceProcess
-from edgeweave.wire.audio import AUDIO_GENERATIONS
+from edgeweave.models.sound import StepCallback
+from edgeweave.wire.audio import AUDIO_GENERATIONS, AudioGenerationRequest
 from tests.cloud.test_server import metric
 from tests.conftest import CLOUD_KEY
 
@@ -117,3 +119,23 @@ async def test_the_service_answers_after_bad_input(cloud_server: ServiceProcess)
     await post(cloud_server, {"prompt": ""})
     status, body, _ = await post(cloud_server, {"prompt": "a bright music box tune", "duration": 1.0, "steps": 4})
     assert status == 200 and body[:4] == b"RIFF"
+
+
+class _FailingService:
+    """A sound service whose generation fails after its first step (the 200 is already sent)."""
+
+    model_name = "weave-sound"
+
+    async def generate(self, req: AudioGenerationRequest, on_step: StepCallback | None = None) -> None:
+        assert on_step is not None
+        on_step(1, req.steps or 50)
+        raise RuntimeError("the worker ran out of memory")
+
+
+async def test_a_failed_stream_ends_with_an_error_event_naming_why() -> None:
+    req = AudioGenerationRequest(prompt="a chime", steps=4, stream=True, response_format="url")
+    text = b"".join([c async for c in _stream(_FailingService(), req, "audio-x")]).decode()  # type: ignore[arg-type]
+    events = [block.split("\n") for block in text.strip().split("\n\n")]
+    assert [lines[0] for lines in events] == ["event: progress", "event: error"]
+    error = json.loads(events[-1][-1].removeprefix("data: "))["error"]
+    assert error["type"] == "server_error" and "ran out of memory" in error["message"]
