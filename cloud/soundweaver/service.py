@@ -30,7 +30,7 @@ from edgeweave.audio.corpus import SAMPLE_RATE
 from edgeweave.audio.judges import Judges
 from edgeweave.config import SoundOptions
 from edgeweave.models.registry import checkpoint_dir
-from edgeweave.models.sound import LatentSoundModel, SoundDiffusion, StepCallback, load_sound_model
+from edgeweave.models.sound import LatentSoundModel, StepCallback, load_sound_model
 from edgeweave.wire.audio import AudioGenerationRequest
 
 log = logging.getLogger("edgeweave.cloud.soundweaver")
@@ -40,7 +40,7 @@ QUEUE_FOR_FULL_LOAD = 8  # requests waiting at which the gater's load feature re
 def make_policy(o: SoundOptions, model: LatentSoundModel) -> CachePolicy:
     cache = CacheOptions(capacity=o.cache_entries, half_life_s=o.half_life_s, lru=o.policy == "soundweaver-lru")
     if o.policy in ("soundweaver", "soundweaver-lru"):
-        layout = Layout(model.frames, model.silence, isinstance(model, SoundDiffusion))
+        layout = Layout(model.frames, model.silence, model.rows_are_mel)
         return SoundWeaver(cache, name=o.policy, refine_steps=model.default_steps, layout=layout)
     if o.policy == "nirvana":
         return Nirvana(o.cache_entries, model.frames)

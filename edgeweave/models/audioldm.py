@@ -28,6 +28,7 @@ SAMPLE_RATE = 16_000
 
 class AudioLdmSound(LatentSoundModel):
     silence = 0.0  # the latent's mean: padding a short reference adds no structure
+    rows_are_mel = False  # VAE latent channels
 
     def __init__(self, pipe, name: str, guidance: float = 2.5, default_steps: int = 50) -> None:  # type: ignore[no-untyped-def]
         from edgeweave.models.embedder import load_embedder

@@ -115,6 +115,7 @@ class LatentSoundModel(ABC):
     name: str
     default_steps: int
     silence: float  # the representation's value for silence (padding an aligned reference)
+    rows_are_mel: bool  # the rows are our normalized log-mel, where loudness (and stationarity) can be read
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -227,6 +228,7 @@ class SoundDiffusion(LatentSoundModel):
     """The mel UNet trained here, its MiniLM embedder and the Griffin-Lim vocoder."""
 
     silence = -1.0
+    rows_are_mel = True
 
     def __init__(self, cfg: SoundModelConfig, unet: SoundUNet, embed: Callable[[Sequence[str]], np.ndarray]) -> None:
         super().__init__()
